@@ -1,0 +1,239 @@
+/**
+ * The embedded change log: one SQLite file (WAL journal, synchronous=FULL, so a committed
+ * transaction has been fsync'd). Chosen over a hand-rolled segment file because SQLite gives
+ * crash-safe appends, per-table ordered reads and cheap purges from one dependency
+ * (see docs/architecture.md).
+ *
+ * Layout: changes are keyed by (table, lsn, idx) so each target's apply cursor reads its own
+ * table's changes in position order with one index range scan. `meta.head_*` is the durable head;
+ * rows above it belong to a transaction whose commit was not yet flushed and are deleted at open
+ * (the slot re-sends that transaction, because it was never acknowledged).
+ */
+import Database from 'better-sqlite3';
+import { randomUUID } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { SluiceError } from '../../core/errors.js';
+import { Lsn, type Change, type ChangeKind, type Position, type RelationColumns } from '../../core/types.js';
+import type { ChangeLog, LogHead, PendingChange } from '../changelog.js';
+
+const KIND_CODE: Record<ChangeKind, number> = { insert: 1, update: 2, delete: 3, truncate: 4 };
+const CODE_KIND: ChangeKind[] = ['insert', 'insert', 'update', 'delete', 'truncate'];
+
+interface Row {
+  lsn: bigint;
+  idx: bigint;
+  kind: bigint;
+  rel: bigint;
+  row: string | null;
+  old_key: string | null;
+  commit_ms: bigint;
+}
+
+export class EmbeddedChangeLog implements ChangeLog {
+  private readonly db: Database.Database;
+  private readonly pending: PendingChange[] = [];
+  private readonly relations = new Map<number, RelationColumns>();
+  private readonly latestVersion = new Map<string, { version: number; key: string }>();
+  private pendingRelations: { version: number; table: string; json: string }[] = [];
+  private nextVersion = 1;
+  private durable: LogHead;
+  private staged: LogHead;
+
+  private readonly insertChange: Database.Statement;
+  private readonly setMeta: Database.Statement;
+  private readonly insertRelation: Database.Statement;
+  private readonly readChanges: Database.Statement;
+  private readonly readChangesUpTo: Database.Statement;
+  private readonly purgeChanges: Database.Statement;
+  private readonly countChanges: Database.Statement;
+
+  /**
+   * `role: 'reader'` opens the file beside a writer in another thread (capture): it reads, purges and
+   * learns the durable head from the writer (`setDurable`) instead of owning it.
+   */
+  constructor(readonly file: string, options: { fsync?: boolean; role?: 'writer' | 'reader' } = {}) {
+    mkdirSync(dirname(file), { recursive: true });
+    try {
+      this.db = new Database(file);
+    } catch (err) {
+      throw new SluiceError('CHANGELOG_ERROR', `change log ${file}: cannot open (${(err as Error).message}); check log.path`, { cause: err });
+    }
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma(`synchronous = ${options.fsync === false ? 'OFF' : 'FULL'}`);
+    this.db.pragma('cache_size = -65536');
+    this.db.pragma('busy_timeout = 10000');
+    this.db.exec(`
+      CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+      CREATE TABLE IF NOT EXISTS relations (version INTEGER PRIMARY KEY, tbl TEXT NOT NULL, columns TEXT NOT NULL);
+      CREATE TABLE IF NOT EXISTS changes (
+        tbl TEXT NOT NULL, lsn INTEGER NOT NULL, idx INTEGER NOT NULL,
+        kind INTEGER NOT NULL, rel INTEGER NOT NULL, row TEXT, old_key TEXT, commit_ms INTEGER NOT NULL,
+        PRIMARY KEY (tbl, lsn, idx)
+      ) WITHOUT ROWID;
+    `);
+    const meta = new Map<string, string>(
+      (this.db.prepare('SELECT key, value FROM meta').all() as { key: string; value: string }[]).map((r) => [r.key, r.value]),
+    );
+    this.durable = {
+      lsn: Lsn.of(BigInt(meta.get('head_lsn') ?? '0')),
+      endLsn: Lsn.of(BigInt(meta.get('head_end_lsn') ?? '0')),
+      commitTimeMs: Number(meta.get('head_commit_ms') ?? '0'),
+    };
+    this.staged = this.durable;
+    // A transaction whose commit never became durable: the source sends it again.
+    if (options.role !== 'reader') this.db.prepare('DELETE FROM changes WHERE lsn > ?').run(this.durable.lsn);
+    for (const r of this.db.prepare('SELECT version, tbl, columns FROM relations ORDER BY version').all() as {
+      version: number;
+      tbl: string;
+      columns: string;
+    }[]) {
+      this.relations.set(r.version, JSON.parse(r.columns) as RelationColumns);
+      this.latestVersion.set(r.tbl, { version: r.version, key: r.columns });
+      this.nextVersion = r.version + 1;
+    }
+
+    this.insertChange = this.db.prepare(
+      'INSERT OR REPLACE INTO changes (tbl, lsn, idx, kind, rel, row, old_key, commit_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+    );
+    this.setMeta = this.db.prepare('INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)');
+    this.insertRelation = this.db.prepare('INSERT OR REPLACE INTO relations (version, tbl, columns) VALUES (?, ?, ?)');
+    this.readChanges = this.db
+      .prepare(
+        `SELECT lsn, idx, kind, rel, row, old_key, commit_ms FROM changes
+         WHERE tbl = ? AND (lsn, idx) > (?, ?) AND lsn <= ? ORDER BY lsn, idx LIMIT ?`,
+      )
+      .safeIntegers(true);
+    this.readChangesUpTo = this.db
+      .prepare(
+        `SELECT lsn, idx, kind, rel, row, old_key, commit_ms FROM changes
+         WHERE tbl = ? AND (lsn, idx) > (?, ?) AND (lsn, idx) <= (?, ?) AND lsn <= ? ORDER BY lsn, idx LIMIT ?`,
+      )
+      .safeIntegers(true);
+    this.purgeChanges = this.db.prepare('DELETE FROM changes WHERE tbl = ? AND (lsn, idx) <= (?, ?)');
+    this.countChanges = this.db.prepare('SELECT count(*) AS n FROM changes WHERE tbl = ? AND (lsn, idx) > (?, ?) AND lsn <= ?');
+  }
+
+  /** A random id written when the file is created: tells one change log from another. */
+  identity(): string {
+    const row = this.db.prepare(`SELECT value FROM meta WHERE key = 'log_id'`).get() as { value: string } | undefined;
+    if (row) return row.value;
+    const id = randomUUID();
+    this.setMeta.run('log_id', id);
+    return id;
+  }
+
+  get buffered(): number {
+    return this.pending.length;
+  }
+
+  relationVersion(table: string, columns: RelationColumns): number {
+    const json = JSON.stringify({ names: columns.names, typeOids: columns.typeOids, keyIndexes: columns.keyIndexes });
+    const latest = this.latestVersion.get(table);
+    if (latest && latest.key === json) return latest.version;
+    const version = this.nextVersion++;
+    this.relations.set(version, JSON.parse(json) as RelationColumns);
+    this.latestVersion.set(table, { version, key: json });
+    this.pendingRelations.push({ version, table, json });
+    return version;
+  }
+
+  /** The writer in the capture thread reports its durable head here (reader role). */
+  setDurable(head: LogHead): void {
+    if (head.lsn >= this.durable.lsn) this.durable = head;
+  }
+
+  relation(version: number): RelationColumns {
+    if (!this.relations.has(version)) {
+      // Written by the capture thread after this reader loaded its cache.
+      const row = this.db.prepare('SELECT columns FROM relations WHERE version = ?').get(version) as { columns: string } | undefined;
+      if (row) this.relations.set(version, JSON.parse(row.columns) as RelationColumns);
+    }
+    const r = this.relations.get(version);
+    if (!r) throw new SluiceError('CHANGELOG_ERROR', `change log ${this.file}: unknown relation version ${version}`);
+    return r;
+  }
+
+  append(change: PendingChange): void {
+    this.pending.push(change);
+  }
+
+  commit(lsn: Lsn, endLsn: Lsn, commitTimeMs: number): void {
+    this.staged = { lsn, endLsn: Lsn.max(endLsn, this.staged.endLsn), commitTimeMs };
+  }
+
+  advance(endLsn: Lsn): void {
+    if (endLsn > this.staged.endLsn) this.staged = { ...this.staged, endLsn };
+  }
+
+  flush(): LogHead {
+    const changes = this.pending.splice(0);
+    const relations = this.pendingRelations.splice(0);
+    const head = this.staged;
+    const headMoved = head.lsn !== this.durable.lsn || head.endLsn !== this.durable.endLsn;
+    if (changes.length === 0 && relations.length === 0 && !headMoved) return this.durable;
+    this.db.transaction(() => {
+      for (const r of relations) this.insertRelation.run(r.version, r.table, r.json);
+      for (const c of changes) {
+        this.insertChange.run(
+          c.table,
+          c.lsn,
+          c.idx,
+          KIND_CODE[c.kind],
+          c.relationVersion,
+          c.row === undefined ? null : JSON.stringify(c.row),
+          c.oldKey === undefined ? null : JSON.stringify(c.oldKey),
+          c.commitTimeMs,
+        );
+      }
+      if (headMoved) {
+        this.setMeta.run('head_lsn', head.lsn.toString());
+        this.setMeta.run('head_end_lsn', head.endLsn.toString());
+        this.setMeta.run('head_commit_ms', String(head.commitTimeMs));
+      }
+    })();
+    this.durable = head;
+    return head;
+  }
+
+  head(): LogHead {
+    return this.durable;
+  }
+
+  read(table: string, after: Position, limit: number, upTo?: Position): Change[] {
+    const idx = BigInt(after.idx);
+    const rows = (
+      upTo
+        ? this.readChangesUpTo.all(table, after.lsn, idx, upTo.lsn, BigInt(upTo.idx), this.durable.lsn, limit)
+        : this.readChanges.all(table, after.lsn, idx, this.durable.lsn, limit)
+    ) as Row[];
+    const out: Change[] = new Array(rows.length);
+    for (let i = 0; i < rows.length; i++) {
+      const r = rows[i];
+      out[i] = {
+        position: { lsn: r.lsn as Lsn, idx: Number(r.idx) },
+        table,
+        kind: CODE_KIND[Number(r.kind)],
+        relationVersion: Number(r.rel),
+        row: r.row === null ? undefined : JSON.parse(r.row),
+        oldKey: r.old_key === null ? undefined : JSON.parse(r.old_key),
+        commitTimeMs: Number(r.commit_ms),
+      };
+    }
+    return out;
+  }
+
+  purge(table: string, upTo: Position): number {
+    const idx = BigInt(upTo.idx);
+    return this.purgeChanges.run(table, upTo.lsn, idx).changes;
+  }
+
+  count(table: string, after: Position): number {
+    const idx = BigInt(after.idx);
+    return Number((this.countChanges.get(table, after.lsn, idx, this.durable.lsn) as { n: number }).n);
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}

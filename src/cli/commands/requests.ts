@@ -1,0 +1,217 @@
+/** `sluice backfill` and `sluice cancel`: recorded in the destination; a running `sluice run` acts at once. */
+import { SluiceError } from '../../core/errors.js';
+import { sleep } from '../../core/retry.js';
+import { TableName, type BackfillMode } from '../../core/types.js';
+import { ensureStateSchema, readTable } from '../../destinations/postgres/state.js';
+import { connect, withTransaction } from '../../pipeline/context.js';
+import { readConfig, type GlobalOptions } from '../shared.js';
+import { qualified } from '../../destinations/postgres/dialect.js';
+import { uncarriable } from '../../destinations/postgres/swap.js';
+import { checkBackfillOptions } from '../../pipeline/inspector.js';
+import { introspectTable } from '../../sources/postgres/introspect.js';
+import type { SluiceConfig } from '../../config/schema.js';
+
+export interface BackfillFlags {
+  mode?: string;
+  strategy?: string;
+  where?: string;
+  parallelism?: string;
+  wait?: boolean;
+  keepArchive?: boolean;
+}
+
+export const MODE_HELP: Record<BackfillMode, string> = {
+  online: 'load a staging table beside the live one, replay, then swap it in atomically: readers never see a missing, empty or partial table (default)',
+  upsert: 'load over the existing rows ("do nothing" first); rows deleted at the source before the run stay',
+  truncate: 'empty the table first, keeping its schema, indexes and grants; it is partial until the load ends',
+  drop: 'drop and recreate the table from the source schema; dependent views are dropped with it',
+};
+
+function tablesIn(cfg: SluiceConfig, names: string[]): string[] {
+  const known = new Set(cfg.tables.map((t) => TableName.format(TableName.parse(t.name))));
+  return names.map((n) => {
+    const q = TableName.format(TableName.parse(n));
+    if (!known.has(q)) throw new SluiceError('BAD_USAGE', `table ${q} is not in the config's tables; add it to sluice.yaml first`);
+    return q;
+  });
+}
+
+export async function backfillCommand(names: string[], flags: BackfillFlags, opts: GlobalOptions): Promise<number> {
+  const cfg = readConfig(opts);
+  const mode = (flags.mode ?? 'online') as BackfillMode;
+  if (!(mode in MODE_HELP)) throw new SluiceError('BAD_USAGE', `--mode ${mode}: expected one of ${Object.keys(MODE_HELP).join('|')}`);
+  if (flags.keepArchive && mode !== 'online') throw new SluiceError('BAD_USAGE', '--keep-archive applies to --mode online only');
+  if (flags.strategy && !['keyset', 'interval', 'ctid'].includes(flags.strategy)) {
+    throw new SluiceError('BAD_USAGE', `--strategy ${flags.strategy}: expected one of keyset|interval|ctid`);
+  }
+  const parallelism = flags.parallelism === undefined ? undefined : Number(flags.parallelism);
+  if (parallelism !== undefined && (!Number.isInteger(parallelism) || parallelism < 1)) {
+    throw new SluiceError('BAD_USAGE', `--parallelism ${flags.parallelism}: expected a whole number ≥ 1`);
+  }
+  const tables = tablesIn(cfg, names);
+  await checkOptions(cfg, tables, { mode, strategy: flags.strategy, parallelism, where: flags.where });
+  if (mode === 'online') await refuseUncarriable(cfg, tables);
+  const params: Record<string, unknown> = { mode, keepArchive: Boolean(flags.keepArchive) };
+  if (flags.strategy) params.strategy = flags.strategy;
+  if (parallelism !== undefined) params.parallelism = parallelism;
+  if (flags.where !== undefined) params.where = flags.where;
+  const ids = await record(cfg, 'backfill', tables, params);
+  for (const t of tables) process.stdout.write(`backfill of ${t} requested (mode ${mode})\n`);
+  if (!flags.wait) return 0;
+  return waitFor(cfg, tables, ids);
+}
+
+export async function cancelCommand(names: string[], opts: GlobalOptions): Promise<number> {
+  const cfg = readConfig(opts);
+  const tables = tablesIn(cfg, names);
+  const ids = await record(cfg, 'cancel', tables, {});
+  for (const t of tables) process.stdout.write(`cancel of ${t} requested\n`);
+  // Report the outcome when a running pipeline handles it promptly.
+  const dst = await connect('destination', cfg.destination.url, 'sluice-cli');
+  try {
+    const deadline = Date.now() + 5000;
+    while (Date.now() < deadline) {
+      const r = await dst.query(`SELECT table_name, outcome FROM _sluice.requests WHERE id = ANY($1) AND handled_at IS NOT NULL`, [ids]);
+      if (r.rowCount === ids.length) {
+        for (const row of r.rows) process.stdout.write(`${row.table_name}: ${row.outcome}\n`);
+        return 0;
+      }
+      await sleep(200);
+    }
+    process.stdout.write('no running pipeline answered yet: the request is recorded and acted on at the next start\n');
+    return 0;
+  } finally {
+    await dst.end().catch(() => {});
+  }
+}
+
+/** Strategy, parallelism and scope checked against each source table now: bad input exits 2 before anything is recorded. */
+async function checkOptions(
+  cfg: SluiceConfig,
+  tables: string[],
+  o: { mode: string; strategy?: string; parallelism?: number; where?: string },
+): Promise<void> {
+  const src = await connect('source', cfg.source.url, 'sluice-cli');
+  try {
+    for (const t of tables) {
+      const tc = cfg.tables.find((x) => TableName.format(TableName.parse(x.name)) === t)!;
+      const info = await introspectTable(src, TableName.parse(t));
+      const strategy = o.strategy ?? tc.strategy;
+      await checkBackfillOptions(
+        src,
+        info,
+        { mode: o.mode, strategy, parallelism: o.parallelism ?? (o.strategy && o.strategy !== tc.strategy ? 1 : tc.parallelism), where: o.where ?? tc.where },
+        (key) => `--${key}`,
+      );
+    }
+  } finally {
+    await src.end().catch(() => {});
+  }
+}
+
+/** `sluice throttle`: change limits of the running pipeline (they last until it restarts). */
+export async function throttleCommand(flags: Record<string, string | undefined>, opts: GlobalOptions): Promise<number> {
+  const cfg = readConfig(opts);
+  const params: Record<string, unknown> = {};
+  const num = (flag: string, key: string) => {
+    const v = flags[flag];
+    if (v === undefined) return;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 0) throw new SluiceError('BAD_USAGE', `--${flag.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} ${v}: expected a number ≥ 0 (0 turns it off)`);
+    params[key] = n;
+  };
+  num('maxRowsPerSecond', 'maxRowsPerSecond');
+  num('maxActiveSessions', 'maxActiveSessions');
+  num('maxReplicaLagSeconds', 'maxReplicaLagSeconds');
+  num('maxSlotLagBytes', 'maxSlotLagBytes');
+  if (flags.query !== undefined) params.query = flags.query;
+  if (Object.keys(params).length === 0) throw new SluiceError('BAD_USAGE', 'sluice throttle: give at least one limit (see sluice throttle --help)');
+  const ids = await record(cfg, 'throttle', ['*'], params);
+  const dst = await connect('destination', cfg.destination.url, 'sluice-cli');
+  try {
+    const deadline = Date.now() + 5000;
+    while (Date.now() < deadline) {
+      const r = await dst.query(`SELECT outcome FROM _sluice.requests WHERE id = ANY($1) AND handled_at IS NOT NULL`, [ids]);
+      if (r.rowCount) {
+        process.stdout.write(`${r.rows[0].outcome}\n`);
+        return 0;
+      }
+      await sleep(200);
+    }
+  } finally {
+    await dst.end().catch(() => {});
+  }
+  process.stdout.write('no running pipeline answered: the change is recorded and applied when `sluice run` starts (until it stops)\n');
+  return 0;
+}
+
+/** The running pipeline checks again; checking here too gives the answer without one running. */
+async function refuseUncarriable(cfg: SluiceConfig, tables: string[]): Promise<void> {
+  const dst = await connect('destination', cfg.destination.url, 'sluice-cli');
+  try {
+    for (const t of tables) {
+      const target = { schema: cfg.destination.schema, name: TableName.parse(t).name };
+      const exists = (await dst.query(`SELECT to_regclass($1) IS NOT NULL AS ok`, [qualified(target)])).rows[0].ok;
+      if (!exists) continue;
+      const blockers = await uncarriable(dst, target);
+      if (blockers.length) {
+        throw new SluiceError(
+          'BAD_USAGE',
+          `online backfill of ${TableName.format(target)}: the swap cannot carry ${blockers.join('; ')}; remove them, or use --mode truncate`,
+        );
+      }
+    }
+  } finally {
+    await dst.end().catch(() => {});
+  }
+}
+
+async function record(cfg: SluiceConfig, kind: string, tables: string[], params: Record<string, unknown>): Promise<number[]> {
+  const dst = await connect('destination', cfg.destination.url, 'sluice-cli');
+  try {
+    return await withTransaction(dst, async () => {
+      await ensureStateSchema(dst);
+      const ids: number[] = [];
+      for (const t of tables) {
+        const r = await dst.query(
+          `INSERT INTO _sluice.requests (pipeline, kind, table_name, params, requested_by) VALUES ($1, $2, $3, $4, $5) RETURNING id`,
+          [cfg.pipeline.name, kind, t, JSON.stringify(params), process.env.USER ?? null],
+        );
+        ids.push(Number(r.rows[0].id));
+      }
+      await dst.query(`NOTIFY sluice_requests`);
+      return ids;
+    });
+  } finally {
+    await dst.end().catch(() => {});
+  }
+}
+
+async function waitFor(cfg: SluiceConfig, tables: string[], ids: number[]): Promise<number> {
+  const dst = await connect('destination', cfg.destination.url, 'sluice-cli');
+  try {
+    for (;;) {
+      const handled = await dst.query(`SELECT table_name, outcome FROM _sluice.requests WHERE id = ANY($1) AND handled_at IS NOT NULL`, [ids]);
+      const refused = handled.rows.filter((r) => /^(refused|unknown)/.test(r.outcome));
+      if (refused.length) {
+        for (const r of refused) process.stderr.write(`${r.table_name}: ${r.outcome}\n`);
+        return 2;
+      }
+      if (handled.rowCount === ids.length) {
+        const states = await Promise.all(tables.map((t) => readTable(dst, cfg.pipeline.name, t)));
+        const failed = states.filter((s) => s?.state === 'failed');
+        if (failed.length) {
+          for (const s of failed) process.stderr.write(`${s!.name}: failed: ${s!.error}\n`);
+          return 1;
+        }
+        if (states.every((s) => s?.state === 'streaming')) {
+          for (const s of states) process.stdout.write(`${s!.name}: streaming (${s!.rowsCopied.toLocaleString('en-US')} rows copied)\n`);
+          return 0;
+        }
+      }
+      await sleep(500);
+    }
+  } finally {
+    await dst.end().catch(() => {});
+  }
+}

@@ -1,0 +1,120 @@
+#!/usr/bin/env node
+/** The sluice command line. Exit codes: 0 success; 1 a difference or a failed run; 2 bad usage, config or environment. */
+import { Command, Option } from 'commander';
+import { backfillCommand, cancelCommand, MODE_HELP, throttleCommand } from './commands/requests.js';
+import { runCommand } from './commands/run.js';
+import { statusCommand } from './commands/status.js';
+import { verifyCommand } from './commands/verify.js';
+import { demoCommand } from './commands/demo.js';
+import { exitCodeOf, reportError, type GlobalOptions } from './shared.js';
+import { VERSION } from '../pipeline/orchestrator.js';
+
+const program = new Command();
+program
+  .name('sluice')
+  .description('Online database backfills alongside change-data-capture (PostgreSQL → PostgreSQL)')
+  .version(VERSION)
+  .option('-c, --config <path>', 'configuration file', 'sluice.yaml')
+  .addOption(new Option('--log-format <format>', 'log format').choices(['pretty', 'json']))
+  .option('-v, --verbose', 'debug logging')
+  .showHelpAfterError()
+  .exitOverride();
+
+function globals(): GlobalOptions {
+  return program.opts() as GlobalOptions;
+}
+
+let action: Promise<number> | null = null;
+
+program
+  .command('run')
+  .description('capture changes, backfill the configured tables and apply changes until SIGINT/SIGTERM')
+  .action(() => {
+    action = runCommand(globals());
+  });
+
+program
+  .command('backfill')
+  .description('(re)load tables while change capture keeps running')
+  .argument('<table...>', 'tables to backfill (schema.table)')
+  .addOption(
+    new Option('--mode <mode>', Object.entries(MODE_HELP).map(([m, h]) => `${m}: ${h}`).join('; ')).choices(Object.keys(MODE_HELP)).default('online'),
+  )
+  .option('--strategy <strategy>', 'keyset: walk the primary key, one reader; interval: integer-key ranges read concurrently; ctid: heap page ranges read concurrently (PostgreSQL 14+)')
+  .option('--where <sql>', 'load only the rows matching this condition (upsert: over the existing rows; truncate: delete the matching rows, then load them)')
+  .option('--parallelism <n>', 'chunks of the table read at once (interval, ctid)')
+  .option('--keep-archive', 'online: keep the replaced table instead of dropping it after online.archiveRetentionHours')
+  .option('--wait', 'wait until the tables stream again; exit 1 if one fails')
+  .action((tables: string[], flags) => {
+    action = backfillCommand(tables, flags, globals());
+  });
+
+program
+  .command('cancel')
+  .description('stop backfills in progress')
+  .argument('<table...>', 'tables')
+  .action((tables: string[]) => {
+    action = cancelCommand(tables, globals());
+  });
+
+program
+  .command('throttle')
+  .description('change the throttle of the running pipeline (lasts until it restarts; 0 turns a limit off)')
+  .option('--max-rows-per-second <n>', 'rows/s ceiling across all backfills')
+  .option('--max-active-sessions <n>', 'pause while the source has more active sessions (not counting sluice)')
+  .option('--max-replica-lag-seconds <n>', 'pause while the replica lags more')
+  .option('--max-slot-lag-bytes <n>', "pause while sluice's slot retains more WAL")
+  .option('--query <sql>', 'pause while this query on the source returns a number > 0 ("" removes it)')
+  .action((flags) => {
+    action = throttleCommand(flags, globals());
+  });
+
+program
+  .command('status')
+  .description("each table's state, rows copied, rate, lag and last error")
+  .option('--json', 'machine-readable output')
+  .action((flags) => {
+    action = statusCommand(flags, globals());
+  });
+
+program
+  .command('verify')
+  .description('compare source and destination: row counts and an ordered hash per table (exit 0 equal, 1 different)')
+  .argument('[table...]', 'tables (default: all configured)')
+  .option('--json', 'machine-readable output')
+  .option('--attempts <n>', 're-checks of a difference before it is reported (tables keep moving)', '4')
+  .action((tables: string[], flags) => {
+    action = verifyCommand(tables, flags, globals());
+  });
+
+program
+  .command('demo')
+  .description('everything embedded: throwaway source and destination clusters, live writes, a backfill, a verify')
+  .option('--rows <n>', 'rows in the demo table', '1000000')
+  .option('--keep', 'keep the clusters running at the end (Ctrl-C to stop)')
+  .action((flags) => {
+    action = demoCommand(flags, globals());
+  });
+
+async function main(): Promise<void> {
+  try {
+    await program.parseAsync(process.argv);
+  } catch (err) {
+    const e = err as { code?: string; exitCode?: number };
+    if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') process.exit(0);
+    process.exit(typeof e.exitCode === 'number' && e.exitCode !== 0 ? 2 : 0);
+  }
+  if (!action) {
+    program.outputHelp();
+    process.exit(2);
+  }
+  try {
+    const code = await action;
+    process.exit(code);
+  } catch (err) {
+    reportError(err);
+    process.exit(exitCodeOf(err));
+  }
+}
+
+void main();

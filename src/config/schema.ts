@@ -1,0 +1,274 @@
+/**
+ * The shape of sluice.yaml: one zod schema per section, every object strict (an unknown key is an
+ * error, so a typo never silently falls back to a default), and every default lives here.
+ * docs/configuration.md describes each key; keep the two in step.
+ *
+ * Loading (env expansion, YAML, overrides, readable errors) is in load.ts.
+ */
+import { z } from 'zod';
+import { TableName } from '../core/types.js';
+
+const POSTGRES_URL = /^postgres(ql)?:\/\//;
+const NATS_URL = /^nats:\/\//;
+
+function postgresUrl() {
+  return z.string().regex(POSTGRES_URL, { error: 'must be a URL starting with postgres:// or postgresql://' });
+}
+
+export const PIPELINE_NAME = /^[a-z][a-z0-9_]{0,40}$/;
+/** PostgreSQL's rule for replication slot names: lower case letters, digits, underscore, ≤ 63. */
+const SLOT_NAME = /^[a-z0-9_]{1,63}$/;
+/** An unquoted lower-case identifier, so it can be used in SQL without quoting. */
+const PUBLICATION_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+
+export const pipelineSchema = z
+  .object({
+    name: z.string().regex(PIPELINE_NAME, {
+      error:
+        'must be 1-41 characters of lower-case letters, digits and _, starting with a letter ' +
+        '(it is used in replication slot and publication names)',
+    }),
+    concurrency: z.number().int().min(1).default(10),
+    /** Chunk workers shared by all backfilling tables (each holds a source and a destination connection). */
+    workers: z.number().int().min(1).max(64).default(4),
+    /** Replication slot name; defaults to `sluice_<name>` (see `slotNameOf`). */
+    slotName: z
+      .string()
+      .regex(SLOT_NAME, { error: 'must be 1-63 characters of lower-case letters, digits and _ (PostgreSQL slot name rules)' })
+      .optional(),
+    /** Publication name; defaults to `sluice_<name>` (see `publicationNameOf`). */
+    publicationName: z
+      .string()
+      .regex(PUBLICATION_NAME, {
+        error: 'must be 1-63 characters of lower-case letters, digits and _, not starting with a digit',
+      })
+      .optional(),
+    heartbeatIntervalMs: z.number().int().min(100).default(10_000),
+    statusIntervalMs: z.number().int().min(100).default(1_000),
+  })
+  .strict();
+
+export const sourceSchema = z
+  .object({
+    type: z.literal('postgres'),
+    url: postgresUrl(),
+    replicaUrl: postgresUrl().optional(),
+  })
+  .strict();
+
+export const destinationSchema = z
+  .object({
+    type: z.literal('postgres'),
+    url: postgresUrl(),
+    schema: z.string().min(1).default('public'),
+  })
+  .strict();
+
+export const embeddedLogSchema = z
+  .object({
+    type: z.literal('embedded'),
+    /** Directory of the change log; defaults to `.sluice/<pipeline.name>` (filled in by configSchema). */
+    path: z.string().min(1).optional(),
+    fsync: z.boolean().default(true),
+  })
+  .strict();
+
+export const jetstreamLogSchema = z
+  .object({
+    type: z.literal('jetstream'),
+    url: z.string().regex(NATS_URL, { error: 'must be a URL starting with nats://' }),
+  })
+  .strict();
+
+export const logSchema = z.discriminatedUnion('type', [embeddedLogSchema, jetstreamLogSchema]);
+
+const nonNegative = () => z.number().min(0).default(0);
+
+export const throttleSchema = z
+  .object({
+    maxRowsPerSecond: nonNegative(),
+    maxActiveSessions: nonNegative(),
+    maxReplicaLagSeconds: nonNegative(),
+    maxSlotLagBytes: nonNegative(),
+    query: z.string().default(''),
+  })
+  .strict();
+
+export const applySchema = z
+  .object({
+    batchRows: z.number().int().min(1).default(20_000),
+    flushIntervalMs: z.number().int().min(1).default(200),
+  })
+  .strict();
+
+/** Online backfills: the swap's lock budget and how long the replaced table is kept. */
+export const onlineSchema = z
+  .object({
+    /** Hours the replaced table is kept under its archive name before it is dropped. */
+    archiveRetentionHours: z.number().min(0).default(24),
+    /** lock_timeout of the swap transaction; on timeout it rolls back and retries with backoff. */
+    swapLockTimeoutMs: z.number().int().min(1).default(100),
+    /** Refuse an online backfill when the destination has less free space than this many times the live table's size (when it can tell). */
+    minFreeSpaceRatio: z.number().min(0).default(1.2),
+  })
+  .strict();
+
+export const BACKFILL_STRATEGIES = ['keyset', 'interval', 'ctid'] as const;
+export const BACKFILL_MODES = ['online', 'upsert', 'truncate', 'drop'] as const;
+
+export const tableSchema = z
+  .object({
+    name: z
+      .string()
+      .min(1)
+      .refine(
+        (name) => {
+          try {
+            TableName.parse(name);
+            return true;
+          } catch {
+            return false;
+          }
+        },
+        { error: 'must be "table" or "schema.table"' },
+      ),
+    strategy: z.enum(BACKFILL_STRATEGIES).default('keyset'),
+    chunkRows: z.number().int().min(1).default(10_000),
+    /** Target duration of a chunk's statements; chunk sizes adapt towards it (0 = fixed chunkRows). */
+    chunkSeconds: z.number().min(0).default(2),
+    parallelism: z.number().int().min(1).default(1),
+    where: z.string().default(''),
+    mode: z.enum(BACKFILL_MODES).default('online'),
+  })
+  .strict();
+
+/** `schema.table` for a configured table name, qualified with `public` when it has no schema. */
+export function qualifiedTableName(name: string): string {
+  return TableName.format(TableName.parse(name, 'public'));
+}
+
+export interface DuplicateTable {
+  /** `schema.table` */
+  qualified: string;
+  /** Index of the first entry naming the table. */
+  first: number;
+  /** Index of the later entry naming it again. */
+  index: number;
+}
+
+/** Entries of a (raw or parsed) `tables` list that name the same table after qualification with `public`. */
+export function findDuplicateTables(tables: readonly unknown[]): DuplicateTable[] {
+  const seen = new Map<string, number>();
+  const out: DuplicateTable[] = [];
+  tables.forEach((t, index) => {
+    const name = (t as { name?: unknown } | null)?.name;
+    if (typeof name !== 'string') return;
+    let qualified: string;
+    try {
+      qualified = qualifiedTableName(name);
+    } catch {
+      return;
+    }
+    const first = seen.get(qualified);
+    if (first === undefined) seen.set(qualified, index);
+    else out.push({ qualified, first, index });
+  });
+  return out;
+}
+
+export function duplicateTableMessage(d: DuplicateTable): string {
+  return `duplicate table ${d.qualified}: tables[${d.first}] and tables[${d.index}] name the same table`;
+}
+
+// zod skips this check when an entry has a type error; load.ts then runs findDuplicateTables on
+// the raw input so duplicates are still reported together with the other issues.
+export const tablesSchema = z
+  .array(tableSchema)
+  .min(1)
+  .superRefine((tables, ctx) => {
+    for (const d of findDuplicateTables(tables)) {
+      ctx.addIssue({ code: 'custom', path: [d.index, 'name'], message: duplicateTableMessage(d) });
+    }
+  });
+
+const baseSchema = z
+  .object({
+    pipeline: pipelineSchema,
+    source: sourceSchema,
+    destination: destinationSchema,
+    log: logSchema.prefault({ type: 'embedded' }),
+    throttle: throttleSchema.prefault({}),
+    apply: applySchema.prefault({}),
+    online: onlineSchema.prefault({}),
+    tables: tablesSchema,
+  })
+  .strict();
+
+type BaseOutput = z.output<typeof baseSchema>;
+export type EmbeddedLogConfig = Omit<z.output<typeof embeddedLogSchema>, 'path'> & { path: string };
+export type JetstreamLogConfig = z.output<typeof jetstreamLogSchema>;
+export type LogConfig = EmbeddedLogConfig | JetstreamLogConfig;
+
+/** The parsed configuration with every default applied. */
+export type SluiceConfig = Omit<BaseOutput, 'log'> & { log: LogConfig };
+
+/** The whole sluice.yaml schema. Parsing fills every default, including `log.path`. */
+export const configSchema = baseSchema.transform((cfg): SluiceConfig => {
+  if (cfg.log.type === 'embedded') {
+    return { ...cfg, log: { ...cfg.log, path: cfg.log.path ?? `.sluice/${cfg.pipeline.name}` } };
+  }
+  return { ...cfg, log: cfg.log };
+});
+
+/** What a sluice.yaml may contain (defaulted keys optional). */
+export type ConfigInput = z.input<typeof configSchema>;
+
+export type PipelineConfig = SluiceConfig['pipeline'];
+export type SourceConfig = SluiceConfig['source'];
+export type DestinationConfig = SluiceConfig['destination'];
+export type ThrottleConfig = SluiceConfig['throttle'];
+export type ApplyConfig = SluiceConfig['apply'];
+export type OnlineConfig = SluiceConfig['online'];
+export type TableConfig = SluiceConfig['tables'][number];
+
+/** The replication slot name: `pipeline.slotName`, or `sluice_<pipeline.name>`. */
+export function slotNameOf(cfg: Pick<SluiceConfig, 'pipeline'>): string {
+  return cfg.pipeline.slotName ?? `sluice_${cfg.pipeline.name}`;
+}
+
+/** The publication name: `pipeline.publicationName`, or `sluice_<pipeline.name>`. */
+export function publicationNameOf(cfg: Pick<SluiceConfig, 'pipeline'>): string {
+  return cfg.pipeline.publicationName ?? `sluice_${cfg.pipeline.name}`;
+}
+
+/**
+ * The keys allowed in the object at `path` (numbers for list indexes), for "did you mean"
+ * hints. `value` is the object itself (needed for `log`, whose keys depend on its type).
+ */
+export function allowedKeysAt(path: readonly PropertyKey[], value: unknown): string[] | undefined {
+  const p = path.map((k) => (typeof k === 'number' ? '[]' : String(k))).join('.');
+  switch (p) {
+    case '':
+      return Object.keys(baseSchema.shape);
+    case 'pipeline':
+      return Object.keys(pipelineSchema.shape);
+    case 'source':
+      return Object.keys(sourceSchema.shape);
+    case 'destination':
+      return Object.keys(destinationSchema.shape);
+    case 'log': {
+      const type = (value as { type?: unknown } | null)?.type;
+      return Object.keys(type === 'jetstream' ? jetstreamLogSchema.shape : embeddedLogSchema.shape);
+    }
+    case 'throttle':
+      return Object.keys(throttleSchema.shape);
+    case 'apply':
+      return Object.keys(applySchema.shape);
+    case 'online':
+      return Object.keys(onlineSchema.shape);
+    case 'tables.[]':
+      return Object.keys(tableSchema.shape);
+    default:
+      return undefined;
+  }
+}

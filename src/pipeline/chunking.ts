@@ -1,0 +1,280 @@
+/**
+ * Backfill strategies: how a table is cut into chunks (DESIGN.md "Backfill strategies").
+ *
+ * - keyset: `key > last ORDER BY key LIMIT n`, one reader; any primary key, composite and uuid too.
+ * - interval: an integer primary key's range cut into intervals `[lo, hi)` read concurrently. Widths
+ *   adapt to the density seen so far; before an interval is copied a bounded count probes it, and a
+ *   dense one is cut again (a sparse one is cheap: it copies few rows fast).
+ * - ctid: physical page ranges `ctid >= '(a,0)' AND ctid < '(b,0)'` (TID range scans, PostgreSQL 14+),
+ *   read concurrently; sized from heap AND TOAST bytes per page, so a table with a small heap and a huge
+ *   TOAST still splits. A row updated during the load can move to another page and be read twice:
+ *   loads by ctid are deduplicated by primary key once at the end (contract 3).
+ *
+ * Every strategy's last chunk is open-ended, so rows added beyond the planned range are read too
+ * (and anything added after L0 arrives through the replay anyway). Chunk sizes adapt to a target
+ * statement duration (`chunkSeconds`, default 2 s) from a starting `chunkRows`.
+ *
+ * Planners hand out chunks one at a time (`next`, serialised by the caller) and learn from each
+ * finished chunk (`done`). Progress is made durable by the Copier in each chunk's own transaction:
+ * the keyset strategy as the last key, the others as rows of `_sluice.chunks`.
+ */
+import type pg from 'pg';
+import type { BackfillStrategy } from '../core/types.js';
+import { qualified, quoteIdent, quoteLiteral, type KeysetTable } from '../destinations/postgres/dialect.js';
+
+export type ChunkRange =
+  /** `(after, upTo]` in key order; null bounds are open. */
+  | { readonly kind: 'key'; readonly after: readonly string[] | null; readonly upTo: readonly string[] | null }
+  /** `[lo, hi)` of an integer key; null bounds are open. */
+  | { readonly kind: 'int'; readonly lo: bigint | null; readonly hi: bigint | null }
+  /** `[from, to)` heap pages; a null `to` is open. */
+  | { readonly kind: 'ctid'; readonly from: number; readonly to: number | null };
+
+export interface Chunk {
+  readonly range: ChunkRange;
+  /** Rows the planner expects in it (for sizing and progress). */
+  readonly expectedRows: number;
+}
+
+/** Adapts the chunk size so that a chunk's statements take about `targetSeconds`. */
+export class ChunkSizer {
+  rows: number;
+
+  constructor(
+    initialRows: number,
+    private readonly targetSeconds: number,
+    private readonly minRows = 100,
+    private readonly maxRows = 2_000_000,
+  ) {
+    this.rows = initialRows;
+  }
+
+  /** After a chunk of `rows` rows took `seconds`: move towards the target, at most ×2 or ÷2 a step. */
+  observe(rows: number, seconds: number): void {
+    if (this.targetSeconds <= 0 || rows < 50 || seconds < 0.02) return;
+    const ideal = (rows / seconds) * this.targetSeconds;
+    const next = Math.min(this.rows * 2, Math.max(this.rows / 2, ideal));
+    this.rows = Math.round(Math.min(this.maxRows, Math.max(this.minRows, next)));
+  }
+}
+
+/** The WHERE of a chunk's SELECT: its range, and the run's scope when there is one. */
+export function chunkPredicate(t: KeysetTable, range: ChunkRange, scope: string): string {
+  const conds: string[] = [];
+  if (range.kind === 'key') {
+    const key = t.key.length === 1 ? quoteIdent(t.key[0]) : `(${t.key.map(quoteIdent).join(', ')})`;
+    const lit = (values: readonly string[]) => {
+      const l = values.map((v, i) => `${quoteLiteral(v)}::${t.keyTypes[i]}`);
+      return l.length === 1 ? l[0] : `(${l.join(', ')})`;
+    };
+    if (range.after) conds.push(`${key} > ${lit(range.after)}`);
+    if (range.upTo) conds.push(`${key} <= ${lit(range.upTo)}`);
+  } else if (range.kind === 'int') {
+    const k = quoteIdent(t.key[0]);
+    if (range.lo !== null) conds.push(`${k} >= ${range.lo}`);
+    if (range.hi !== null) conds.push(`${k} < ${range.hi}`);
+  } else {
+    conds.push(`ctid >= '(${range.from},0)'::tid`);
+    if (range.to !== null) conds.push(`ctid < '(${range.to},0)'::tid`);
+  }
+  if (scope.trim() !== '') conds.push(`(${scope})`);
+  return conds.length ? ` WHERE ${conds.join(' AND ')}` : '';
+}
+
+export function chunkSelectSql(t: KeysetTable, range: ChunkRange, scope: string): string {
+  return `SELECT ${t.columns.map(quoteIdent).join(', ')} FROM ${qualified(t.source)}${chunkPredicate(t, range, scope)}`;
+}
+
+/** Text form of a range for `_sluice.chunks` and logs. */
+export function rangeKey(range: ChunkRange): { lo: string; hi: string | null } {
+  if (range.kind === 'int') return { lo: range.lo === null ? '-inf' : range.lo.toString(), hi: range.hi === null ? null : range.hi.toString() };
+  if (range.kind === 'ctid') return { lo: String(range.from), hi: range.to === null ? null : String(range.to) };
+  return { lo: JSON.stringify(range.after), hi: range.upTo ? JSON.stringify(range.upTo) : null };
+}
+
+export interface Planner {
+  readonly strategy: BackfillStrategy;
+  /** How many chunks of this table may be in flight at once. */
+  readonly parallelism: number;
+  next(src: pg.ClientBase): Promise<Chunk | null>;
+  done(chunk: Chunk, rows: number, seconds: number): void;
+}
+
+export class KeysetPlanner implements Planner {
+  readonly strategy = 'keyset' as const;
+  readonly parallelism = 1;
+  private last: readonly string[] | null | 'done';
+
+  constructor(
+    private readonly t: KeysetTable,
+    private readonly scope: string,
+    lastKey: readonly string[] | null | 'done',
+    private readonly sizer: ChunkSizer,
+  ) {
+    this.last = lastKey;
+  }
+
+  async next(src: pg.ClientBase): Promise<Chunk | null> {
+    if (this.last === 'done') return null;
+    const after = this.last;
+    const rows = this.sizer.rows;
+    const order = this.t.key.map((k) => `${qualified(this.t.source)}.${quoteIdent(k)}`).join(', ');
+    const sql =
+      `SELECT ${this.t.key.map((k) => `${quoteIdent(k)}::text`).join(', ')} FROM ${qualified(this.t.source)}` +
+      `${chunkPredicate(this.t, { kind: 'key', after, upTo: null }, this.scope)} ORDER BY ${order} OFFSET ${Math.max(0, rows - 1)} LIMIT 1`;
+    const r = await src.query({ text: sql, rowMode: 'array' });
+    const upTo = r.rowCount ? (r.rows[0] as string[]) : null;
+    if (upTo && after && upTo.length === after.length && upTo.every((v, i) => v === after[i])) {
+      throw new Error(`the chunk cursor did not advance past ${JSON.stringify(after)}`);
+    }
+    this.last = upTo ?? 'done';
+    return { range: { kind: 'key', after, upTo }, expectedRows: rows };
+  }
+
+  done(_chunk: Chunk, rows: number, seconds: number): void {
+    this.sizer.observe(rows, seconds);
+  }
+}
+
+/** Shared by the interval and ctid planners: a frontier over an ordered space, widths adapting to density. */
+abstract class RangePlanner implements Planner {
+  abstract readonly strategy: BackfillStrategy;
+  protected frontier: bigint;
+  protected finished = false;
+  protected readonly start: bigint;
+  /** Rows per unit of the space (key values or pages), learned as chunks finish. */
+  protected density: number;
+  private readonly retry: Chunk[] = [];
+
+  constructor(
+    readonly parallelism: number,
+    protected readonly sizer: ChunkSizer,
+    start: bigint,
+    protected readonly end: bigint,
+    density: number,
+    resume: { frontier: bigint | null; pending: Chunk[] },
+  ) {
+    this.start = start;
+    this.frontier = resume.frontier ?? start;
+    this.density = Math.max(density, 1e-9);
+    this.retry.push(...resume.pending);
+  }
+
+  protected width(): bigint {
+    const w = Math.max(1, Math.floor(this.sizer.rows / this.density));
+    return BigInt(w);
+  }
+
+  protected abstract make(lo: bigint, hi: bigint | null, first: boolean): ChunkRange;
+  protected abstract probe(src: pg.ClientBase, range: ChunkRange, limit: number): Promise<number>;
+
+  async next(src: pg.ClientBase): Promise<Chunk | null> {
+    const again = this.retry.shift();
+    if (again) return again;
+    if (this.finished) return null;
+    for (;;) {
+      const lo = this.frontier;
+      let w = this.width();
+      const open = lo + w > this.end;
+      let range = this.make(lo, open ? null : lo + w, lo === this.start);
+      if (!open && w > 1n) {
+        // A dense interval is cut again before it is copied: count up to 1.5× the target, no further.
+        const limit = Math.ceil(this.sizer.rows * 1.5);
+        const n = await this.probe(src, range, limit + 1);
+        if (n > limit) {
+          this.density = Math.max(this.density, n / Number(w));
+          w = BigInt(Math.max(1, Math.floor(Number(w) / 2)));
+          range = this.make(lo, lo + w, lo === this.start);
+        }
+      }
+      if (open) this.finished = true;
+      this.frontier = open ? this.end + 1n : lo + w;
+      return { range, expectedRows: Math.round(Number(w) * this.density) };
+    }
+  }
+
+  done(chunk: Chunk, rows: number, seconds: number): void {
+    this.sizer.observe(rows, seconds);
+    const units = this.unitsOf(chunk.range);
+    if (units > 0 && rows > 0) this.density = 0.7 * this.density + 0.3 * (rows / units);
+  }
+
+  protected abstract unitsOf(range: ChunkRange): number;
+}
+
+export class IntervalPlanner extends RangePlanner {
+  readonly strategy = 'interval' as const;
+
+  constructor(
+    private readonly t: KeysetTable,
+    private readonly scope: string,
+    parallelism: number,
+    sizer: ChunkSizer,
+    min: bigint,
+    max: bigint,
+    rowsEstimated: number,
+    resume: { frontier: bigint | null; pending: Chunk[] },
+  ) {
+    super(parallelism, sizer, min, max, rowsEstimated / Math.max(1, Number(max - min + 1n)), resume);
+  }
+
+  protected make(lo: bigint, hi: bigint | null, first: boolean): ChunkRange {
+    // The first interval is open below: nothing below the planned minimum is ever skipped.
+    return { kind: 'int', lo: first ? null : lo, hi };
+  }
+
+  protected async probe(src: pg.ClientBase, range: ChunkRange, limit: number): Promise<number> {
+    const r = await src.query(
+      `SELECT count(*)::int AS n FROM (SELECT 1 FROM ${qualified(this.t.source)}${chunkPredicate(this.t, range, this.scope)} LIMIT ${limit}) s`,
+    );
+    return r.rows[0].n;
+  }
+
+  protected unitsOf(range: ChunkRange): number {
+    if (range.kind !== 'int' || range.hi === null) return 0;
+    return Number(range.hi - (range.lo ?? this.start));
+  }
+}
+
+export class CtidPlanner extends RangePlanner {
+  readonly strategy = 'ctid' as const;
+  /** Pages per chunk that stay within `maxChunkBytes`, whatever density is learned from finished chunks. */
+  private readonly maxPages: bigint;
+
+  /**
+   * `rowsPerPage` from the heap; `bytesPerPage` counts heap AND TOAST bytes, so a page of rows with
+   * large out-of-line values weighs as much as it costs to copy: chunks never exceed `maxChunkBytes`.
+   */
+  constructor(
+    parallelism: number,
+    sizer: ChunkSizer,
+    pages: number,
+    rowsPerPage: number,
+    bytesPerPage: number,
+    resume: { frontier: bigint | null; pending: Chunk[] },
+    maxChunkBytes = 64 * 1024 * 1024,
+  ) {
+    const pagesByBytes = maxChunkBytes / Math.max(1, bytesPerPage);
+    super(parallelism, sizer, 0n, BigInt(Math.max(0, pages - 1)), Math.max(rowsPerPage, sizer.rows / Math.max(1, pagesByBytes)), resume);
+    this.maxPages = BigInt(Math.max(1, Math.floor(pagesByBytes)));
+  }
+
+  protected override width(): bigint {
+    const w = super.width();
+    return w < this.maxPages ? w : this.maxPages;
+  }
+
+  protected make(lo: bigint, hi: bigint | null): ChunkRange {
+    return { kind: 'ctid', from: Number(lo), to: hi === null ? null : Number(hi) };
+  }
+
+  /** Page ranges are not probed: their size is known from the bytes per page. */
+  protected async probe(): Promise<number> {
+    return 0;
+  }
+
+  protected unitsOf(range: ChunkRange): number {
+    if (range.kind !== 'ctid' || range.to === null) return 0;
+    return range.to - range.from;
+  }
+}

@@ -1,0 +1,704 @@
+/**
+ * The Copier: one backfill run of one table, keyset strategy (DESIGN.md contract 3 and 4).
+ *
+ * 1. T is in the publication, then L0 = pg_current_wal_lsn() is read together with the xmax of
+ *    the current snapshot; the first chunk is read only after every transaction in flight at L0
+ *    has ended (a transaction that wrote T before T joined the publication is not decoded; the
+ *    chunks must see its rows instead).
+ * 2. Each chunk `(last, hi]` is piped source COPY → destination COPY (binary when every column
+ *    allows), and its progress is committed in the same destination transaction.
+ * 3. After the last chunk the live cursor is set (or rewound, in upsert mode) to just before L0:
+ *    the Applier replays every change since L0, and the table is caught up when it reaches the head.
+ *
+ * Chunk reads are single READ COMMITTED statements: no snapshot is held across the backfill.
+ */
+import type pg from 'pg';
+import { statfs } from 'node:fs/promises';
+import { crashPoint } from '../core/crash.js';
+import type { Logger } from '../core/logger.js';
+import { stagingIndexSql, stagingName, tableIndexes, uncarriable, withSuffix } from '../destinations/postgres/swap.js';
+import { pipeline as pipe } from 'node:stream/promises';
+import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
+import { SluiceError } from '../core/errors.js';
+import type { BackfillStrategy } from '../core/types.js';
+import { ChunkQueue, type TableLoad } from './chunk-queue.js';
+import { ChunkSizer, CtidPlanner, IntervalPlanner, KeysetPlanner, chunkSelectSql, rangeKey, type Chunk, type ChunkRange, type Planner } from './chunking.js';
+import type { BackfillRequest } from './runtime.js';
+import { retry, sleep } from '../core/retry.js';
+import { Lsn, Position, TableName, type BackfillMode } from '../core/types.js';
+import {
+  chunkBoundarySql,
+  copyInSql,
+  copyOutSql,
+  createTableSql,
+  createUserTypeSql,
+  columnDefSql,
+  qualified,
+  quoteIdent,
+  upsertFromSql,
+  type KeysetTable,
+} from '../destinations/postgres/dialect.js';
+import { readRangeChunks, recordChunk, recordRangeChunk, setRunStatus, setTableState, writeCursor, readTable } from '../destinations/postgres/state.js';
+import { classify } from '../sources/postgres/errors.js';
+import { introspectTable, type TableInfo } from '../sources/postgres/introspect.js';
+import { connect, withTransaction, type PipelineContext } from './context.js';
+import type { TableRuntime } from './runtime.js';
+
+/** How a run loads (stored with the run in `_sluice.tables.plan`; a resume follows it). */
+export interface LoadPlan {
+  strategy: BackfillStrategy;
+  parallelism: number;
+  /** WHERE scope; '' for the whole table. */
+  scope: string;
+  /** Scoped truncate: matching destination rows already deleted. */
+  scopeDeleted: boolean;
+  /** ctid loads into a table of ours: the primary key is built after the load and a dedupe. */
+  pkDeferred: boolean;
+  /** Chunks go through a temp table and INSERT … ON CONFLICT (upsert, scoped truncate, ctid into a kept table). */
+  viaTemp: boolean;
+  /** interval: the key's range when planned. */
+  min?: string;
+  max?: string;
+  /** ctid: heap pages when planned, heap rows per page, heap+TOAST bytes per page. */
+  pages?: number;
+  rowsPerPage?: number;
+  bytesPerPage?: number;
+}
+
+export interface CopierHooks {
+  /** Called when the backfill changes the table's state, for the status line. */
+  onProgress?(rt: TableRuntime): void;
+}
+
+export class Copier {
+  private readonly queue: ChunkQueue;
+
+  constructor(
+    private readonly ctx: PipelineContext,
+    private readonly hooks: CopierHooks = {},
+  ) {
+    const cfg = ctx.cfg;
+    this.queue = new ChunkQueue(
+      cfg.pipeline.workers,
+      async () => {
+        const src = await connect('source', cfg.source.replicaUrl ?? cfg.source.url, 'sluice-chunk');
+        try {
+          return { src, dst: await connect('destination', cfg.destination.url, 'sluice-chunk') };
+        } catch (err) {
+          await src.end().catch(() => {});
+          throw err;
+        }
+      },
+      ctx.logger,
+    );
+  }
+
+  /** Stops the chunk workers (after the backfills have returned). */
+  async stop(): Promise<void> {
+    await this.queue.stop();
+  }
+
+  /**
+   * Runs (or resumes) the backfill of `rt` until its last chunk is committed and the replay is
+   * armed. Returns false when aborted (cancel or shutdown) before that.
+   */
+  async backfill(rt: TableRuntime, signal: AbortSignal): Promise<boolean> {
+    const log = this.ctx.logger.child({ table: rt.name });
+    const src = await connect('source', this.ctx.cfg.source.url, 'sluice-backfill');
+    const dst = await connect('destination', this.ctx.cfg.destination.url, 'sluice-backfill');
+    try {
+      rt.info = await introspectTable(src, rt.source);
+      const state = await readTable(dst, this.ctx.pipeline, rt.name);
+      let l0: Lsn;
+      let plan: LoadPlan;
+      let runId: number;
+      const resumable =
+        state && state.l0 !== null && state.mode && state.plan && state.runId !== null &&
+        (state.state === 'backfilling' || state.state === 'failed') && !rt.pending?.requestId;
+      if (resumable) {
+        l0 = state.l0!;
+        plan = state.plan as unknown as LoadPlan;
+        runId = state.runId!;
+        rt.mode = state.mode;
+        rt.rowsCopied = state.rowsCopied;
+        rt.rowsEstimated = state.rowsEstimated;
+        if (state.staging && !rt.staging) rt.staging = { target: TableName.parse(state.staging), cursor: null };
+        log.info('resuming backfill', { mode: rt.mode, strategy: plan.strategy, l0: Lsn.format(l0), rowsCopied: state.rowsCopied });
+      } else {
+        const req = this.requestOf(rt);
+        await validateScope(src, rt.source, req.where, 'source');
+        l0 = await this.fixL0(src, rt, signal);
+        if (signal.aborted) return false;
+        plan = await this.planLoad(src, rt, req);
+        runId = await this.prepareTarget(dst, rt, req, l0, plan);
+        log.info('backfill started', {
+          mode: req.mode,
+          strategy: plan.strategy,
+          parallelism: plan.parallelism,
+          scope: plan.scope || undefined,
+          l0: Lsn.format(l0),
+          rowsEstimated: rt.info.rowsEstimated,
+          binary: rt.info.binarySafe,
+        });
+      }
+      rt.l0 = l0;
+      this.hooks.onProgress?.(rt);
+      await this.waitForReplica(src, rt, signal);
+      if (plan.scope && rt.mode === 'truncate' && !plan.scopeDeleted) {
+        plan = await this.deleteScope(dst, rt, plan, signal);
+        if (signal.aborted) return false;
+      }
+
+      const planner = await this.plannerFor(dst, rt, plan, state?.lastKey ?? null, runId, resumable === true);
+      const finished = await this.queue.run(this.tableLoad(rt, plan, planner, runId, signal));
+      if (!finished) return false;
+      await this.finishLoad(dst, rt, plan, log);
+      await this.armReplay(dst, rt, l0);
+      log.info('backfill copied; replaying changes since L0', { rowsCopied: rt.rowsCopied, l0: Lsn.format(l0) });
+      return true;
+    } finally {
+      await src.end().catch(() => {});
+      await dst.end().catch(() => {});
+    }
+  }
+
+  /** The request's fields, falling back to the table's config. */
+  private requestOf(rt: TableRuntime): Required<Omit<BackfillRequest, 'requestId'>> {
+    const p = rt.pending;
+    return {
+      mode: p?.mode ?? rt.mode ?? rt.config.mode,
+      strategy: p?.strategy ?? rt.config.strategy,
+      parallelism: p?.parallelism ?? rt.config.parallelism,
+      where: p?.where ?? rt.config.where,
+      keepArchive: p?.keepArchive ?? false,
+    };
+  }
+
+  /** Strategy, bounds and load path of a new run (stored with the run, so a resume follows the same plan). */
+  private async planLoad(src: pg.Client, rt: TableRuntime, req: Required<Omit<BackfillRequest, 'requestId'>>): Promise<LoadPlan> {
+    const scope = req.where.trim();
+    const plan: LoadPlan = {
+      strategy: req.strategy,
+      parallelism: req.strategy === 'keyset' ? 1 : Math.max(1, req.parallelism),
+      scope,
+      scopeDeleted: false,
+      pkDeferred: false,
+      viaTemp: false,
+    };
+    if (req.strategy === 'interval') {
+      const k = quoteIdent(rt.info.primaryKey[0]);
+      const r = await src.query(`SELECT min(${k})::text AS min, max(${k})::text AS max FROM ${qualified(rt.source)}`);
+      plan.min = r.rows[0].min ?? '0';
+      plan.max = r.rows[0].max ?? '0';
+    } else if (req.strategy === 'ctid') {
+      const r = await src.query(
+        `SELECT pg_relation_size(c.oid)::float8 AS heap, coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0)::float8 AS toast,
+                current_setting('block_size')::int AS block, greatest(c.reltuples, 0)::float8 AS tuples, c.relpages AS relpages
+           FROM pg_class c WHERE c.oid = $1::regclass`,
+        [qualified(rt.source)],
+      );
+      const x = r.rows[0];
+      const pages = Math.max(1, Math.ceil(x.heap / x.block));
+      plan.pages = pages;
+      plan.rowsPerPage = x.relpages > 0 ? x.tuples / x.relpages : Math.max(1, rt.info.rowsEstimated / pages);
+      plan.bytesPerPage = (x.heap + x.toast) / pages;
+    }
+    return plan;
+  }
+
+  private async plannerFor(dst: pg.Client, rt: TableRuntime, plan: LoadPlan, lastKey: string[] | null | 'done', runId: number, resuming: boolean): Promise<Planner> {
+    const keyset = this.keysetOf(rt.info);
+    const sizer = new ChunkSizer(rt.config.chunkRows, rt.config.chunkSeconds);
+    if (plan.strategy === 'keyset') return new KeysetPlanner(keyset, plan.scope, resuming ? lastKey : null, sizer);
+    const done = resuming ? await readRangeChunks(dst, this.ctx.pipeline, rt.name, runId) : [];
+    if (plan.strategy === 'interval') {
+      const min = BigInt(plan.min!);
+      const max = BigInt(plan.max!);
+      return new IntervalPlanner(keyset, plan.scope, plan.parallelism, sizer, min, max, rt.info.rowsEstimated, resumeRanges(done, min, max, 'int'));
+    }
+    return new CtidPlanner(plan.parallelism, sizer, plan.pages!, plan.rowsPerPage!, plan.bytesPerPage!, resumeRanges(done, 0n, BigInt(plan.pages! - 1), 'ctid'));
+  }
+
+  /** One table's part in the chunk queue: how a chunk is copied and recorded, and the throttle. */
+  private tableLoad(rt: TableRuntime, plan: LoadPlan, planner: Planner, runId: number, signal: AbortSignal): TableLoad {
+    const keyset = this.keysetOf(rt.info);
+    const binary = rt.info.binarySafe;
+    const viaTemp = plan.viaTemp || rt.mode === 'upsert';
+    const target = rt.staging?.target ?? rt.target;
+    return {
+      rt,
+      planner,
+      signal,
+      admit: async (chunk) => {
+        await this.ctx.throttler.acquire(chunk.expectedRows, signal, (why) => (rt.detail = why));
+      },
+      copy: async (chunk, { src, dst }) => {
+        const started = Date.now();
+        const run = () =>
+          withTransaction(dst, async () => {
+            let into = qualified(target);
+            if (viaTemp) {
+              await dst.query(`CREATE TEMP TABLE _sluice_chunk (LIKE ${into}) ON COMMIT DROP`);
+              into = '_sluice_chunk';
+            }
+            const out = src.query(copyTo(`COPY (${chunkSelectSql(keyset, chunk.range, plan.scope)}) TO STDOUT${binary ? ' (FORMAT binary)' : ''}`));
+            const inp = dst.query(copyFrom(copyInSql(into, keyset.columns, binary)));
+            try {
+              await pipe(out, inp);
+            } catch (err) {
+              throw classify('destination', `copying a chunk of ${rt.name}`, err);
+            }
+            const rows = Number((inp as unknown as { rowCount: number }).rowCount ?? 0);
+            if (viaTemp) await dst.query(upsertFromSql(target, '_sluice_chunk', keyset.columns, keyset.key));
+            const rate = Math.round(rows / Math.max(0.001, (Date.now() - started) / 1000));
+            if (chunk.range.kind === 'key') {
+              await recordChunk(dst, this.ctx.pipeline, rt.name, chunk.range.upTo ? [...chunk.range.upTo] : 'done', rows, rate);
+            } else {
+              const k = rangeKey(chunk.range);
+              await recordRangeChunk(dst, this.ctx.pipeline, rt.name, runId, k.lo, k.hi, rows, rate);
+            }
+            return { rows, rate };
+          });
+        // Chunks that upsert run beside the Applier on the same rows: retry a deadlock.
+        const { rows, rate } = viaTemp ? await retry(run, { attempts: 5 }) : await run();
+        rt.rowsCopied += rows;
+        rt.rowsPerSecond = rate;
+        if (rt.staging) crashPoint('online:load');
+        this.hooks.onProgress?.(rt);
+        return rows;
+      },
+    };
+  }
+
+  /** Scoped truncate: delete the destination rows the scope matches, in batches, before loading them again. */
+  private async deleteScope(dst: pg.Client, rt: TableRuntime, plan: LoadPlan, signal: AbortSignal): Promise<LoadPlan> {
+    await validateScope(dst, rt.target, plan.scope, 'destination');
+    let deleted = 0;
+    for (;;) {
+      if (signal.aborted) return plan;
+      const r = await dst.query(
+        `DELETE FROM ${qualified(rt.target)} WHERE ctid = ANY(ARRAY(SELECT ctid FROM ${qualified(rt.target)} WHERE (${plan.scope}) LIMIT 10000))`,
+      );
+      deleted += r.rowCount ?? 0;
+      if ((r.rowCount ?? 0) === 0) break;
+    }
+    const next = { ...plan, scopeDeleted: true };
+    await setTableState(dst, this.ctx.pipeline, rt.name, 'backfilling', { plan: next as unknown as Record<string, unknown> });
+    this.ctx.logger.info('scoped truncate: matching destination rows deleted', { table: rt.name, rows: deleted });
+    return next;
+  }
+
+  /** Contract 7: chunks read from a replica only once it has replayed past every change the load must see. */
+  private async waitForReplica(src: pg.Client, rt: TableRuntime, signal: AbortSignal): Promise<void> {
+    const url = this.ctx.cfg.source.replicaUrl;
+    if (!url) return;
+    const target = (await src.query(`SELECT pg_current_wal_lsn()::text AS lsn`)).rows[0].lsn as string;
+    const replica = await connect('source', url, 'sluice-replica-wait');
+    const started = Date.now();
+    let nextLog = started + 5000;
+    try {
+      for (;;) {
+        const r = await replica.query(
+          `SELECT pg_is_in_recovery() AS standby, coalesce(pg_last_wal_replay_lsn() >= $1::pg_lsn, false) AS ok,
+                  pg_last_wal_replay_lsn()::text AS at`,
+          [target],
+        );
+        const x = r.rows[0];
+        if (!x.standby) return; // A promoted replica is a primary: it has everything.
+        if (x.ok || signal.aborted) {
+          if (Date.now() - started > 1000) this.ctx.logger.info('replica has replayed past L0; reading chunks from it', { table: rt.name });
+          rt.detail = null;
+          return;
+        }
+        rt.detail = `waiting for the replica to replay past ${target} (at ${x.at})`;
+        if (Date.now() >= nextLog) {
+          nextLog = Date.now() + 30_000;
+          this.ctx.logger.warn('waiting for the replica to replay past L0 before reading chunks from it', { table: rt.name, need: target, replayed: x.at });
+        }
+        await sleep(200, signal);
+      }
+    } finally {
+      await replica.end().catch(() => {});
+    }
+  }
+
+  /** After the last chunk: duplicates of a ctid load removed and its primary key built; staging indexes. */
+  private async finishLoad(dst: pg.Client, rt: TableRuntime, plan: LoadPlan, log: Logger): Promise<void> {
+    const target = rt.staging?.target ?? rt.target;
+    if (plan.pkDeferred) {
+      const key = rt.info.primaryKey.map(quoteIdent);
+      const keyList = key.join(', ');
+      const started = Date.now();
+      const addKey = async () => {
+        if (rt.staging) {
+          await this.addStagingPrimaryKey(dst, rt.target, target);
+        } else {
+          const exists = (await dst.query(`SELECT 1 FROM pg_index WHERE indrelid = $1::regclass AND indisprimary`, [qualified(target)])).rowCount;
+          if (!exists) await dst.query(`ALTER TABLE ${qualified(target)} ADD PRIMARY KEY (${keyList})`);
+        }
+      };
+      // A row that moved pages during the load may have been read twice. Building the unique key is
+      // itself the check: when no row was read twice (the usual case) it succeeds and the full-table
+      // dedupe (a sort of every row) is skipped. A duplicate makes the build fail with
+      // unique_violation and roll back; only then are duplicates removed, one copy kept per key (any:
+      // the replay from L0 brings every key to its final state), and the key built again.
+      let removed = 0;
+      let firstTry = true;
+      try {
+        await addKey();
+      } catch (err) {
+        if ((err as { code?: string }).code !== '23505') throw err;
+        firstTry = false;
+        const d = await dst.query(
+          `DELETE FROM ${qualified(target)} t USING (
+             SELECT ${keyList}, (array_agg(ctid ORDER BY ctid DESC))[1] AS keep FROM ${qualified(target)} GROUP BY ${keyList} HAVING count(*) > 1
+           ) d WHERE ${key.map((k) => `t.${k} = d.${k}`).join(' AND ')} AND t.ctid <> d.keep`,
+        );
+        removed = d.rowCount ?? 0;
+        await addKey();
+      }
+      log.info('ctid load deduplicated by primary key and keyed', {
+        duplicatesRemoved: removed,
+        keyBuiltAtFirstTry: firstTry,
+        seconds: (Date.now() - started) / 1000,
+      });
+    }
+    if (rt.staging) await this.finishStaging(dst, rt, log);
+  }
+
+  /** Contract 3: publication first, then L0, then wait out every transaction in flight at L0. */
+  private async fixL0(src: pg.Client, rt: TableRuntime, signal: AbortSignal): Promise<Lsn> {
+    const pub = await src.query(
+      `SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND tablename = $3`,
+      [this.ctx.publication, rt.source.schema, rt.source.name],
+    );
+    if (pub.rowCount === 0) {
+      try {
+        await src.query(`ALTER PUBLICATION ${quoteIdent(this.ctx.publication)} ADD TABLE ${qualified(rt.source)}`);
+      } catch (err) {
+        throw classify('source', `adding ${rt.name} to publication ${this.ctx.publication}`, err);
+      }
+    }
+    const r = await src.query(`SELECT pg_current_wal_lsn()::text AS lsn, pg_snapshot_xmax(pg_current_snapshot())::text AS xmax`);
+    const l0 = Lsn.parse(r.rows[0].lsn);
+    // From here on the change log must keep this table's changes at or after L0.
+    rt.l0 = l0;
+    await this.waitForInFlight(src, r.rows[0].xmax, rt, signal);
+    return l0;
+  }
+
+  private async waitForInFlight(src: pg.Client, xmax: string, rt: TableRuntime, signal: AbortSignal): Promise<void> {
+    const started = Date.now();
+    let nextLog = started + 10_000;
+    for (;;) {
+      const r = await src.query(`SELECT pg_snapshot_xmin(pg_current_snapshot()) >= $1::xid8 AS done`, [xmax]);
+      if (r.rows[0].done || signal.aborted) return;
+      if (Date.now() >= nextLog) {
+        nextLog = Date.now() + 30_000;
+        const who = await src
+          .query(
+            `SELECT pid, datname, (now() - xact_start)::text AS age, left(query, 80) AS query FROM pg_stat_activity
+              WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() ORDER BY xact_start LIMIT 3`,
+          )
+          .catch(() => ({ rows: [] }));
+        this.ctx.logger.warn('backfill waits for transactions that were in flight at L0 to end', {
+          table: rt.name,
+          waitedSeconds: Math.round((Date.now() - started) / 1000),
+          oldest: who.rows,
+        });
+      }
+      await sleep(100, signal);
+    }
+  }
+
+  /** Creates, truncates or drops the target as the mode says, and records the run, in one transaction. */
+  private async prepareTarget(
+    dst: pg.Client,
+    rt: TableRuntime,
+    req: Required<Omit<BackfillRequest, 'requestId'>>,
+    l0: Lsn,
+    plan: LoadPlan,
+  ): Promise<number> {
+    const info = rt.info;
+    const target = rt.target;
+    const mode = req.mode;
+    return rt.lock.run(() =>
+      withTransaction(dst, async () => {
+        const exists = (await dst.query(`SELECT to_regclass($1) IS NOT NULL AS ok`, [qualified(target)])).rows[0].ok as boolean;
+        if (mode === 'drop' && exists) {
+          const deps = await dst.query(
+            `SELECT DISTINCT v.oid::regclass::text AS name FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
+               JOIN pg_class v ON v.oid = r.ev_class WHERE d.refobjid = $1::regclass AND v.oid <> d.refobjid`,
+            [qualified(target)],
+          );
+          if (deps.rowCount) {
+            this.ctx.logger.warn('mode drop: dependent views are dropped with the table', { table: rt.name, views: deps.rows.map((x) => x.name) });
+          }
+          await dst.query(`DROP TABLE ${qualified(target)} CASCADE`);
+        }
+        rt.staging = null;
+        const ours = !exists || mode === 'drop' || mode === 'online';
+        // ctid may read a row twice: into a table of ours, load without the key and dedupe once at the
+        // end; into a kept table (truncate, upsert), upsert each chunk.
+        plan.pkDeferred = plan.strategy === 'ctid' && ours;
+        plan.viaTemp = mode === 'upsert' || (mode === 'truncate' && exists && (plan.scope !== '' || plan.strategy === 'ctid'));
+        if (!exists || mode === 'drop') {
+          await this.createTarget(dst, info, target, plan.pkDeferred);
+        } else {
+          await this.checkTarget(dst, rt);
+          if (mode === 'truncate' && plan.scope === '') await dst.query(`TRUNCATE ${qualified(target)}`);
+          if (mode === 'online') rt.staging = { target: await this.createStaging(dst, rt, plan.pkDeferred), cursor: null };
+        }
+        // A reload that empties the table restarts its cursor at L0 after the load; until then nothing applies to it.
+        const emptiesLive = mode === 'drop' || !exists || (mode === 'truncate' && plan.scope === '');
+        if (emptiesLive) {
+          await dst.query(`DELETE FROM _sluice.cursors WHERE pipeline = $1 AND name = $2`, [this.ctx.pipeline, rt.name]);
+        }
+        const run = await dst.query(
+          `INSERT INTO _sluice.runs (pipeline, table_name, mode, strategy, params, version, os_user, host, pid, l0_lsn)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::pg_lsn) RETURNING id`,
+          [
+            this.ctx.pipeline,
+            rt.name,
+            mode,
+            plan.strategy,
+            JSON.stringify({ chunkRows: rt.config.chunkRows, chunkSeconds: rt.config.chunkSeconds, parallelism: plan.parallelism, binary: info.binarySafe }),
+            this.ctx.version,
+            process.env.USER ?? process.env.LOGNAME ?? null,
+            (await import('node:os')).hostname(),
+            process.pid,
+            Lsn.format(l0),
+          ],
+        );
+        await dst.query(`UPDATE _sluice.runs SET where_sql = $2 WHERE id = $1`, [run.rows[0].id, plan.scope]);
+        await setTableState(dst, this.ctx.pipeline, rt.name, 'backfilling', {
+          strategy: plan.strategy,
+          plan: plan as unknown as Record<string, unknown>,
+          target: TableName.format(target),
+          mode,
+          chunkRows: rt.config.chunkRows,
+          runId: Number(run.rows[0].id),
+          l0,
+          lastKey: null,
+          chunksDone: 0,
+          rowsCopied: 0,
+          rowsEstimated: info.rowsEstimated,
+          error: null,
+          staging: rt.staging ? TableName.format(rt.staging.target) : null,
+          keepArchive: req.keepArchive,
+          detail: null,
+        });
+        rt.keepArchive = req.keepArchive;
+        rt.mode = mode;
+        rt.state = 'backfilling';
+        rt.rowsCopied = 0;
+        rt.rowsEstimated = info.rowsEstimated;
+        rt.error = null;
+        // Truncate and drop reload the live table itself: stop applying to it until the replay.
+        // Online, upsert and a scoped truncate keep it streaming.
+        if (emptiesLive) rt.cursor = null;
+        return Number(run.rows[0].id);
+      }),
+    );
+  }
+
+  private async createTarget(dst: pg.Client, info: TableInfo, target: TableName, keyLater = false): Promise<void> {
+    // Concurrent backfills may create the same schema or user type: serialise until this transaction ends.
+    await dst.query(`SELECT pg_advisory_xact_lock(hashtextextended('sluice:create-target', 0))`);
+    await dst.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(target.schema)}`);
+    for (const t of info.userTypes) {
+      const ok = (await dst.query(`SELECT to_regtype($1) IS NOT NULL AS ok`, [`${quoteIdent(t.schema)}.${quoteIdent(t.name)}`])).rows[0].ok;
+      if (ok) continue;
+      await dst.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(t.schema)}`);
+      await dst.query(createUserTypeSql(t));
+    }
+    await dst.query(createTableSql(target, info.columns, keyLater ? [] : info.primaryKey));
+  }
+
+  /** An existing target must have the source's key; columns the source gained are added. */
+  private async checkTarget(dst: pg.Client, rt: TableRuntime): Promise<void> {
+    const cols = await dst.query(
+      `SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped`,
+      [qualified(rt.target)],
+    );
+    const have = new Set(cols.rows.map((r) => r.attname as string));
+    for (const c of rt.info.columns) {
+      if (!have.has(c.name)) await dst.query(`ALTER TABLE ${qualified(rt.target)} ADD COLUMN ${columnDefSql(c)}`);
+    }
+    const pk = await dst.query(
+      `SELECT a.attname FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY k(attnum, ord)
+         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+        WHERE i.indrelid = $1::regclass AND i.indisprimary ORDER BY k.ord`,
+      [qualified(rt.target)],
+    );
+    const destKey = pk.rows.map((r) => r.attname as string);
+    if (destKey.join(',') !== rt.info.primaryKey.join(',')) {
+      throw new SluiceError(
+        'BAD_USAGE',
+        `destination ${TableName.format(rt.target)}: primary key (${destKey.join(', ') || 'none'}) differs from the source's (${rt.info.primaryKey.join(', ')}); ` +
+          `fix the destination table, or reload it with: sluice backfill ${rt.name} --mode drop`,
+      );
+    }
+  }
+
+  /**
+   * Online mode: the staging table `<table>__sluice_staging` in the live table's schema, looking like
+   * the live table (columns, defaults, constraints, storage, comments) with only its primary key for
+   * now; the other indexes are built after the load. Refuses, before anything is loaded, when the
+   * live table has dependents the swap cannot carry, or when the destination lacks the space.
+   */
+  private async createStaging(dst: pg.Client, rt: TableRuntime, keyLater: boolean): Promise<TableName> {
+    const live = rt.target;
+    const blockers = await uncarriable(dst, live);
+    if (blockers.length) {
+      throw new SluiceError(
+        'BAD_USAGE',
+        `online backfill of ${TableName.format(live)}: the swap cannot carry ${blockers.join('; ')}; remove them, or use --mode truncate`,
+      );
+    }
+    await this.checkSpace(dst, live);
+    const staging = stagingName(live);
+    await dst.query(`DROP TABLE IF EXISTS ${qualified(staging)}`);
+    await dst.query(`CREATE TABLE ${qualified(staging)} (LIKE ${qualified(live)} INCLUDING ALL EXCLUDING INDEXES)`);
+    if (!keyLater) await this.addStagingPrimaryKey(dst, live, staging);
+    return staging;
+  }
+
+  /** The live table's primary key on the staging table, under the name the swap renames. */
+  private async addStagingPrimaryKey(dst: pg.Client, live: TableName, staging: TableName): Promise<void> {
+    for (const idx of await tableIndexes(dst, live)) {
+      if (!idx.isPrimary) continue;
+      const name = withSuffix(idx.name, '__sluice_s');
+      const has = (await dst.query(`SELECT 1 FROM pg_index WHERE indrelid = $1::regclass AND indisprimary`, [qualified(staging)])).rowCount;
+      if (has) return;
+      await dst.query(stagingIndexSql(idx, live, staging).replace(/^CREATE (UNIQUE )?INDEX /, 'CREATE $1INDEX IF NOT EXISTS '));
+      await dst.query(`ALTER TABLE ${qualified(staging)} ADD CONSTRAINT ${quoteIdent(name)} PRIMARY KEY USING INDEX ${quoteIdent(name)}`);
+    }
+  }
+
+  /** About the live table's size again is needed; refuse when the destination can tell it lacks it. */
+  private async checkSpace(dst: pg.Client, live: TableName): Promise<void> {
+    const size = Number((await dst.query(`SELECT pg_total_relation_size($1::regclass)::float8 AS n`, [qualified(live)])).rows[0].n);
+    const need = Math.ceil(size * this.ctx.cfg.online.minFreeSpaceRatio);
+    const free = await freeSpace(dst);
+    const fmt = (n: number) => `${(n / 1024 / 1024).toFixed(1)} MiB`;
+    if (free === null) {
+      this.ctx.logger.warn('online backfill: cannot tell the destination\'s free space; it needs about the live table\'s size again', {
+        table: TableName.format(live),
+        needs: fmt(size),
+      });
+    } else if (free < need) {
+      throw new SluiceError(
+        'BAD_USAGE',
+        `online backfill of ${TableName.format(live)} needs about ${fmt(size)} for the staging table, and the destination has ${fmt(free)} free; free space, or use --mode truncate`,
+      );
+    } else if (free < 2 * size) {
+      this.ctx.logger.warn('online backfill: the destination is short of space', { table: TableName.format(live), needs: fmt(size), free: fmt(free) });
+    }
+  }
+
+  /** After the load: the live table's other indexes on the staging table, then statistics. */
+  private async finishStaging(dst: pg.Client, rt: TableRuntime, log: Logger): Promise<void> {
+    const staging = rt.staging!.target;
+    const started = Date.now();
+    for (const idx of await tableIndexes(dst, rt.target)) {
+      if (idx.isPrimary) continue;
+      await dst.query(stagingIndexSql(idx, rt.target, staging).replace(/^CREATE (UNIQUE )?INDEX /, 'CREATE $1INDEX IF NOT EXISTS '));
+    }
+    await dst.query(`ANALYZE ${qualified(staging)}`);
+    log.info('staging table loaded and indexed', { staging: TableName.format(staging), seconds: (Date.now() - started) / 1000 });
+  }
+
+  private keysetOf(info: TableInfo): KeysetTable {
+    const byName = new Map(info.columns.map((c) => [c.name, c]));
+    return {
+      source: info.table,
+      key: info.primaryKey,
+      keyTypes: info.primaryKey.map((k) => byName.get(k)!.typeSql),
+      columns: info.copyColumns.map((c) => c.name),
+    };
+  }
+
+  /** After the last chunk: point the live cursor just before L0 so the Applier replays from there. */
+  private async armReplay(dst: pg.Client, rt: TableRuntime, l0: Lsn): Promise<void> {
+    await rt.lock.run(() =>
+      withTransaction(dst, async () => {
+        const replayFrom = Position.before(l0);
+        if (rt.staging) {
+          // Online: the staging table replays from L0; the live table keeps its own cursor.
+          await writeCursor(dst, this.ctx.pipeline, rt.name, TableName.format(rt.staging.target), replayFrom, null, 0);
+          await setTableState(dst, this.ctx.pipeline, rt.name, 'catching_up', { lastKey: 'done' });
+          await setRunStatus(dst, this.ctx.pipeline, rt.name, 'catching_up');
+          rt.staging.cursor = replayFrom;
+          rt.state = 'catching_up';
+          return;
+        }
+        const cursor = rt.cursor && Position.compare(rt.cursor, replayFrom) < 0 ? rt.cursor : replayFrom;
+        await writeCursor(dst, this.ctx.pipeline, rt.name, TableName.format(rt.target), cursor, null, 0);
+        await setTableState(dst, this.ctx.pipeline, rt.name, 'catching_up', { lastKey: 'done' });
+        await setRunStatus(dst, this.ctx.pipeline, rt.name, 'catching_up');
+        rt.cursor = cursor;
+        rt.state = 'catching_up';
+      }),
+    );
+  }
+}
+
+/** Free bytes of the destination's data directory, when it is on this machine and readable. */
+async function freeSpace(dst: pg.Client): Promise<number | null> {
+  try {
+    const dir = (await dst.query(`SELECT current_setting('data_directory') AS d`)).rows[0].d as string;
+    const host = (dst as unknown as { host?: string }).host ?? '';
+    if (!['localhost', '127.0.0.1', '::1', ''].includes(host) && !host.startsWith('/')) return null;
+    const s = await statfs(dir);
+    return s.bavail * s.bsize;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Checks a WHERE scope as a boolean expression on the table, before anything runs. One statement
+ * only (extended protocol), and nothing is read (LIMIT 0).
+ */
+export async function validateScope(client: pg.ClientBase, table: TableName, scope: string, side: 'source' | 'destination'): Promise<void> {
+  if (scope.trim() === '') return;
+  try {
+    await client.query({ text: `SELECT 1 FROM ${qualified(table)} WHERE (${scope}) LIMIT 0`, values: [], queryMode: 'extended' } as pg.QueryConfig);
+  } catch (err) {
+    throw new SluiceError(
+      'BAD_USAGE',
+      `where ${JSON.stringify(scope)} is not a valid condition on ${side} ${TableName.format(table)}: ${(err as Error).message}; fix tables[].where or --where`,
+      { cause: err },
+    );
+  }
+}
+
+/**
+ * Where a range planner resumes: the chunks committed so far cover a prefix of the range with gaps
+ * (chunks in flight at the crash); the gaps are copied again, then the frontier moves on.
+ */
+export function resumeRanges(
+  done: readonly { lo: string; hi: string | null }[],
+  start: bigint,
+  end: bigint,
+  kind: 'int' | 'ctid',
+): { frontier: bigint | null; pending: Chunk[] } {
+  if (done.length === 0) return { frontier: null, pending: [] };
+  const spans = done
+    .map((d) => ({ lo: d.lo === '-inf' ? start : BigInt(d.lo), hi: d.hi === null ? end + 1n : BigInt(d.hi) }))
+    .sort((a, b) => (a.lo < b.lo ? -1 : a.lo > b.lo ? 1 : 0));
+  const frontier = spans.reduce((m, x) => (x.hi > m ? x.hi : m), start);
+  const pending: Chunk[] = [];
+  let at = start;
+  for (const x of spans) {
+    if (x.lo > at) pending.push(gap(at, x.lo));
+    if (x.hi > at) at = x.hi;
+  }
+  function gap(lo: bigint, hi: bigint): Chunk {
+    const range: ChunkRange =
+      kind === 'int' ? { kind: 'int', lo: lo === start ? null : lo, hi } : { kind: 'ctid', from: Number(lo), to: Number(hi) };
+    return { range, expectedRows: 0 };
+  }
+  return { frontier: frontier > end ? end + 1n : frontier, pending };
+}

@@ -1,0 +1,179 @@
+/**
+ * The Inspector: preflight checks that run before any data moves (contract 9). Each failure is a
+ * SluiceError whose message names the fix; the CLI exits 2 for them.
+ */
+import pg from 'pg';
+import { connectError, redactUrl } from '../sources/postgres/errors.js';
+import type { SluiceConfig, TableConfig } from '../config/schema.js';
+import { SluiceError } from '../core/errors.js';
+import { TableName } from '../core/types.js';
+import { introspectTable, type TableInfo } from '../sources/postgres/introspect.js';
+
+export interface PreflightResult {
+  readonly tables: Map<string, TableInfo>;
+  readonly serverVersion: number;
+}
+
+export interface BackfillOptions {
+  readonly mode: string;
+  readonly strategy: string;
+  readonly parallelism: number;
+  readonly where: string;
+}
+
+/**
+ * Checks a backfill's strategy, parallelism and scope against the table before anything runs:
+ * interval needs an integer key, ctid a heap table, a scope must be a boolean condition on the
+ * table, and online or drop cannot take a scope. `label` prefixes messages (a config path or --flag).
+ */
+export async function checkBackfillOptions(src: pg.ClientBase, info: TableInfo, o: BackfillOptions, label: (key: string) => string): Promise<void> {
+  const name = TableName.format(info.table);
+  if (o.strategy === 'keyset' && o.parallelism > 1) {
+    throw new SluiceError('BAD_USAGE', `${label('parallelism')}: keyset reads ${name} with one reader; use strategy interval or ctid for parallel reads`);
+  }
+  if (o.strategy === 'interval') {
+    const key = info.columns.find((c) => c.name === info.primaryKey[0]);
+    if (info.primaryKey.length !== 1 || !key || !['smallint', 'integer', 'bigint'].includes(key.typeSql)) {
+      throw new SluiceError(
+        'BAD_USAGE',
+        `${label('strategy')}: interval needs a single integer primary key, and ${name}'s is (${info.primaryKey.map((k) => `${k} ${info.columns.find((c) => c.name === k)?.typeSql}`).join(', ')}); use keyset or ctid`,
+      );
+    }
+  }
+  if (o.strategy === 'ctid') {
+    const r = await src.query(
+      `SELECT current_setting('server_version_num')::int AS v, coalesce(am.amname, '') AS am, c.relkind::text AS kind
+         FROM pg_class c LEFT JOIN pg_am am ON am.oid = c.relam WHERE c.oid = $1::regclass`,
+      [`"${info.table.schema.replace(/"/g, '""')}"."${info.table.name.replace(/"/g, '""')}"`],
+    );
+    const x = r.rows[0];
+    if (x.v < 140000) throw new SluiceError('BAD_USAGE', `${label('strategy')}: ctid needs PostgreSQL 14 or later (TID range scans); use interval or keyset`);
+    if (x.kind !== 'r' || x.am !== 'heap') {
+      throw new SluiceError('BAD_USAGE', `${label('strategy')}: ctid reads heap pages, and ${name} is ${x.kind === 'p' ? 'a partitioned table' : `not a heap table (${x.am || x.kind})`}; use interval or keyset`);
+    }
+  }
+  if (o.where.trim() !== '') {
+    if (o.mode === 'online' || o.mode === 'drop') {
+      throw new SluiceError(
+        'BAD_USAGE',
+        `${label('where')}: a scoped backfill loads part of ${name}, and mode ${o.mode} would replace the whole table with that part; use mode upsert or truncate`,
+      );
+    }
+    try {
+      await src.query({ text: `SELECT 1 FROM ${qname(info.table)} WHERE (${o.where}) LIMIT 0`, values: [], queryMode: 'extended' } as pg.QueryConfig);
+    } catch (err) {
+      throw new SluiceError('BAD_USAGE', `${label('where')}: ${JSON.stringify(o.where)} is not a valid condition on ${name}: ${(err as Error).message}`);
+    }
+  }
+}
+
+function qname(t: TableName): string {
+  return `"${t.schema.replace(/"/g, '""')}"."${t.name.replace(/"/g, '""')}"`;
+}
+
+/** A configured replica must be reachable and a standby. */
+export async function checkReplica(url: string): Promise<void> {
+  const c = new pg.Client({ connectionString: url, application_name: 'sluice' });
+  try {
+    await c.connect();
+  } catch (err) {
+    throw connectError('source', `replica ${redactUrl(url)}`, err);
+  }
+  try {
+    const r = await c.query(`SELECT pg_is_in_recovery() AS standby`);
+    if (!r.rows[0].standby) {
+      throw new SluiceError('BAD_USAGE', `source.replicaUrl ${redactUrl(url)} is not a standby (pg_is_in_recovery() is false); point it at a read replica of the source`);
+    }
+  } finally {
+    await c.end().catch(() => {});
+  }
+}
+
+export async function checkSource(src: pg.ClientBase, slot: string): Promise<number> {
+  const v = await src.query(`SELECT current_setting('server_version_num')::int AS v, current_setting('wal_level') AS wal,
+      (SELECT rolsuper OR rolreplication FROM pg_roles WHERE rolname = current_user) AS repl, current_user AS who,
+      current_database() AS db`);
+  const { v: version, wal, repl, who, db } = v.rows[0];
+  if (version < 140000) {
+    throw new SluiceError('BAD_USAGE', `source runs PostgreSQL ${Math.floor(version / 10000)}; sluice needs PostgreSQL 14 or later`);
+  }
+  if (wal !== 'logical') {
+    throw new SluiceError(
+      'WAL_LEVEL_NOT_LOGICAL',
+      `source: wal_level is '${wal}', sluice needs 'logical'; run ALTER SYSTEM SET wal_level = logical on the source and restart it`,
+    );
+  }
+  if (!repl) {
+    throw new SluiceError(
+      'MISSING_REPLICATION_PRIVILEGE',
+      `source: role ${who} lacks the REPLICATION privilege; run ALTER ROLE ${who} WITH REPLICATION (on RDS: GRANT rds_replication TO ${who})`,
+    );
+  }
+  const s = await src.query(
+    `SELECT active, active_pid, plugin, database, slot_type FROM pg_replication_slots WHERE slot_name = $1`,
+    [slot],
+  );
+  if (s.rowCount) {
+    const r = s.rows[0];
+    if (r.slot_type !== 'logical' || r.plugin !== 'pgoutput' || r.database !== db) {
+      throw new SluiceError(
+        'SLOT_IN_USE',
+        `source: replication slot ${slot} exists but is not a pgoutput slot of database ${db}; choose another pipeline.slotName, or drop that slot`,
+      );
+    }
+    if (r.active) {
+      throw new SluiceError(
+        'SLOT_IN_USE',
+        `source: replication slot ${slot} is in use by another consumer (pid ${r.active_pid}); stop it (SELECT pg_terminate_backend(${r.active_pid})) or give this pipeline its own pipeline.slotName`,
+      );
+    }
+  }
+  return version;
+}
+
+export async function inspectTable(src: pg.ClientBase, dst: pg.ClientBase, t: TableConfig): Promise<TableInfo> {
+  const name = TableName.parse(t.name);
+  const info = await introspectTable(src, name);
+  const label = TableName.format(name);
+  if (info.primaryKey.length === 0) {
+    const hint = info.replicaIdentity === 'f' ? ' (REPLICA IDENTITY FULL alone is not enough for this version)' : '';
+    throw new SluiceError(
+      'NO_PRIMARY_KEY',
+      `source ${label}: no primary key${hint}; sluice applies changes by key: add one (ALTER TABLE ${label} ADD PRIMARY KEY (...))`,
+      { context: { table: label } },
+    );
+  }
+  if (info.replicaIdentity === 'n' || info.replicaIdentity === 'i') {
+    throw new SluiceError(
+      'NO_PRIMARY_KEY',
+      `source ${label}: REPLICA IDENTITY is ${info.replicaIdentity === 'n' ? 'NOTHING' : 'USING INDEX'}, so deletes and key changes would not carry the primary key; run ALTER TABLE ${label} REPLICA IDENTITY DEFAULT`,
+      { context: { table: label } },
+    );
+  }
+  for (const c of info.columns) {
+    if (c.support !== 'external') continue;
+    const base = c.typeSql.replace(/\[\]$/, '');
+    const ok = (await dst.query(`SELECT to_regtype($1) IS NOT NULL AS ok`, [base])).rows[0].ok;
+    if (!ok) {
+      throw new SluiceError(
+        'UNSUPPORTED_TYPE',
+        `source ${label}.${c.name}: type ${c.typeSql} comes from an extension the destination lacks; install the same extension in the destination database`,
+        { context: { table: label, column: c.name } },
+      );
+    }
+  }
+  return info;
+}
+
+export async function preflight(cfg: SluiceConfig, src: pg.ClientBase, dst: pg.ClientBase, slot: string): Promise<PreflightResult> {
+  if (cfg.log.type !== 'embedded') throw new SluiceError('CONFIG_INVALID', 'log.type: jetstream is not available yet; use embedded');
+  const serverVersion = await checkSource(src, slot);
+  if (cfg.source.replicaUrl) await checkReplica(cfg.source.replicaUrl);
+  const tables = new Map<string, TableInfo>();
+  for (const [i, t] of cfg.tables.entries()) {
+    const info = await inspectTable(src, dst, t);
+    await checkBackfillOptions(src, info, t, (key) => `tables[${i}].${key}`);
+    tables.set(TableName.format(info.table), info);
+  }
+  return { tables, serverVersion };
+}

@@ -1,0 +1,624 @@
+/**
+ * The Orchestrator: the composition root of a running pipeline (`sluice run`, `sluice demo`).
+ *
+ * Start order matters for correctness: the pipeline lock → preflight (nothing moves if it fails)
+ * → the `_sluice` schema in the destination → the change log → publication and slot → capture
+ * (Streamer) and apply (Applier) → backfills from a FIFO queue, at most `pipeline.concurrency` at
+ * once. Stop order is the reverse: backfills finish their chunk in flight, the Applier its batch,
+ * the Streamer flushes the log and acknowledges the slot.
+ *
+ * Errors: a table's failure marks that table `failed` (resumable) and the rest go on; a failure of
+ * capture, the change log or the pipeline lock goes through one funnel (`fail`) and stops the
+ * pipeline with the first error.
+ */
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import type pg from 'pg';
+import { EmbeddedChangeLog } from '../changelog/embedded/embedded-change-log.js';
+import type { SluiceConfig } from '../config/schema.js';
+import { publicationNameOf, slotNameOf } from '../config/schema.js';
+import { SluiceError, errorMessage } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { backoffMs, sleep } from '../core/retry.js';
+import { Lsn, TableName, type BackfillMode } from '../core/types.js';
+import { cursorKey, deleteCursor, ensureStateSchema, readCursors, readTables, setRunStatus, setTableState, type TableRow } from '../destinations/postgres/state.js';
+import { qualified } from '../destinations/postgres/dialect.js';
+import { uncarriable } from '../destinations/postgres/swap.js';
+import { inBackfill } from '../core/table-state.js';
+import { Swapper } from './swapper.js';
+import { classify } from '../sources/postgres/errors.js';
+import { quoteIdent } from '../sources/postgres/introspect.js';
+import { Applier } from './applier.js';
+import { connect, withTransaction, type PipelineContext } from './context.js';
+import { Copier } from './copier.js';
+import { checkBackfillOptions, preflight } from './inspector.js';
+import type { ThrottleLimits } from './throttler.js';
+import { Mutex, type BackfillRequest, type TableRuntime } from './runtime.js';
+import { Capture } from './capture.js';
+import { Throttler } from './throttler.js';
+
+export const VERSION = '0.1.0';
+const LOCK_KEY_SQL = `hashtextextended('sluice:' || $1, 0)`;
+
+export interface PipelineOptions {
+  readonly logger: Logger;
+  /** Called whenever progress changes (for a progress line). */
+  readonly onProgress?: () => void;
+}
+
+export interface Pipeline {
+  start(): Promise<void>;
+  /** Graceful stop: chunk in flight finishes, log flushed, slot acknowledged. */
+  stop(): Promise<void>;
+  /** Settles when the pipeline stops; rejects with the fatal error if it failed. */
+  readonly done: Promise<void>;
+  readonly tables: ReadonlyMap<string, TableRuntime>;
+  /** Changes captured and applied since start. */
+  counters(): { captured: number; applied: number; confirmedLsn: Lsn };
+  /** Queues an ad-hoc backfill (the same path as `sluice backfill`). */
+  requestBackfill(table: string, mode: BackfillMode): Promise<void>;
+}
+
+export function createPipeline(cfg: SluiceConfig, opts: PipelineOptions): Pipeline {
+  return new Orchestrator(cfg, opts);
+}
+
+class Orchestrator implements Pipeline {
+  readonly tables = new Map<string, TableRuntime>();
+  readonly done: Promise<void>;
+  private resolveDone!: () => void;
+  private rejectDone!: (err: unknown) => void;
+  private ctx!: PipelineContext;
+  private control: pg.Client | null = null;
+  private streamer: Capture | null = null;
+  private applier: Applier | null = null;
+  private copier: Copier | null = null;
+  private swapper: Swapper | null = null;
+  private statusClient: pg.Client | null = null;
+  private writingStatus = false;
+  private changeLog: EmbeddedChangeLog | null = null;
+  private readonly queue: TableRuntime[] = [];
+  private readonly running = new Map<string, Promise<void>>();
+  private stopping = false;
+  private failed: SluiceError | null = null;
+  private timers: NodeJS.Timeout[] = [];
+  private readonly log: Logger;
+  private readonly pipeline: string;
+  private readonly slot: string;
+  private readonly publication: string;
+
+  constructor(
+    private readonly cfg: SluiceConfig,
+    private readonly opts: PipelineOptions,
+  ) {
+    this.done = new Promise<void>((resolve, reject) => {
+      this.resolveDone = resolve;
+      this.rejectDone = reject;
+    });
+    this.done.catch(() => {});
+    this.pipeline = cfg.pipeline.name;
+    this.slot = slotNameOf(cfg);
+    this.publication = publicationNameOf(cfg);
+    this.log = opts.logger.child({ pipeline: this.pipeline });
+  }
+
+  counters() {
+    return {
+      captured: this.streamer?.captured ?? 0,
+      applied: this.applier?.applied ?? 0,
+      confirmedLsn: this.streamer?.confirmedLsn ?? Lsn.zero,
+    };
+  }
+
+  async start(): Promise<void> {
+    const cfg = this.cfg;
+    const src = await connect('source', cfg.source.url, 'sluice');
+    let dst: pg.Client | null = null;
+    try {
+      dst = await connect('destination', cfg.destination.url, 'sluice');
+
+      // One running process per pipeline: a session-level advisory lock held by the control connection.
+      // Taken before the preflight, which would otherwise report the running pipeline's slot as "in use".
+      const locked = (await dst.query(`SELECT pg_try_advisory_lock(${LOCK_KEY_SQL}) AS ok`, [this.pipeline])).rows[0].ok;
+      if (!locked) {
+        const who = await dst
+          .query(`SELECT pid, host FROM _sluice.pipelines WHERE name = $1`, [this.pipeline])
+          .catch(() => ({ rows: [] as { pid: number; host: string }[] }));
+        const w = who.rows[0];
+        throw new SluiceError(
+          'SLOT_IN_USE',
+          `pipeline ${this.pipeline} is already running${w ? ` (pid ${w.pid} on ${w.host})` : ''}; stop it first, or use another pipeline.name`,
+        );
+      }
+      this.control = dst;
+      const pre = await preflight(cfg, src, dst, this.slot);
+      await withTransaction(dst, () => ensureStateSchema(dst!));
+
+      // The capture thread writes the log; this thread reads and purges it.
+      const changeLog = new EmbeddedChangeLog(join(cfg.log.type === 'embedded' ? cfg.log.path : '.sluice', 'changes.db'), {
+        fsync: cfg.log.type === 'embedded' ? cfg.log.fsync : true,
+        role: 'reader',
+      });
+      this.changeLog = changeLog;
+      const logId = changeLog.identity();
+
+      const slotExisted = await this.ensurePublicationAndSlot(src);
+      const rows = await readTables(dst, this.pipeline);
+      const cursors = await readCursors(dst, this.pipeline);
+      await this.checkLogIdentity(dst, logId, rows, cursors.size > 0);
+      await dst.query(
+        `INSERT INTO _sluice.pipelines (name, slot, publication, log_id, pid, host, version, started_at, heartbeat_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, now(), now())
+         ON CONFLICT (name) DO UPDATE SET slot = $2, publication = $3, log_id = $4, pid = $5, host = $6, version = $7, started_at = now(), heartbeat_at = now()`,
+        [this.pipeline, this.slot, this.publication, logId, process.pid, hostname(), VERSION],
+      );
+
+      this.ctx = {
+        cfg,
+        pipeline: this.pipeline,
+        slot: this.slot,
+        publication: this.publication,
+        logger: this.log,
+        changeLog,
+        throttler: new Throttler(cfg.throttle, { sourceUrl: cfg.source.url, replicaUrl: cfg.source.replicaUrl, slot: this.slot }, this.log.child({ part: 'throttle' })),
+        version: VERSION,
+      };
+
+      const byName = new Map(rows.map((r) => [r.name, r]));
+      for (const t of cfg.tables) {
+        const source = TableName.parse(t.name);
+        const name = TableName.format(source);
+        const row = byName.get(name);
+        const target = { schema: cfg.destination.schema, name: source.name };
+        const cursor = cursors.get(cursorKey(name, TableName.format(target)));
+        const stagingCursor = row?.staging ? cursors.get(cursorKey(name, row.staging)) : undefined;
+        const rt: TableRuntime = {
+          name,
+          source,
+          target,
+          config: t,
+          info: pre.tables.get(name)!,
+          state: row?.state ?? 'queued',
+          mode: row?.mode ?? null,
+          cursor: cursor && row && row.state !== 'cancelled' ? cursor.position : null,
+          applyHalted: false,
+          staging: row?.staging ? { target: TableName.parse(row.staging), cursor: stagingCursor?.position ?? null } : null,
+          keepArchive: row?.keepArchive ?? false,
+          detail: row?.detail ?? null,
+          l0: row?.state === 'backfilling' || (row?.state === 'failed' && row.lastKey !== 'done') ? row.l0 : null,
+          lock: new Mutex(),
+          rowsCopied: row?.rowsCopied ?? 0,
+          rowsEstimated: row?.rowsEstimated || pre.tables.get(name)!.rowsEstimated,
+          rowsPerSecond: 0,
+          changesApplied: cursor?.changesApplied ?? 0,
+          lastCommitTimeMs: cursor?.commitTime?.getTime() ?? null,
+          error: row?.error ?? null,
+          abort: null,
+          pending: null,
+        };
+        this.tables.set(name, rt);
+      }
+      for (const r of rows) if (!this.tables.has(r.name)) this.log.warn('table has state but is not in the config; ignored', { table: r.name });
+
+      this.copier = new Copier(this.ctx, { onProgress: () => this.opts.onProgress?.() });
+      this.applier = new Applier(this.ctx, this.tables, {
+        onCaughtUp: (rt) => {
+          this.log.info('table caught up; streaming', { table: rt.name });
+          this.opts.onProgress?.();
+        },
+        onTableFailed: (rt, err) => void this.tableFailed(rt, err),
+        onApplied: () => this.opts.onProgress?.(),
+        onStagingCaughtUp: (rt) => this.swapper?.request(rt),
+      });
+      this.swapper = new Swapper(this.ctx, this.applier, {
+        onSwapped: () => this.opts.onProgress?.(),
+        onFailed: (rt, err) => void this.tableFailed(rt, err),
+        onDetail: (rt, detail) => {
+          rt.detail = detail;
+        },
+      });
+      this.streamer = new Capture({
+        url: cfg.source.url,
+        slot: this.slot,
+        publication: this.publication,
+        log: changeLog,
+        fsync: cfg.log.type === 'embedded' ? cfg.log.fsync : true,
+        logger: this.log.child({ part: 'capture' }),
+        heartbeatIntervalMs: cfg.pipeline.heartbeatIntervalMs,
+        onFatal: (err) => void this.fail(err),
+        onDurable: () => this.applier?.poke(),
+      });
+      await this.streamer.start();
+      this.applier.start();
+      this.ctx.throttler.start();
+
+      // What each table needs now.
+      for (const rt of this.tables.values()) {
+        const row = byName.get(rt.name);
+        if (!slotExisted && rt.cursor !== null) {
+          this.log.warn('the replication slot was missing: changes since the last run are gone, so the table is reloaded', { table: rt.name });
+          rt.cursor = null;
+          rt.state = 'queued';
+          rt.pending = { mode: rt.config.mode, requestId: null };
+          this.enqueue(rt);
+        } else if (!row || row.state === 'queued' || row.state === 'backfilling') {
+          this.enqueue(rt);
+        } else if (row.state === 'failed') {
+          await this.recoverFailed(rt, row);
+        }
+      }
+      await this.listenForRequests();
+      await this.handleRequests();
+      this.timers.push(setInterval(() => void this.handleRequests().catch((e) => this.log.warn('reading requests failed', { error: errorMessage(e) })), 2000));
+      this.timers.push(setInterval(() => void this.writeStatus().catch(() => {}), cfg.pipeline.statusIntervalMs));
+      await this.sweepArchives().catch((e) => this.log.warn('dropping expired archives failed', { error: errorMessage(e) }));
+      this.timers.push(setInterval(() => void this.sweepArchives().catch((e) => this.log.warn('dropping expired archives failed', { error: errorMessage(e) })), 60_000));
+      this.log.info('pipeline running', {
+        slot: this.slot,
+        publication: this.publication,
+        tables: this.tables.size,
+        log: cfg.log.type === 'embedded' ? cfg.log.path : cfg.log.type,
+      });
+      this.pump();
+    } catch (err) {
+      await src.end().catch(() => {});
+      await this.teardown();
+      throw err instanceof SluiceError ? err : classify('source', 'starting the pipeline', err);
+    }
+    await src.end().catch(() => {});
+  }
+
+  /** Creates the publication and slot when missing. Returns whether the slot already existed. */
+  private async ensurePublicationAndSlot(src: pg.Client): Promise<boolean> {
+    try {
+      const pub = await src.query(`SELECT 1 FROM pg_publication WHERE pubname = $1`, [this.publication]);
+      if (pub.rowCount === 0) await src.query(`CREATE PUBLICATION ${quoteIdent(this.publication)}`);
+      const slot = await src.query(`SELECT 1 FROM pg_replication_slots WHERE slot_name = $1`, [this.slot]);
+      if (slot.rowCount === 0) {
+        await src.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [this.slot]);
+        this.log.info('created replication slot', { slot: this.slot });
+        return false;
+      }
+      return true;
+    } catch (err) {
+      throw classify('source', 'creating the publication and replication slot', err);
+    }
+  }
+
+  /** A change log that is not the one the destination's cursors refer to would silently lose changes. */
+  private async checkLogIdentity(dst: pg.Client, logId: string, rows: TableRow[], hasCursors: boolean): Promise<void> {
+    const r = await dst.query(`SELECT log_id FROM _sluice.pipelines WHERE name = $1`, [this.pipeline]);
+    const known = r.rows[0]?.log_id as string | undefined;
+    if (known && known !== logId && (hasCursors || rows.some((x) => x.state === 'backfilling'))) {
+      throw new SluiceError(
+        'CHANGELOG_ERROR',
+        `change log ${this.cfg.log.type === 'embedded' ? this.cfg.log.path : ''} is not the one pipeline ${this.pipeline} was using (log ${logId}, expected ${known}); ` +
+          `changes captured into the old log would be lost: restore it, or reload every table: DELETE FROM _sluice.tables WHERE pipeline = '${this.pipeline}'; DELETE FROM _sluice.cursors WHERE pipeline = '${this.pipeline}' in the destination, then run again`,
+      );
+    }
+  }
+
+  private async recoverFailed(rt: TableRuntime, row: TableRow): Promise<void> {
+    if (row.lastKey === 'done' && (rt.staging?.cursor || rt.cursor !== null)) {
+      // Failed while applying: apply again (catching up first if it was replaying).
+      rt.state = 'catching_up';
+      await setTableState(this.control!, this.pipeline, rt.name, 'catching_up', { error: null });
+    } else {
+      rt.state = 'queued';
+      this.enqueue(rt);
+    }
+  }
+
+  private enqueue(rt: TableRuntime): void {
+    if (!this.queue.includes(rt) && !this.running.has(rt.name)) this.queue.push(rt);
+  }
+
+  /** Starts queued backfills while there is room (FIFO). */
+  private pump(): void {
+    while (!this.stopping && this.running.size < this.cfg.pipeline.concurrency && this.queue.length > 0) {
+      const rt = this.queue.shift()!;
+      const p = this.runBackfill(rt).finally(() => {
+        this.running.delete(rt.name);
+        this.pump();
+      });
+      this.running.set(rt.name, p);
+    }
+  }
+
+  private async runBackfill(rt: TableRuntime): Promise<void> {
+    const abort = new AbortController();
+    rt.abort = abort;
+    let attempt = 0;
+    try {
+      for (;;) {
+        try {
+          const finished = await this.copier!.backfill(rt, abort.signal);
+          rt.pending = null;
+          if (finished) this.applier?.poke();
+          return;
+        } catch (err) {
+          const e = err instanceof SluiceError ? err : classify('source', `backfilling ${rt.name}`, err);
+          if (this.stopping || abort.signal.aborted) return;
+          if (e.retryable && attempt < 10) {
+            attempt++;
+            const delay = backoffMs(attempt, 500, 30_000);
+            this.log.warn('backfill interrupted; resuming', { table: rt.name, error: e.message, inMs: delay });
+            await sleep(delay, abort.signal);
+            continue;
+          }
+          await this.tableFailed(rt, e);
+          return;
+        }
+      }
+    } finally {
+      rt.abort = null;
+      this.opts.onProgress?.();
+    }
+  }
+
+  private async tableFailed(rt: TableRuntime, err: SluiceError): Promise<void> {
+    rt.error = err.message;
+    rt.state = 'failed';
+    this.log.error('table failed', { table: rt.name, error: err.message });
+    try {
+      await setTableState(this.control!, this.pipeline, rt.name, 'failed', { error: err.message });
+      await setRunStatus(this.control!, this.pipeline, rt.name, 'failed', err.message);
+    } catch (e) {
+      this.log.warn('could not record the failure', { table: rt.name, error: errorMessage(e) });
+    }
+  }
+
+  async requestBackfill(table: string, mode: BackfillMode): Promise<void> {
+    await this.control!.query(`INSERT INTO _sluice.requests (pipeline, kind, table_name, params) VALUES ($1, 'backfill', $2, $3)`, [
+      this.pipeline,
+      table,
+      JSON.stringify({ mode }),
+    ]);
+    await this.handleRequests();
+  }
+
+  private async listenForRequests(): Promise<void> {
+    const c = this.control!;
+    c.on('notification', (msg) => {
+      if (msg.channel === 'sluice_requests') void this.handleRequests().catch(() => {});
+    });
+    await c.query(`LISTEN sluice_requests`);
+  }
+
+  private handling: Promise<void> | null = null;
+
+  /** Acts on backfill and cancel requests recorded by the CLI, in order. */
+  private handleRequests(): Promise<void> {
+    if (this.handling) return this.handling;
+    this.handling = this.processRequests().finally(() => (this.handling = null));
+    return this.handling;
+  }
+
+  private async processRequests(): Promise<void> {
+    if (this.stopping || !this.control) return;
+    const c = this.control;
+    const reqs = await c.query(
+      `SELECT id, kind, table_name, params FROM _sluice.requests WHERE pipeline = $1 AND handled_at IS NULL ORDER BY id`,
+      [this.pipeline],
+    );
+    for (const r of reqs.rows) {
+      const name = TableName.format(TableName.parse(r.table_name));
+      const rt = this.tables.get(name);
+      let outcome: string;
+      if (r.kind === 'throttle') outcome = this.changeThrottle(r.params ?? {});
+      else if (!rt) outcome = `unknown table ${name}: it is not in this pipeline's config`;
+      else if (r.kind === 'backfill') {
+        const p = r.params ?? {};
+        outcome = await this.acceptBackfill(rt, {
+          mode: (p.mode ?? rt.config.mode) as BackfillMode,
+          requestId: Number(r.id),
+          keepArchive: Boolean(p.keepArchive),
+          strategy: p.strategy ?? rt.config.strategy,
+          parallelism: p.parallelism ?? (p.strategy && p.strategy !== rt.config.strategy ? 1 : rt.config.parallelism),
+          where: p.where ?? rt.config.where,
+        });
+      }
+      else if (r.kind === 'cancel') outcome = await this.cancel(rt);
+      else outcome = `unknown request ${r.kind}`;
+      await c.query(`UPDATE _sluice.requests SET handled_at = now(), outcome = $2 WHERE id = $1`, [r.id, outcome]);
+      this.log.info('request handled', { request: r.kind, table: name, outcome });
+    }
+  }
+
+  private changeThrottle(params: Record<string, unknown>): string {
+    const change: Partial<ThrottleLimits> = {};
+    for (const k of ['maxRowsPerSecond', 'maxActiveSessions', 'maxReplicaLagSeconds', 'maxSlotLagBytes'] as const) {
+      if (params[k] !== undefined) change[k] = Math.max(0, Number(params[k]));
+    }
+    if (typeof params.query === 'string') change.query = params.query;
+    this.ctx.throttler.setLimits(change);
+    return `throttle now ${JSON.stringify(this.ctx.throttler.limits)}`;
+  }
+
+  private async acceptBackfill(rt: TableRuntime, req: BackfillRequest): Promise<string> {
+    const { mode, keepArchive } = req;
+    if (this.running.has(rt.name) || this.queue.includes(rt) || inBackfill(rt.state)) return `refused: ${rt.name} is already ${rt.state}`;
+    try {
+      const src = await connect('source', this.cfg.source.url, 'sluice');
+      try {
+        await checkBackfillOptions(
+          src,
+          rt.info,
+          { mode, strategy: req.strategy ?? rt.config.strategy, parallelism: req.parallelism ?? 1, where: req.where ?? '' },
+          (key) => `--${key}`,
+        );
+      } finally {
+        await src.end().catch(() => {});
+      }
+    } catch (err) {
+      return `refused: ${errorMessage(err)}`;
+    }
+    if (mode === 'online') {
+      // Refuse now, before anything is loaded, what the swap could not carry.
+      const exists = (await this.control!.query(`SELECT to_regclass($1) IS NOT NULL AS ok`, [qualified(rt.target)])).rows[0].ok;
+      const blockers = exists ? await uncarriable(this.control!, rt.target) : [];
+      if (blockers.length) return `refused: the online swap of ${TableName.format(rt.target)} cannot carry ${blockers.join('; ')}; remove them, or use --mode truncate`;
+    }
+    rt.pending = { ...req, keepArchive };
+    rt.rowsCopied = 0;
+    rt.rowsPerSecond = 0;
+    rt.mode = mode;
+    rt.state = 'queued';
+    // A new run fixes a new L0: forget the old run's position.
+    await setTableState(this.control!, this.pipeline, rt.name, 'queued', { mode, l0: null, lastKey: null, error: null, target: TableName.format(rt.target) });
+    this.enqueue(rt);
+    this.pump();
+    return `queued (mode ${mode})`;
+  }
+
+  private async cancel(rt: TableRuntime): Promise<string> {
+    const active = this.running.get(rt.name);
+    const queued = this.queue.indexOf(rt);
+    if (rt.staging) return this.cancelOnline(rt, active);
+    if (!active && queued < 0) return `nothing to cancel: ${rt.name} is ${rt.state}`;
+    if (queued >= 0) this.queue.splice(queued, 1);
+    rt.abort?.abort();
+    await active;
+    const keepsStreaming = rt.cursor !== null && (rt.mode === 'upsert' || rt.state === 'queued');
+    const state = keepsStreaming ? 'streaming' : 'cancelled';
+    await withTransaction(this.control!, async () => {
+      await setTableState(this.control!, this.pipeline, rt.name, state, { l0: null, lastKey: null });
+      await setRunStatus(this.control!, this.pipeline, rt.name, 'cancelled');
+      if (!keepsStreaming) await this.control!.query(`DELETE FROM _sluice.cursors WHERE pipeline = $1 AND name = $2`, [this.pipeline, rt.name]);
+    });
+    rt.state = state;
+    rt.l0 = null;
+    rt.pending = null;
+    if (!keepsStreaming) rt.cursor = null;
+    return state === 'streaming' ? 'cancelled; the table keeps streaming' : 'cancelled; the table is not replicated until the next backfill';
+  }
+
+  /** Online: stop loading, replaying or swapping; drop the staging table. The live table never stopped streaming. */
+  private async cancelOnline(rt: TableRuntime, active: Promise<void> | undefined): Promise<string> {
+    rt.abort?.abort();
+    await active;
+    await this.swapper?.abort(rt.name);
+    const staging = rt.staging;
+    if (!staging) return `nothing to cancel: ${rt.name} has already swapped`;
+    await this.applier!.exclusive(rt, async (dst) => {
+      await withTransaction(dst, async () => {
+        await dst.query(`DROP TABLE IF EXISTS ${qualified(staging.target)}`);
+        await deleteCursor(dst, this.pipeline, rt.name, TableName.format(staging.target));
+        await setTableState(dst, this.pipeline, rt.name, rt.cursor ? 'streaming' : 'cancelled', { l0: null, lastKey: null, staging: null, detail: null });
+        await setRunStatus(dst, this.pipeline, rt.name, 'cancelled');
+      });
+    });
+    rt.staging = null;
+    rt.state = rt.cursor ? 'streaming' : 'cancelled';
+    rt.l0 = null;
+    rt.pending = null;
+    rt.detail = null;
+    return `cancelled; staging table ${TableName.format(staging.target)} dropped, the live table is untouched and streaming`;
+  }
+
+  /** Drops archived tables whose retention has passed. */
+  private async sweepArchives(): Promise<void> {
+    const c = this.control;
+    if (!c || this.stopping) return;
+    const due = await c.query(
+      `SELECT archive FROM _sluice.archives WHERE pipeline = $1 AND dropped_at IS NULL AND drop_after IS NOT NULL AND drop_after <= now()`,
+      [this.pipeline],
+    );
+    for (const r of due.rows) {
+      try {
+        await c.query(`DROP TABLE IF EXISTS ${qualified(TableName.parse(r.archive))}`);
+        await c.query(`UPDATE _sluice.archives SET dropped_at = now() WHERE pipeline = $1 AND archive = $2`, [this.pipeline, r.archive]);
+        this.log.info('dropped archived table after its retention', { archive: r.archive });
+      } catch (err) {
+        this.log.warn('could not drop archived table; something still depends on it', { archive: r.archive, error: errorMessage(err) });
+      }
+    }
+  }
+
+  /** Writes live figures (rates, lag) for `sluice status` in another process, and a heartbeat. */
+  private async writeStatus(): Promise<void> {
+    if (!this.control || this.stopping || this.writingStatus) return;
+    this.writingStatus = true;
+    try {
+      // Its own connection: the control connection serves requests at the same time.
+      if (!this.statusClient) this.statusClient = await connect('destination', this.cfg.destination.url, 'sluice-status');
+      await this.writeStatusOn(this.statusClient);
+    } catch (err) {
+      const c = this.statusClient;
+      this.statusClient = null;
+      await c?.end().catch(() => {});
+      throw err;
+    } finally {
+      this.writingStatus = false;
+    }
+  }
+
+  private async writeStatusOn(c: pg.Client): Promise<void> {
+    const now = Date.now();
+    const head = this.changeLog!.head();
+    for (const rt of this.tables.values()) {
+      let lagSeconds: number | null = null;
+      let pendingLsn: Lsn | null = null;
+      if (rt.cursor) {
+        const next = this.changeLog!.read(rt.name, rt.cursor, 1)[0];
+        lagSeconds = next ? Math.max(0, (now - next.commitTimeMs) / 1000) : 0;
+        pendingLsn = next ? next.position.lsn : head.endLsn;
+      }
+      await c.query(
+        `UPDATE _sluice.tables SET rows_per_second = $3, rows_copied = greatest(rows_copied, $4), lag_seconds = $5,
+           pending_lsn = $6::pg_lsn, detail = $7
+         WHERE pipeline = $1 AND name = $2`,
+        [
+          this.pipeline,
+          rt.name,
+          rt.state === 'backfilling' ? rt.rowsPerSecond : 0,
+          rt.rowsCopied,
+          lagSeconds,
+          pendingLsn === null ? null : Lsn.format(pendingLsn),
+          rt.detail,
+        ],
+      );
+    }
+    await c.query(`UPDATE _sluice.pipelines SET heartbeat_at = now(), throttle = $2 WHERE name = $1`, [
+      this.pipeline,
+      JSON.stringify({ ...this.ctx.throttler.limits, state: this.ctx.throttler.reason }),
+    ]);
+  }
+
+  /** The fatal funnel: the first error wins, everything stops, `done` rejects with it. */
+  private async fail(err: SluiceError): Promise<void> {
+    if (this.failed || this.stopping) return;
+    this.failed = err;
+    this.log.error('pipeline failed', { error: err.message, code: err.code });
+    await this.stop();
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopping) return this.done.catch(() => {});
+    this.stopping = true;
+    for (const t of this.timers) clearInterval(t);
+    this.log.info('stopping: finishing chunks in flight, flushing the change log');
+    for (const rt of this.tables.values()) rt.abort?.abort();
+    await Promise.allSettled([...this.running.values()]);
+    await this.swapper?.stop();
+    await this.copier?.stop();
+    await this.ctx?.throttler.stop();
+    await this.teardown();
+    if (this.failed) this.rejectDone(this.failed);
+    else this.resolveDone();
+  }
+
+  private async teardown(): Promise<void> {
+    await this.applier?.stop().catch((e) => this.log.warn('applier stop', { error: errorMessage(e) }));
+    await this.streamer?.stop().catch((e) => this.log.warn('capture stop', { error: errorMessage(e) }));
+    this.changeLog?.close();
+    await this.statusClient?.end().catch(() => {});
+    this.statusClient = null;
+    const c = this.control;
+    this.control = null;
+    if (c) {
+      await c.query(`UPDATE _sluice.pipelines SET pid = NULL, heartbeat_at = now() WHERE name = $1`, [this.pipeline]).catch(() => {});
+      await c.end().catch(() => {});
+    }
+  }
+}

@@ -1,0 +1,187 @@
+/**
+ * One function computes status; the CLI (`sluice status`, the progress line) and later the API and
+ * dashboard render that object. It reads the destination's `_sluice` state and the source's WAL
+ * position, so it works whether or not `sluice run` is running.
+ */
+import type pg from 'pg';
+import type { SluiceConfig } from '../config/schema.js';
+import { slotNameOf } from '../config/schema.js';
+import { errorMessage } from '../core/errors.js';
+import { Lsn, TableName } from '../core/types.js';
+import { cursorKey, readCursors, readTables, stateSchemaExists } from '../destinations/postgres/state.js';
+import { connect } from './context.js';
+
+export interface TableStatus {
+  name: string;
+  state: string;
+  mode: string | null;
+  rowsCopied: number;
+  rowsEstimated: number;
+  rowsPerSecond: number;
+  lagBytes: number | null;
+  lagSeconds: number | null;
+  error: string | null;
+  /** What the table waits for right now, e.g. "waiting for the swap lock (attempt 3 ...)". */
+  detail: string | null;
+  /** Online backfills: the staging table being loaded, and the replaced tables still kept. */
+  staging: string | null;
+  archives: { name: string; dropAfter: string | null }[];
+}
+
+export interface PipelineStatus {
+  pipeline: {
+    name: string;
+    running: boolean;
+    pid: number | null;
+    host: string | null;
+    slot: string;
+    slotActive: boolean | null;
+    /** WAL the slot retains: source's current position minus the slot's confirmed position. */
+    slotLagBytes: number | null;
+    sourceError?: string;
+    /** The running pipeline's throttle: its limits and "open" or why it is paused. */
+    throttle: Record<string, unknown> | null;
+  };
+  tables: TableStatus[];
+}
+
+/** A pipeline whose heartbeat is older than this is reported as not running. */
+const STALE_HEARTBEAT_SECONDS = 15;
+
+export async function computeStatus(cfg: SluiceConfig): Promise<PipelineStatus> {
+  const dst = await connect('destination', cfg.destination.url, 'sluice-status');
+  let src: pg.Client | null = null;
+  let sourceError: string | undefined;
+  try {
+    src = await connect('source', cfg.source.url, 'sluice-status');
+  } catch (err) {
+    sourceError = errorMessage(err);
+  }
+  try {
+    const slot = slotNameOf(cfg);
+    let currentLsn: string | null = null;
+    let slotActive: boolean | null = null;
+    let slotLagBytes: number | null = null;
+    if (src) {
+      const r = await src.query(
+        `SELECT pg_current_wal_lsn()::text AS lsn,
+                (SELECT active FROM pg_replication_slots WHERE slot_name = $1) AS active,
+                (SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::float8 FROM pg_replication_slots WHERE slot_name = $1) AS lag`,
+        [slot],
+      );
+      currentLsn = r.rows[0].lsn;
+      slotActive = r.rows[0].active;
+      slotLagBytes = r.rows[0].lag === null ? null : Math.max(0, Math.round(r.rows[0].lag));
+    }
+    const hasState = await stateSchemaExists(dst);
+    const pipe = hasState
+      ? (
+          await dst.query(`SELECT pid, host, throttle, extract(epoch FROM now() - heartbeat_at)::float8 AS age FROM _sluice.pipelines WHERE name = $1`, [
+            cfg.pipeline.name,
+          ])
+        ).rows[0]
+      : undefined;
+    const running = !!pipe && pipe.pid !== null && pipe.age < STALE_HEARTBEAT_SECONDS;
+    const rows = hasState ? await readTables(dst, cfg.pipeline.name) : [];
+    const cursors = hasState ? await readCursors(dst, cfg.pipeline.name) : new Map();
+    const byName = new Map(rows.map((r) => [r.name, r]));
+    const archives = hasState
+      ? (
+          await dst.query(
+            `SELECT table_name, archive, drop_after FROM _sluice.archives WHERE pipeline = $1 AND dropped_at IS NULL ORDER BY created_at`,
+            [cfg.pipeline.name],
+          )
+        ).rows
+      : [];
+    const names = [...new Set([...cfg.tables.map((t) => TableName.format(TableName.parse(t.name))), ...rows.map((r) => r.name)])];
+    const tables: TableStatus[] = [];
+    for (const name of names) {
+      const row = byName.get(name);
+      const cursor = row ? cursors.get(cursorKey(name, row.target)) : undefined;
+      let lagBytes: number | null = null;
+      const from = running ? row?.pendingLsn ?? cursor?.position.lsn ?? null : cursor?.position.lsn ?? null;
+      if (currentLsn && from !== null && from !== undefined) {
+        const d = await dst.query(`SELECT pg_wal_lsn_diff($1::pg_lsn, $2::pg_lsn)::float8 AS d`, [currentLsn, Lsn.format(from)]);
+        lagBytes = Math.max(0, Math.round(d.rows[0].d));
+      }
+      tables.push({
+        name,
+        state: row?.state ?? 'queued',
+        mode: row?.mode ?? null,
+        rowsCopied: row?.rowsCopied ?? 0,
+        rowsEstimated: row?.rowsEstimated ?? 0,
+        rowsPerSecond: running && row?.state === 'backfilling' ? Math.round(row.rowsPerSecond) : 0,
+        lagBytes: cursor ? lagBytes : null,
+        lagSeconds: cursor ? (running ? row?.lagSeconds ?? null : cursor.commitTime ? Math.max(0, (Date.now() - cursor.commitTime.getTime()) / 1000) : null) : null,
+        error: row?.error ?? null,
+        detail: row?.detail ?? null,
+        staging: row?.staging ?? null,
+        archives: archives
+          .filter((a) => a.table_name === name)
+          .map((a) => ({ name: a.archive as string, dropAfter: a.drop_after ? (a.drop_after as Date).toISOString() : null })),
+      });
+    }
+    return {
+      pipeline: {
+        name: cfg.pipeline.name,
+        running,
+        pid: running ? pipe.pid : null,
+        host: pipe?.host ?? null,
+        slot,
+        slotActive,
+        slotLagBytes,
+        ...(sourceError ? { sourceError } : {}),
+        throttle: running ? (pipe.throttle ?? null) : null,
+      },
+      tables,
+    };
+  } finally {
+    await dst.end().catch(() => {});
+    await src?.end().catch(() => {});
+  }
+}
+
+
+export function formatBytes(n: number | null): string {
+  if (n === null) return '-';
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return `${v < 10 && u > 0 ? v.toFixed(1) : Math.round(v)} ${units[u]}`;
+}
+
+export function renderStatus(s: PipelineStatus): string {
+  const lines: string[] = [];
+  const p = s.pipeline;
+  lines.push(
+    `pipeline ${p.name}: ${p.running ? `running (pid ${p.pid}${p.host ? ` on ${p.host}` : ''})` : 'not running'}; slot ${p.slot}` +
+      `${p.slotActive === null ? ' (missing)' : p.slotActive ? ' (active)' : ''}, retains ${formatBytes(p.slotLagBytes)}` +
+      (p.sourceError ? `; source: ${p.sourceError}` : ''),
+  );
+  if (p.throttle) lines.push(`throttle: ${p.throttle.state}; limits ${JSON.stringify({ ...p.throttle, state: undefined })}`);
+  const header = ['TABLE', 'STATE', 'COPIED', 'ESTIMATED', 'ROWS/S', 'LAG', 'LAG S', 'ERROR'];
+  const rows = s.tables.map((t) => [
+    t.name,
+    t.state + (t.mode && (t.state === 'backfilling' || t.state === 'queued') ? ` (${t.mode})` : ''),
+    t.rowsCopied.toLocaleString('en-US'),
+    t.rowsEstimated.toLocaleString('en-US'),
+    t.rowsPerSecond ? t.rowsPerSecond.toLocaleString('en-US') : '-',
+    formatBytes(t.lagBytes),
+    t.lagSeconds === null ? '-' : t.lagSeconds.toFixed(1),
+    t.error ?? '',
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const fmt = (r: string[]) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd();
+  lines.push(fmt(header));
+  for (const r of rows) lines.push(fmt(r));
+  for (const t of s.tables) {
+    if (t.detail) lines.push(`${t.name}: ${t.detail}`);
+    if (t.staging) lines.push(`${t.name}: loading staging table ${t.staging}`);
+    for (const a of t.archives) lines.push(`${t.name}: replaced table kept as ${a.name} ${a.dropAfter ? `until ${a.dropAfter}` : '(--keep-archive)'}`);
+  }
+  return lines.join('\n');
+}

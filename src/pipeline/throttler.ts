@@ -1,0 +1,204 @@
+/**
+ * The Throttler: every chunk passes through `acquire()` before it is read (contract 8), gh-ost's
+ * stack for PostgreSQL:
+ * - a rows/s ceiling (token bucket, one second of burst), shared by all backfills;
+ * - pauses while the source has more than N active sessions (other than sluice's own), while the
+ *   replica lags more than N seconds, while sluice's slot retains more than N bytes of WAL, or while a
+ *   user query returns a number > 0.
+ * Conditions are probed once a second by one loop (not per chunk); every limit can be changed while
+ * running (`sluice throttle …`). The reason it is closed is visible in status.
+ */
+import pg from 'pg';
+import type { ThrottleConfig } from '../config/schema.js';
+import type { Logger } from '../core/logger.js';
+import { sleep } from '../core/retry.js';
+
+export type ThrottleLimits = ThrottleConfig;
+
+export interface ThrottleSources {
+  readonly sourceUrl: string;
+  readonly replicaUrl?: string;
+  readonly slot: string;
+}
+
+const PROBE_INTERVAL_MS = 1000;
+
+export class Throttler {
+  private tokens: number;
+  private last = Date.now();
+  private limitsNow: ThrottleLimits;
+  /** Why chunks wait now, or null when the throttle is open. */
+  private paused: string | null = null;
+  private src: pg.Client | null = null;
+  private replica: pg.Client | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private probing = false;
+
+  constructor(
+    limits: ThrottleLimits,
+    private readonly sources: ThrottleSources | null = null,
+    private readonly logger: Logger | null = null,
+  ) {
+    this.limitsNow = { ...limits };
+    this.tokens = limits.maxRowsPerSecond;
+  }
+
+  get limits(): ThrottleLimits {
+    return { ...this.limitsNow };
+  }
+
+  /** "open", or why chunks are waiting ("paused: replica lag 12 s > 10 s"). */
+  get reason(): string {
+    return this.paused ?? 'open';
+  }
+
+  setLimits(change: Partial<ThrottleLimits>): void {
+    this.limitsNow = { ...this.limitsNow, ...change };
+    this.logger?.info('throttle limits changed', { ...this.limitsNow });
+    void this.probe();
+  }
+
+  /** Legacy single-knob setter. */
+  setMaxRowsPerSecond(n: number): void {
+    this.setLimits({ maxRowsPerSecond: Math.max(0, n) });
+  }
+
+  get limit(): number {
+    return this.limitsNow.maxRowsPerSecond;
+  }
+
+  start(): void {
+    if (this.timer || !this.sources) return;
+    this.timer = setInterval(() => void this.probe(), PROBE_INTERVAL_MS);
+    this.timer.unref();
+    void this.probe();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    await this.src?.end().catch(() => {});
+    await this.replica?.end().catch(() => {});
+    this.src = null;
+    this.replica = null;
+  }
+
+  /**
+   * Waits until `rows` may be read: while a condition holds, then for the rows/s budget. `onWait`
+   * hears the reason while it waits and null when it goes on.
+   */
+  async acquire(rows: number, signal?: AbortSignal, onWait?: (reason: string | null) => void): Promise<void> {
+    let waited = false;
+    while (this.paused && !signal?.aborted) {
+      waited = true;
+      onWait?.(this.paused);
+      await sleep(250, signal);
+    }
+    const max = this.limitsNow.maxRowsPerSecond;
+    if (max > 0 && !signal?.aborted) {
+      this.refill(max);
+      this.tokens -= rows;
+      if (this.tokens < 0) {
+        waited = true;
+        // Waits in short steps at the ceiling of the moment: a limit changed live (`sluice throttle`)
+        // applies to a chunk that is already waiting, not only to the next one.
+        let owed = -this.tokens;
+        while (owed > 0 && !signal?.aborted) {
+          const now = this.limitsNow.maxRowsPerSecond;
+          if (now <= 0) break;
+          onWait?.(`paused: rows/s ceiling ${now}`);
+          const stepMs = Math.min(250, Math.ceil((owed / now) * 1000));
+          await sleep(stepMs, signal);
+          owed -= (stepMs / 1000) * now;
+        }
+      }
+    }
+    if (waited) onWait?.(null);
+  }
+
+  private refill(max: number): void {
+    const now = Date.now();
+    this.tokens = Math.min(max, this.tokens + ((now - this.last) / 1000) * max);
+    this.last = now;
+  }
+
+  /** Evaluates the conditions; the first that holds is the reason. Probe errors leave the throttle as it was. */
+  private async probe(): Promise<void> {
+    if (this.probing || !this.sources) return;
+    this.probing = true;
+    try {
+      const l = this.limitsNow;
+      let reason: string | null = null;
+      if (l.maxActiveSessions > 0) {
+        const n = await this.sourceValue(
+          `SELECT count(*)::int AS v FROM pg_stat_activity
+            WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid()
+              AND coalesce(application_name, '') NOT LIKE 'sluice%'`,
+        );
+        if (n > l.maxActiveSessions) reason = `paused: ${n} active sessions on the source > ${l.maxActiveSessions}`;
+      }
+      if (!reason && l.maxReplicaLagSeconds > 0) {
+        const lag = await this.replicaLagSeconds();
+        if (lag !== null && lag > l.maxReplicaLagSeconds) reason = `paused: replica lag ${Math.round(lag)} s > ${l.maxReplicaLagSeconds} s`;
+      }
+      if (!reason && l.maxSlotLagBytes > 0) {
+        const bytes = await this.sourceValue(
+          `SELECT coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn), 0)::float8 AS v FROM pg_replication_slots WHERE slot_name = $1`,
+          [this.sources.slot],
+        );
+        if (bytes > l.maxSlotLagBytes) reason = `paused: slot retains ${bytes} bytes of WAL > ${l.maxSlotLagBytes}`;
+      }
+      if (!reason && l.query.trim() !== '') {
+        const c = await this.sourceClient();
+        const r = await c.query({ text: l.query, rowMode: 'array' });
+        const v = Number(r.rows[0]?.[0] ?? 0);
+        if (v > 0) reason = `paused: throttle query returned ${v}`;
+      }
+      if (reason !== this.paused) {
+        if (reason) this.logger?.warn('backfill throttled', { reason });
+        else if (this.paused) this.logger?.info('throttle open again', { was: this.paused });
+      }
+      this.paused = reason;
+    } catch (err) {
+      this.logger?.debug('throttle probe failed', { error: (err as Error).message });
+      await this.src?.end().catch(() => {});
+      await this.replica?.end().catch(() => {});
+      this.src = null;
+      this.replica = null;
+    } finally {
+      this.probing = false;
+    }
+  }
+
+  private async replicaLagSeconds(): Promise<number | null> {
+    if (this.sources?.replicaUrl) {
+      if (!this.replica) this.replica = await open(this.sources.replicaUrl);
+      const r = await this.replica.query(
+        `SELECT CASE WHEN NOT pg_is_in_recovery() OR pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+                     ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END::float8 AS v`,
+      );
+      return r.rows[0].v;
+    }
+    // No replica configured: the slowest streaming standby of the source.
+    const v = await this.sourceValue(`SELECT coalesce(max(extract(epoch FROM replay_lag)), 0)::float8 AS v FROM pg_stat_replication`);
+    return v;
+  }
+
+  private async sourceClient(): Promise<pg.Client> {
+    if (!this.src) this.src = await open(this.sources!.sourceUrl);
+    return this.src;
+  }
+
+  private async sourceValue(sql: string, params: unknown[] = []): Promise<number> {
+    const c = await this.sourceClient();
+    const r = await c.query(sql, params);
+    return Number(r.rows[0]?.v ?? 0);
+  }
+}
+
+async function open(url: string): Promise<pg.Client> {
+  const c = new pg.Client({ connectionString: url, application_name: 'sluice-throttle' });
+  c.on('error', () => {});
+  await c.connect();
+  return c;
+}
