@@ -199,8 +199,10 @@ async function stopClean(run: Running): Promise<void> {
 
 test('FIFO queue: at most pipeline.concurrency (2) tables backfill at once, in config order', { timeout: 90_000 }, async () => {
   // Sizes differ so that tables finish, and the next ones start, at clearly different moments:
-  // q2 runs throughout while q3, q4 and q5 take turns in the other slot.
-  const sizes = [1000, 5000, 1000, 1000, 1000];
+  // q2 runs throughout while q3, q4 and q5 take turns in the other slot. The rows/s ceiling's bucket
+  // starts with one second of burst (2000 rows, shared), so every table has more rows than a burst
+  // could load before the 40 ms sampler sees it backfilling.
+  const sizes = [3000, 10000, 2000, 2000, 2000];
   const names = sizes.map((_, i) => `public.q${i + 1}`);
   for (const [i, n] of sizes.entries()) {
     await source.query(`CREATE TABLE ${names[i]} (id int PRIMARY KEY, v text); INSERT INTO ${names[i]} SELECT g, md5(g::text) FROM generate_series(1, ${n}) g; ANALYZE ${names[i]}`);
