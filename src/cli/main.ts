@@ -79,10 +79,12 @@ program
 
 program
   .command('verify')
-  .description('compare source and destination: row counts and an ordered hash per table (exit 0 equal, 1 different)')
+  .description('compare source and destination: row counts and ordered hashes per key range (exit 0 equal, 1 different)')
   .argument('[table...]', 'tables (default: all configured)')
   .option('--json', 'machine-readable output')
-  .option('--attempts <n>', 're-checks of a difference before it is reported (tables keep moving)', '4')
+  .option('--attempts <n>', 'checks of a differing range before it is reported (tables keep moving)', '4')
+  .option('--range-rows <n>', 'rows per compared key range (also the most rows held in memory to name keys)', '50000')
+  .option('--max-rows-per-second <n>', 'ceiling on rows read from the source per second (0: none)', '0')
   .action((tables: string[], flags) => {
     action = verifyCommand(tables, flags, globals());
   });

@@ -1,16 +1,21 @@
 /**
- * `sluice verify`: compares a table in the source and the destination with plain SQL: a row count
- * and an md5 over every row's text form in primary-key order, computed by each server. When they
- * differ, per-row hashes in key order are merged to name the differing keys.
+ * `sluice verify`: compares a table in the source and the destination with plain SQL, range by
+ * range. The key space is cut into ranges of about `rangeRows` rows by an index-only walk of the
+ * source's primary key; for each range both servers compute a row count and an md5 over every
+ * row's text form in key order. Memory stays bounded by one range whatever the table's size (a
+ * single whole-table string_agg would also hit PostgreSQL's 1 GB value limit past ~30M rows).
  *
- * A streaming table moves; a difference is re-checked a few times (with growing pauses) before it
- * is reported, so a change that is merely still in flight does not count as a difference.
+ * A streaming table moves: ranges that differ are re-checked a few times (with growing pauses)
+ * before they count, so a change that is merely still in flight is not reported. A range that
+ * still differs is bisected: cut again by the keys of whichever side holds more rows, down to
+ * ranges small enough to merge per-row hashes and name the differing keys.
  */
+import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import type { SluiceConfig } from '../config/schema.js';
 import { sleep } from '../core/retry.js';
 import { TableName } from '../core/types.js';
-import { qualified, quoteIdent } from '../destinations/postgres/dialect.js';
+import { qualified, quoteIdent, quoteLiteral } from '../destinations/postgres/dialect.js';
 import { introspectTable } from '../sources/postgres/introspect.js';
 import { connect } from '../pipeline/context.js';
 
@@ -19,16 +24,36 @@ export interface TableVerdict {
   equal: boolean;
   sourceRows: number;
   destinationRows: number;
+  /** md5 over the ranges' md5s (the ranges are the same on both sides). */
   sourceMd5: string;
   destinationMd5: string;
+  /** Ranges compared, and how many of them still differed after the re-checks. */
+  ranges: number;
+  rangesDiffering: number;
   /** Up to `maxKeys` keys that differ, as `{key, problem}`. */
   differences: { key: string; problem: 'differs' | 'missing in destination' | 'only in destination' }[];
   error?: string;
 }
 
+export interface VerifyProgress {
+  table: string;
+  rowsChecked: number;
+  rowsEstimated: number;
+  ranges: number;
+  rangesDiffering: number;
+}
+
 export interface VerifyOptions {
+  /** Checks of a differing range before it counts (1 = no re-check). Default 4. */
   attempts?: number;
+  /** Differing keys to name per table. Default 20. */
   maxKeys?: number;
+  /** Rows per compared range, and the most rows per side held in memory to name keys. Default 50,000. */
+  rangeRows?: number;
+  /** Ceiling on rows read per second from the source (0: none). */
+  maxRowsPerSecond?: number;
+  /** Called after each range. */
+  onProgress?: (p: VerifyProgress) => void;
 }
 
 export async function verifyTables(cfg: SluiceConfig, names: string[], opts: VerifyOptions = {}): Promise<TableVerdict[]> {
@@ -39,7 +64,7 @@ export async function verifyTables(cfg: SluiceConfig, names: string[], opts: Ver
     for (const n of names) {
       const source = TableName.parse(n);
       const target = { schema: cfg.destination.schema, name: source.name };
-      out.push(await verifyTable(src, dst, source, target, opts));
+      out.push(await verifyTable({ client: src, table: source }, { client: dst, table: target }, opts));
     }
     return out;
   } finally {
@@ -48,60 +73,206 @@ export async function verifyTables(cfg: SluiceConfig, names: string[], opts: Ver
   }
 }
 
-async function verifyTable(src: pg.Client, dst: pg.Client, source: TableName, target: TableName, opts: VerifyOptions): Promise<TableVerdict> {
-  const info = await introspectTable(src, source);
-  const cols = info.columns.map((c) => c.name);
-  const textual = new Set(info.columns.filter((c) => /\b(text|character|char|varchar|citext|name)\b/.test(c.typeSql)).map((c) => c.name));
-  const order = info.primaryKey.map((k) => `${quoteIdent(k)}${textual.has(k) ? ' COLLATE "C"' : ''}`).join(', ');
-  const rowExpr = `md5(ROW(${cols.map(quoteIdent).join(', ')})::text)`;
-  const sumSql = (t: TableName) =>
-    `SELECT count(*)::bigint AS n, coalesce(md5(string_agg(${rowExpr}, '' ORDER BY ${order})), md5('')) AS h FROM ${qualified(t)}`;
-  const attempts = opts.attempts ?? 4;
-  let last: TableVerdict | null = null;
-  for (let attempt = 1; attempt <= attempts; attempt++) {
-    const [a, b] = await Promise.all([src.query(sumSql(source)), dst.query(sumSql(target))]);
-    last = {
-      table: TableName.format(source),
-      equal: a.rows[0].h === b.rows[0].h && Number(a.rows[0].n) === Number(b.rows[0].n),
-      sourceRows: Number(a.rows[0].n),
-      destinationRows: Number(b.rows[0].n),
-      sourceMd5: a.rows[0].h,
-      destinationMd5: b.rows[0].h,
-      differences: [],
-    };
-    if (last.equal) return last;
-    if (attempt < attempts) await sleep(1000 * 2 ** (attempt - 1));
-  }
-  last!.differences = await diffKeys(src, dst, source, target, info.primaryKey, order, rowExpr, opts.maxKeys ?? 20);
-  return last!;
+interface Side {
+  readonly client: pg.Client;
+  readonly table: TableName;
 }
 
-/** Merges per-row hashes of both sides in key order; names the first keys that differ. */
-async function diffKeys(
-  src: pg.Client,
-  dst: pg.Client,
-  source: TableName,
-  target: TableName,
-  key: readonly string[],
-  order: string,
-  rowExpr: string,
+/** `(after, upTo]` in key order (the columns' own collation, as the primary key's index orders them); null bounds are open. */
+interface Range {
+  readonly after: readonly string[] | null;
+  readonly upTo: readonly string[] | null;
+}
+
+interface RangeHash {
+  readonly n: number;
+  readonly h: string;
+}
+
+interface Shape {
+  readonly key: readonly string[];
+  readonly keyTypes: readonly string[];
+  /** ORDER BY of the hashed rows: the key, text columns in "C" order so both servers agree whatever their locale. */
+  readonly order: string;
+  readonly rowExpr: string;
+}
+
+const MAX_DEPTH = 12;
+
+async function verifyTable(src: Side, dst: Side, opts: VerifyOptions): Promise<TableVerdict> {
+  const info = await introspectTable(src.client, src.table);
+  const byName = new Map(info.columns.map((c) => [c.name, c]));
+  const textual = (typeSql: string) => /\b(text|character|char|varchar|citext|name)\b/.test(typeSql);
+  const shape: Shape = {
+    key: info.primaryKey,
+    keyTypes: info.primaryKey.map((k) => byName.get(k)!.typeSql),
+    order: info.primaryKey.map((k) => `${quoteIdent(k)}${textual(byName.get(k)!.typeSql) ? ' COLLATE "C"' : ''}`).join(', '),
+    rowExpr: `md5(ROW(${info.columns.map((c) => quoteIdent(c.name)).join(', ')})::text)`,
+  };
+  const attempts = Math.max(1, opts.attempts ?? 4);
+  const maxKeys = opts.maxKeys ?? 20;
+  const rangeRows = Math.max(2, opts.rangeRows ?? 50_000);
+  const pace = pacer(opts.maxRowsPerSecond ?? 0);
+  const table = TableName.format(src.table);
+
+  // First pass: every range once.
+  const entries: { range: Range; s: RangeHash; d: RangeHash }[] = [];
+  let rowsChecked = 0;
+  let differing = 0;
+  for await (const range of walkRanges(src, shape, { after: null, upTo: null }, rangeRows)) {
+    const [s, d] = await Promise.all([hashRange(src, shape, range), hashRange(dst, shape, range)]);
+    entries.push({ range, s, d });
+    rowsChecked += s.n;
+    if (!same(s, d)) differing++;
+    opts.onProgress?.({ table, rowsChecked, rowsEstimated: info.rowsEstimated, ranges: entries.length, rangesDiffering: differing });
+    await pace(s.n);
+  }
+
+  // Re-checks of the ranges that differ, with growing pauses: changes in flight land meanwhile.
+  let open = entries.filter((e) => !same(e.s, e.d));
+  for (let attempt = 2; attempt <= attempts && open.length > 0; attempt++) {
+    await sleep(1000 * 2 ** (attempt - 2));
+    for (const e of open) {
+      [e.s, e.d] = await Promise.all([hashRange(src, shape, e.range), hashRange(dst, shape, e.range)]);
+      await pace(e.s.n);
+    }
+    open = open.filter((e) => !same(e.s, e.d));
+  }
+
+  const differences: TableVerdict['differences'] = [];
+  for (const e of open) {
+    if (differences.length >= maxKeys) break;
+    differences.push(...(await diffRange(src, dst, shape, e.range, e.s, e.d, maxKeys - differences.length, rangeRows, 0)));
+  }
+  const digest = (hs: RangeHash[]) => createHash('md5').update(hs.map((x) => x.h).join('')).digest('hex');
+  return {
+    table,
+    equal: open.length === 0,
+    sourceRows: entries.reduce((a, e) => a + e.s.n, 0),
+    destinationRows: entries.reduce((a, e) => a + e.d.n, 0),
+    sourceMd5: digest(entries.map((e) => e.s)),
+    destinationMd5: digest(entries.map((e) => e.d)),
+    ranges: entries.length,
+    rangesDiffering: open.length,
+    differences,
+  };
+}
+
+function same(a: RangeHash, b: RangeHash): boolean {
+  return a.n === b.n && a.h === b.h;
+}
+
+/** Sleeps so that reading `rows` rows keeps the average under the ceiling. */
+function pacer(maxRowsPerSecond: number): (rows: number) => Promise<void> {
+  const started = Date.now();
+  let total = 0;
+  return async (rows) => {
+    if (maxRowsPerSecond <= 0) return;
+    total += rows;
+    const due = started + (total / maxRowsPerSecond) * 1000;
+    if (due > Date.now()) await sleep(due - Date.now());
+  };
+}
+
+function keyLiteral(values: readonly string[], shape: Shape): string {
+  const lits = values.map((v, i) => `${quoteLiteral(v)}::${shape.keyTypes[i]}`);
+  return lits.length === 1 ? lits[0] : `(${lits.join(', ')})`;
+}
+
+function rangeWhere(shape: Shape, range: Range): string {
+  const key = shape.key.length === 1 ? quoteIdent(shape.key[0]) : `(${shape.key.map(quoteIdent).join(', ')})`;
+  const conds: string[] = [];
+  if (range.after) conds.push(`${key} > ${keyLiteral(range.after, shape)}`);
+  if (range.upTo) conds.push(`${key} <= ${keyLiteral(range.upTo, shape)}`);
+  return conds.length ? ` WHERE ${conds.join(' AND ')}` : '';
+}
+
+/** Count and md5 of one range, computed by the server. */
+export function rangeHashSql(table: TableName, shape: Shape, range: Range): string {
+  return (
+    `SELECT count(*)::bigint AS n, coalesce(md5(string_agg(${shape.rowExpr}, '' ORDER BY ${shape.order})), md5('')) AS h` +
+    ` FROM ${qualified(table)}${rangeWhere(shape, range)}`
+  );
+}
+
+async function hashRange(side: Side, shape: Shape, range: Range): Promise<RangeHash> {
+  const r = await side.client.query<{ n: string; h: string }>(rangeHashSql(side.table, shape, range));
+  return { n: Number(r.rows[0].n), h: r.rows[0].h };
+}
+
+/**
+ * Cuts `outer` into consecutive ranges of about `rows` rows of `side`, by an index-only walk of its
+ * primary key (the key columns are qualified in ORDER BY: a bare name would sort by the `::text`
+ * output column instead). The ranges cover `outer` exactly, whatever the other side holds.
+ */
+async function* walkRanges(side: Side, shape: Shape, outer: Range, rows: number): AsyncGenerator<Range> {
+  const cols = shape.key.map((k) => `${quoteIdent(k)}::text`).join(', ');
+  const order = shape.key.map((k) => `${qualified(side.table)}.${quoteIdent(k)}`).join(', ');
+  let after = outer.after;
+  for (;;) {
+    const r = await side.client.query({
+      text: `SELECT ${cols} FROM ${qualified(side.table)}${rangeWhere(shape, { after, upTo: outer.upTo })} ORDER BY ${order} OFFSET ${rows - 1} LIMIT 1`,
+      rowMode: 'array',
+    });
+    const boundary = r.rows[0] as string[] | undefined;
+    if (!boundary || (outer.upTo && sameKey(boundary, outer.upTo))) {
+      yield { after, upTo: outer.upTo };
+      return;
+    }
+    yield { after, upTo: boundary };
+    after = boundary;
+  }
+}
+
+function sameKey(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}
+
+/**
+ * Names up to `max` differing keys of a range. Small ranges are merged row by row; a range with
+ * more than `rangeRows` rows on either side is cut again by the keys of the larger side, and only
+ * the parts whose hashes differ are looked into.
+ */
+async function diffRange(
+  src: Side,
+  dst: Side,
+  shape: Shape,
+  range: Range,
+  s: RangeHash,
+  d: RangeHash,
   max: number,
+  rangeRows: number,
+  depth: number,
 ): Promise<TableVerdict['differences']> {
-  const keyText = `ROW(${key.map(quoteIdent).join(', ')})::text`;
-  const q = (t: TableName) => `SELECT ${keyText} AS k, ${rowExpr} AS h FROM ${qualified(t)} ORDER BY ${order}`;
-  const [a, b] = await Promise.all([src.query(q(source)), dst.query(q(target))]);
-  const sa = a.rows as { k: string; h: string }[];
-  const sb = b.rows as { k: string; h: string }[];
-  const mb = new Map(sb.map((r) => [r.k, r.h]));
-  const ma = new Set(sa.map((r) => r.k));
+  if (max <= 0) return [];
+  if ((s.n <= rangeRows && d.n <= rangeRows) || depth >= MAX_DEPTH) return mergeRows(src, dst, shape, range, max, rangeRows * 4);
   const out: TableVerdict['differences'] = [];
-  for (const r of sa) {
+  const larger = s.n >= d.n ? src : dst;
+  const part = Math.max(2, Math.floor(rangeRows / 2));
+  for await (const sub of walkRanges(larger, shape, range, part)) {
+    const [hs, hd] = await Promise.all([hashRange(src, shape, sub), hashRange(dst, shape, sub)]);
+    if (same(hs, hd)) continue;
+    out.push(...(await diffRange(src, dst, shape, sub, hs, hd, max - out.length, rangeRows, depth + 1)));
+    if (out.length >= max) break;
+  }
+  return out;
+}
+
+/** Per-row hashes of both sides of a small range, merged by key. */
+async function mergeRows(src: Side, dst: Side, shape: Shape, range: Range, max: number, limit: number): Promise<TableVerdict['differences']> {
+  const keyText = `ROW(${shape.key.map(quoteIdent).join(', ')})::text`;
+  const q = (t: TableName) => `SELECT ${keyText} AS k, ${shape.rowExpr} AS h FROM ${qualified(t)}${rangeWhere(shape, range)} ORDER BY ${shape.order} LIMIT ${limit}`;
+  const [a, b] = await Promise.all([src.client.query<{ k: string; h: string }>(q(src.table)), dst.client.query<{ k: string; h: string }>(q(dst.table))]);
+  const mb = new Map(b.rows.map((r) => [r.k, r.h]));
+  const ma = new Set(a.rows.map((r) => r.k));
+  const out: TableVerdict['differences'] = [];
+  for (const r of a.rows) {
     if (out.length >= max) return out;
     const h = mb.get(r.k);
     if (h === undefined) out.push({ key: r.k, problem: 'missing in destination' });
     else if (h !== r.h) out.push({ key: r.k, problem: 'differs' });
   }
-  for (const r of sb) {
+  for (const r of b.rows) {
     if (out.length >= max) return out;
     if (!ma.has(r.k)) out.push({ key: r.k, problem: 'only in destination' });
   }

@@ -1,21 +1,48 @@
+import { SluiceError } from '../../core/errors.js';
 import { TableName } from '../../core/types.js';
-import { verifyTables, type TableVerdict } from '../../verify/verifier.js';
+import { verifyTables, type TableVerdict, type VerifyProgress } from '../../verify/verifier.js';
 import { readConfig, type GlobalOptions } from '../shared.js';
 
+export interface VerifyFlags {
+  json?: boolean;
+  attempts?: string;
+  rangeRows?: string;
+  maxRowsPerSecond?: string;
+}
+
 /** Exit 0 when every table is equal, 1 with the differing keys otherwise, 2 on error. */
-export async function verifyCommand(names: string[], flags: { json?: boolean; attempts?: string }, opts: GlobalOptions): Promise<number> {
+export async function verifyCommand(names: string[], flags: VerifyFlags, opts: GlobalOptions): Promise<number> {
+  const attempts = whole('--attempts', flags.attempts, 1);
+  const rangeRows = whole('--range-rows', flags.rangeRows, 2);
+  const maxRowsPerSecond = whole('--max-rows-per-second', flags.maxRowsPerSecond, 0);
   const cfg = readConfig(opts);
   const tables = names.length ? names : cfg.tables.map((t) => TableName.format(TableName.parse(t.name)));
-  const verdicts = await verifyTables(cfg, tables, { attempts: flags.attempts ? Number(flags.attempts) : undefined });
+  // Progress on stderr every few seconds (stdout stays the verdict, for scripts).
+  let shown = Date.now();
+  const onProgress = (p: VerifyProgress) => {
+    if (Date.now() - shown < 5000) return;
+    shown = Date.now();
+    const pct = p.rowsEstimated > 0 ? ` (~${Math.min(100, Math.round((100 * p.rowsChecked) / p.rowsEstimated))}%)` : '';
+    process.stderr.write(`verify ${p.table}: ${p.rowsChecked.toLocaleString('en-US')} rows checked${pct} in ${p.ranges} ranges, ${p.rangesDiffering} differing so far\n`);
+  };
+  const verdicts = await verifyTables(cfg, tables, { attempts, rangeRows, maxRowsPerSecond, onProgress });
   if (flags.json) process.stdout.write(JSON.stringify({ equal: verdicts.every((v) => v.equal), tables: verdicts }, null, 2) + '\n');
   else process.stdout.write(renderVerdicts(verdicts) + '\n');
   return verdicts.every((v) => v.equal) ? 0 : 1;
 }
 
+function whole(flag: string, value: string | undefined, min: number): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min) throw new SluiceError('BAD_USAGE', `${flag} ${value}: expected a whole number ≥ ${min}`);
+  return n;
+}
+
 export function renderVerdicts(verdicts: TableVerdict[]): string {
   return verdicts
     .map((v) => {
-      const head = `${v.equal ? 'EQUAL    ' : 'DIFFERENT'} ${v.table}: source ${v.sourceRows.toLocaleString('en-US')} rows (md5 ${v.sourceMd5.slice(0, 12)}), destination ${v.destinationRows.toLocaleString('en-US')} rows (md5 ${v.destinationMd5.slice(0, 12)})`;
+      const ranges = v.rangesDiffering > 0 ? `; ${v.rangesDiffering} of ${v.ranges} key ranges differ` : '';
+      const head = `${v.equal ? 'EQUAL    ' : 'DIFFERENT'} ${v.table}: source ${v.sourceRows.toLocaleString('en-US')} rows (md5 ${v.sourceMd5.slice(0, 12)}), destination ${v.destinationRows.toLocaleString('en-US')} rows (md5 ${v.destinationMd5.slice(0, 12)})${ranges}`;
       return [head, ...v.differences.map((d) => `  ${d.key}: ${d.problem}`)].join('\n');
     })
     .join('\n');
