@@ -29,6 +29,8 @@
  *      budget does not allow 20M; said so in the output).
  *
  * Flags: --rows N (default 5,000,000), --runs R (default 3; median), --skip-peers (skip 3. and 4.),
+ * --impact-only (measure 5 alone), --impact-cases "none,rows:40000,active:1" (fixed cases instead of
+ * the search for a ceiling),
  * --skip-impact, --skip-rss, --big-rows N (default 20,000,000), --budget-minutes M (default 60: the
  * big table falls back to 10M when the estimate would overrun it), --chunk-rows N (default 50,000),
  * --pgbench-seconds S (default 20), --throttle-trials K (default 4), --strategies
@@ -78,6 +80,8 @@ const { values: flags } = parseArgs({
     'chunk-rows': { type: 'string' },
     'pgbench-seconds': { type: 'string' },
     'throttle-trials': { type: 'string' },
+    'impact-only': { type: 'boolean', default: false },
+    'impact-cases': { type: 'string' },
     strategies: { type: 'string' },
     phases: { type: 'boolean', default: false },
   },
@@ -92,6 +96,18 @@ const BUDGET_SECONDS = intOption(flags['budget-minutes'], 60) * 60;
 const CHUNK_ROWS = Math.max(1, intOption(flags['chunk-rows'], 50_000));
 const PGBENCH_SECONDS = Math.max(5, intOption(flags['pgbench-seconds'], 20));
 const THROTTLE_TRIALS = Math.max(1, intOption(flags['throttle-trials'], 4));
+/** Only measure 5 (source impact). */
+const IMPACT_ONLY = flags['impact-only'];
+/** Fixed impact cases instead of the search: "none,rows:40000,active:1". */
+const IMPACT_CASES = (flags['impact-cases'] ?? '')
+  .split(',')
+  .map((x) => x.trim())
+  .filter(Boolean)
+  .map((x) => {
+    const m = /^(none|rows:(\d+)|active:(\d+))$/.exec(x);
+    if (!m) throw new Error(`--impact-cases: "${x}": expected none, rows:N or active:N`);
+    return m[2] ? { maxRowsPerSecond: Number(m[2]) } : m[3] ? { maxActiveSessions: Number(m[3]) } : {};
+  });
 
 type Strategy = 'keyset' | 'interval' | 'ctid';
 interface StrategyConfig {
@@ -798,6 +814,18 @@ async function measureImpact(rss: RssSampler): Promise<{ rows: ImpactRow[]; summ
     before = after;
     return { ok, pct, rate: r.rate };
   };
+  if (IMPACT_CASES.length > 0) {
+    for (const c of IMPACT_CASES) {
+      const name = c.maxRowsPerSecond
+        ? `during sluice ctid ×4, throttle.maxRowsPerSecond ${fmtInt(c.maxRowsPerSecond)}`
+        : c.maxActiveSessions
+          ? `during sluice ctid ×4, throttle.maxActiveSessions ${c.maxActiveSessions}`
+          : 'during sluice ctid ×4, unthrottled';
+      await measureCase(name, c);
+    }
+    await SOURCE.query(`DROP DATABASE ${PGBENCH_DB} WITH (FORCE)`);
+    return { rows, summary: `fixed cases: ${flags['impact-cases']}`, best: null };
+  }
   const un = await measureCase('during sluice ctid ×4, unthrottled', {});
 
   // Search maxRowsPerSecond: the highest tried setting that keeps >= 90 % of the TPS alone.
@@ -885,6 +913,24 @@ async function main(): Promise<void> {
     const t = await setupTable(SOURCE_DB, ROWS);
     const srcUrl = SOURCE.url(SOURCE_DB);
     out(`  ${t.sizeLine}`);
+    const impactSection = async () => {
+      heading(`measure 5: source impact with pgbench (-T ${PGBENCH_SECONDS})`);
+      const imp = await measureImpact(rss);
+      printTable(
+        table(
+          `5. Source impact: pgbench tpcb-like -c 4 -j 2 -T ${PGBENCH_SECONDS}, scale 10, on the source, beside a sluice backfill (ctid ×4)`,
+          ['case (in the order run)', 'pgbench TPS', 'backfill rows/s in the window', 'notes'],
+          imp.rows.map((r) => [r.name, r.tps.toFixed(0), Number.isFinite(r.rowsPerSecond) ? fmtInt(r.rowsPerSecond) : '', r.note]),
+          ['---', '--:', '--:', '---'],
+        ),
+      );
+      out(imp.summary);
+      printed.push(imp.summary, '');
+    };
+    if (IMPACT_ONLY) {
+      await impactSection();
+      return;
+    }
 
     // 1 + 2 (+ 3 + 4). In rounds: a round runs the pipe, each strategy once, then each peer once, so
     // that load from outside this benchmark falls on all of them alike.
@@ -1000,20 +1046,7 @@ async function main(): Promise<void> {
     }
 
     // 5. source impact
-    if (!flags['skip-impact']) {
-      heading(`measure 5: source impact with pgbench (-T ${PGBENCH_SECONDS})`);
-      const imp = await measureImpact(rss);
-      printTable(
-        table(
-          `5. Source impact: pgbench tpcb-like -c 4 -j 2 -T ${PGBENCH_SECONDS}, scale 10, on the source, beside a sluice backfill (ctid ×4)`,
-          ['case (in the order run)', 'pgbench TPS', 'backfill rows/s in the window', 'notes'],
-          imp.rows.map((r) => [r.name, r.tps.toFixed(0), Number.isFinite(r.rowsPerSecond) ? fmtInt(r.rowsPerSecond) : '', r.note]),
-          ['---', '--:', '--:', '---'],
-        ),
-      );
-      out(imp.summary);
-      printed.push(imp.summary, '');
-    }
+    if (!flags['skip-impact']) await impactSection();
 
     // 6. memory bound
     if (!flags['skip-rss']) {

@@ -36,26 +36,42 @@ export interface Chunk {
   readonly expectedRows: number;
 }
 
-/** Adapts the chunk size so that a chunk's statements take about `targetSeconds`. */
+/**
+ * Adapts the chunk size so that a chunk's statements take about `targetSeconds`. `cap` bounds it
+ * from outside, read at every chunk: with a rows/s ceiling set, a chunk holds at most a quarter
+ * second of the ceiling's rows, so the source sees short bursts at a steady beat rather than whole
+ * chunks at full speed followed by long waits.
+ */
 export class ChunkSizer {
-  rows: number;
+  private adapted: number;
 
   constructor(
     initialRows: number,
     private readonly targetSeconds: number,
     private readonly minRows = 100,
     private readonly maxRows = 2_000_000,
+    private readonly cap: () => number = () => Infinity,
   ) {
-    this.rows = initialRows;
+    this.adapted = initialRows;
+  }
+
+  /** Rows of the next chunk. */
+  get rows(): number {
+    return Math.max(Math.min(this.minRows, this.adapted), Math.min(this.adapted, Math.round(this.cap())));
   }
 
   /** After a chunk of `rows` rows took `seconds`: move towards the target, at most ×2 or ÷2 a step. */
   observe(rows: number, seconds: number): void {
     if (this.targetSeconds <= 0 || rows < 50 || seconds < 0.02) return;
     const ideal = (rows / seconds) * this.targetSeconds;
-    const next = Math.min(this.rows * 2, Math.max(this.rows / 2, ideal));
-    this.rows = Math.round(Math.min(this.maxRows, Math.max(this.minRows, next)));
+    const next = Math.min(this.adapted * 2, Math.max(this.adapted / 2, ideal));
+    this.adapted = Math.round(Math.min(this.maxRows, Math.max(this.minRows, next)));
   }
+}
+
+/** The most rows a chunk may hold under a rows/s ceiling (0: none): a quarter second's worth. */
+export function ceilingCap(maxRowsPerSecond: number): number {
+  return maxRowsPerSecond > 0 ? maxRowsPerSecond / 4 : Infinity;
 }
 
 /** The WHERE of a chunk's SELECT: its range, and the run's scope when there is one. */

@@ -22,7 +22,7 @@ import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { SluiceError } from '../core/errors.js';
 import type { BackfillStrategy } from '../core/types.js';
 import { ChunkQueue, type TableLoad } from './chunk-queue.js';
-import { ChunkSizer, CtidPlanner, IntervalPlanner, KeysetPlanner, chunkSelectSql, rangeKey, type Chunk, type ChunkRange, type Planner } from './chunking.js';
+import { ChunkSizer, CtidPlanner, ceilingCap, IntervalPlanner, KeysetPlanner, chunkSelectSql, rangeKey, type Chunk, type ChunkRange, type Planner } from './chunking.js';
 import type { BackfillRequest } from './runtime.js';
 import { retry, sleep } from '../core/retry.js';
 import { Lsn, Position, TableName, type BackfillMode } from '../core/types.js';
@@ -208,7 +208,8 @@ export class Copier {
 
   private async plannerFor(dst: pg.Client, rt: TableRuntime, plan: LoadPlan, lastKey: string[] | null | 'done', runId: number, resuming: boolean): Promise<Planner> {
     const keyset = this.keysetOf(rt.info);
-    const sizer = new ChunkSizer(rt.config.chunkRows, rt.config.chunkSeconds);
+    const throttler = this.ctx.throttler;
+    const sizer = new ChunkSizer(rt.config.chunkRows, rt.config.chunkSeconds, undefined, undefined, () => ceilingCap(throttler.limits.maxRowsPerSecond));
     if (plan.strategy === 'keyset') return new KeysetPlanner(keyset, plan.scope, resuming ? lastKey : null, sizer);
     const done = resuming ? await readRangeChunks(dst, this.ctx.pipeline, rt.name, runId) : [];
     if (plan.strategy === 'interval') {

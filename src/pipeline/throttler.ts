@@ -1,12 +1,15 @@
 /**
  * The Throttler: every chunk passes through `acquire()` before it is read (contract 8), gh-ost's
  * stack for PostgreSQL:
- * - a rows/s ceiling (token bucket, one second of burst), shared by all backfills;
- * - pauses while the source has more than N active sessions (other than sluice's own), while the
- *   replica lags more than N seconds, while sluice's slot retains more than N bytes of WAL, or while a
- *   user query returns a number > 0.
- * Conditions are probed once a second by one loop (not per chunk); every limit can be changed while
- * running (`sluice throttle …`). The reason it is closed is visible in status.
+ * - a rows/s ceiling (token bucket, one second of burst), shared by all backfills; with a ceiling
+ *   set, chunks are also capped at a quarter second of it (`ceilingCap` in chunking.ts);
+ * - pauses while the source has more than N active sessions (other than sluice's own) on average
+ *   over the last second, while the replica lags more than N seconds, while sluice's slot retains
+ *   more than N bytes of WAL, or while a user query returns a number > 0.
+ * Conditions are probed once a second by one loop (not per chunk); active sessions are sampled every
+ * 100 ms, because an OLTP session is "active" only for the moments its statements run and a single
+ * sample a second mostly sees none. Every limit can be changed while running (`sluice throttle …`).
+ * The reason it is closed is visible in status.
  */
 import pg from 'pg';
 import type { ThrottleConfig } from '../config/schema.js';
@@ -22,6 +25,11 @@ export interface ThrottleSources {
 }
 
 const PROBE_INTERVAL_MS = 1000;
+const ACTIVE_SAMPLE_MS = 100;
+const ACTIVE_WINDOW_MS = 1000;
+const ACTIVE_SQL = `SELECT count(*)::int AS v FROM pg_stat_activity
+  WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid()
+    AND coalesce(application_name, '') NOT LIKE 'sluice%'`;
 
 export class Throttler {
   private tokens: number;
@@ -33,6 +41,11 @@ export class Throttler {
   private replica: pg.Client | null = null;
   private timer: NodeJS.Timeout | null = null;
   private probing = false;
+  /** Active-session counts of the last second, sampled every 100 ms on a connection of their own. */
+  private activeSamples: { at: number; n: number }[] = [];
+  private sampler: pg.Client | null = null;
+  private sampleTimer: NodeJS.Timeout | null = null;
+  private sampling = false;
 
   constructor(
     limits: ThrottleLimits,
@@ -71,12 +84,18 @@ export class Throttler {
     if (this.timer || !this.sources) return;
     this.timer = setInterval(() => void this.probe(), PROBE_INTERVAL_MS);
     this.timer.unref();
+    this.sampleTimer = setInterval(() => void this.sampleActive(), ACTIVE_SAMPLE_MS);
+    this.sampleTimer.unref();
     void this.probe();
   }
 
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
+    if (this.sampleTimer) clearInterval(this.sampleTimer);
     this.timer = null;
+    this.sampleTimer = null;
+    await this.sampler?.end().catch(() => {});
+    this.sampler = null;
     await this.src?.end().catch(() => {});
     await this.replica?.end().catch(() => {});
     this.src = null;
@@ -130,12 +149,8 @@ export class Throttler {
       const l = this.limitsNow;
       let reason: string | null = null;
       if (l.maxActiveSessions > 0) {
-        const n = await this.sourceValue(
-          `SELECT count(*)::int AS v FROM pg_stat_activity
-            WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid()
-              AND coalesce(application_name, '') NOT LIKE 'sluice%'`,
-        );
-        if (n > l.maxActiveSessions) reason = `paused: ${n} active sessions on the source > ${l.maxActiveSessions}`;
+        const n = await this.meanActive();
+        if (n > l.maxActiveSessions) reason = `paused: ${n} active sessions on the source > ${l.maxActiveSessions} (mean of the last second)`;
       }
       if (!reason && l.maxReplicaLagSeconds > 0) {
         const lag = await this.replicaLagSeconds();
@@ -168,6 +183,36 @@ export class Throttler {
     } finally {
       this.probing = false;
     }
+  }
+
+  /** One sample of the active sessions, when that limit is set; errors drop the sampling connection. */
+  private async sampleActive(): Promise<void> {
+    if (this.sampling || !this.sources) return;
+    if (this.limitsNow.maxActiveSessions <= 0) {
+      this.activeSamples = [];
+      return;
+    }
+    this.sampling = true;
+    try {
+      if (!this.sampler) this.sampler = await open(this.sources.sourceUrl);
+      const r = await this.sampler.query(ACTIVE_SQL);
+      const now = Date.now();
+      this.activeSamples.push({ at: now, n: Number(r.rows[0]?.v ?? 0) });
+      while (this.activeSamples.length > 0 && this.activeSamples[0].at < now - ACTIVE_WINDOW_MS) this.activeSamples.shift();
+    } catch (err) {
+      this.logger?.debug('active sessions sample failed', { error: (err as Error).message });
+      await this.sampler?.end().catch(() => {});
+      this.sampler = null;
+    } finally {
+      this.sampling = false;
+    }
+  }
+
+  /** Mean active sessions over the last second (one decimal); sampled now when there is no recent sample. */
+  private async meanActive(): Promise<number> {
+    const recent = this.activeSamples.filter((x) => x.at >= Date.now() - ACTIVE_WINDOW_MS);
+    if (recent.length === 0) return this.sourceValue(ACTIVE_SQL);
+    return Math.round((recent.reduce((a, x) => a + x.n, 0) / recent.length) * 10) / 10;
   }
 
   private async replicaLagSeconds(): Promise<number | null> {

@@ -1,12 +1,13 @@
 /**
  * Unit checks of two promises the integration tests lean on: a ctid chunk never carries more than
  * `maxChunkBytes` of heap + TOAST, also after the planner has learned the heap's row density; and a
- * rows/s ceiling changed while a chunk waits for its budget applies to that chunk at once.
+ * rows/s ceiling changed while a chunk waits for its budget applies to that chunk at once; and a
+ * ceiling caps chunks at a quarter second of its rows, read at every chunk.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type pg from 'pg';
-import { ChunkSizer, CtidPlanner, type Chunk } from '../../src/pipeline/chunking.js';
+import { ChunkSizer, CtidPlanner, ceilingCap, type Chunk } from '../../src/pipeline/chunking.js';
 import { Throttler } from '../../src/pipeline/throttler.js';
 
 const NO_CLIENT = {} as pg.ClientBase;
@@ -67,4 +68,26 @@ test('rows/s ceiling: the rate stays bounded', async () => {
   for (let i = 0; i < 8; i++) await t.acquire(100);
   const ms = Date.now() - started;
   assert.ok(ms >= 700, `800 rows at 1000 rows/s took ${ms} ms`);
+});
+
+test('chunk size: a rows/s ceiling caps chunks at a quarter second of it, live, never below the minimum', () => {
+  let ceiling = 0;
+  const sizer = new ChunkSizer(50_000, 2, 100, 2_000_000, () => ceilingCap(ceiling));
+  assert.equal(sizer.rows, 50_000, 'no ceiling: the configured size');
+  ceiling = 40_000;
+  assert.equal(sizer.rows, 10_000, 'a quarter second of 40,000 rows/s');
+  ceiling = 1_000_000;
+  assert.equal(sizer.rows, 50_000, 'a high ceiling does not grow chunks');
+  ceiling = 20;
+  assert.equal(sizer.rows, 100, 'never below the minimum chunk');
+  // Adapting to chunkSeconds goes on underneath the cap.
+  ceiling = 40_000;
+  sizer.observe(50_000, 10); // 5,000 rows/s: 2 s are 10,000 rows; one step halves at most: 25,000
+  assert.equal(sizer.rows, 10_000);
+  sizer.observe(10_000, 8); // 1,250 rows/s: 2,500 rows; halved again: 12,500
+  assert.equal(sizer.rows, 10_000);
+  sizer.observe(10_000, 8);
+  assert.equal(sizer.rows, 6_250, 'below the cap, the adapted size');
+  ceiling = 0;
+  assert.equal(sizer.rows, 6_250, 'the adapted size without a ceiling');
 });
