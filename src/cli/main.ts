@@ -61,6 +61,7 @@ program
   .command('throttle')
   .description('change the throttle of the running pipeline (lasts until it restarts; 0 turns a limit off)')
   .option('--max-rows-per-second <n>', 'rows/s ceiling across all backfills')
+  .option('--max-chunks-per-second <n>', 'chunks/s ceiling across all backfills')
   .option('--max-active-sessions <n>', 'pause while the source has more active sessions (not counting sluice)')
   .option('--max-replica-lag-seconds <n>', 'pause while the replica lags more')
   .option('--max-slot-lag-bytes <n>', "pause while sluice's slot retains more WAL")

@@ -87,6 +87,7 @@ const nonNegative = () => z.number().min(0).default(0);
 export const throttleSchema = z
   .object({
     maxRowsPerSecond: nonNegative(),
+    maxChunksPerSecond: nonNegative(),
     maxActiveSessions: nonNegative(),
     maxReplicaLagSeconds: nonNegative(),
     maxSlotLagBytes: nonNegative(),

@@ -427,7 +427,7 @@ class Orchestrator implements Pipeline {
 
   private changeThrottle(params: Record<string, unknown>): string {
     const change: Partial<ThrottleLimits> = {};
-    for (const k of ['maxRowsPerSecond', 'maxActiveSessions', 'maxReplicaLagSeconds', 'maxSlotLagBytes'] as const) {
+    for (const k of ['maxRowsPerSecond', 'maxChunksPerSecond', 'maxActiveSessions', 'maxReplicaLagSeconds', 'maxSlotLagBytes'] as const) {
       if (params[k] !== undefined) change[k] = Math.max(0, Number(params[k]));
     }
     if (typeof params.query === 'string') change.query = params.query;

@@ -1,8 +1,9 @@
 /**
  * The Throttler: every chunk passes through `acquire()` before it is read (contract 8), gh-ost's
  * stack for PostgreSQL:
- * - a rows/s ceiling (token bucket, one second of burst), shared by all backfills; with a ceiling
- *   set, chunks are also capped at a quarter second of it (`ceilingCap` in chunking.ts);
+ * - a rows/s ceiling and a chunks/s ceiling (token buckets, one second of burst each), shared by
+ *   all backfills; with a rows/s ceiling set, chunks are also capped at a quarter second of it
+ *   (`ceilingCap` in chunking.ts);
  * - pauses while the source has more than N active sessions (other than sluice's own) on average
  *   over the last second, while the replica lags more than N seconds, while sluice's slot retains
  *   more than N bytes of WAL, or while a user query returns a number > 0.
@@ -32,8 +33,8 @@ const ACTIVE_SQL = `SELECT count(*)::int AS v FROM pg_stat_activity
     AND coalesce(application_name, '') NOT LIKE 'sluice%'`;
 
 export class Throttler {
-  private tokens: number;
-  private last = Date.now();
+  private readonly rowBucket: Bucket;
+  private readonly chunkBucket: Bucket;
   private limitsNow: ThrottleLimits;
   /** Why chunks wait now, or null when the throttle is open. */
   private paused: string | null = null;
@@ -53,7 +54,8 @@ export class Throttler {
     private readonly logger: Logger | null = null,
   ) {
     this.limitsNow = { ...limits };
-    this.tokens = limits.maxRowsPerSecond;
+    this.rowBucket = new Bucket(() => this.limitsNow.maxRowsPerSecond);
+    this.chunkBucket = new Bucket(() => this.limitsNow.maxChunksPerSecond);
   }
 
   get limits(): ThrottleLimits {
@@ -113,32 +115,9 @@ export class Throttler {
       onWait?.(this.paused);
       await sleep(250, signal);
     }
-    const max = this.limitsNow.maxRowsPerSecond;
-    if (max > 0 && !signal?.aborted) {
-      this.refill(max);
-      this.tokens -= rows;
-      if (this.tokens < 0) {
-        waited = true;
-        // Waits in short steps at the ceiling of the moment: a limit changed live (`sluice throttle`)
-        // applies to a chunk that is already waiting, not only to the next one.
-        let owed = -this.tokens;
-        while (owed > 0 && !signal?.aborted) {
-          const now = this.limitsNow.maxRowsPerSecond;
-          if (now <= 0) break;
-          onWait?.(`paused: rows/s ceiling ${now}`);
-          const stepMs = Math.min(250, Math.ceil((owed / now) * 1000));
-          await sleep(stepMs, signal);
-          owed -= (stepMs / 1000) * now;
-        }
-      }
-    }
+    if (await this.rowBucket.take(rows, signal, (rate) => onWait?.(`paused: rows/s ceiling ${rate}`))) waited = true;
+    if (await this.chunkBucket.take(1, signal, (rate) => onWait?.(`paused: chunks/s ceiling ${rate}`))) waited = true;
     if (waited) onWait?.(null);
-  }
-
-  private refill(max: number): void {
-    const now = Date.now();
-    this.tokens = Math.min(max, this.tokens + ((now - this.last) / 1000) * max);
-    this.last = now;
   }
 
   /** Evaluates the conditions; the first that holds is the reason. Probe errors leave the throttle as it was. */
@@ -238,6 +217,41 @@ export class Throttler {
     const c = await this.sourceClient();
     const r = await c.query(sql, params);
     return Number(r.rows[0]?.v ?? 0);
+  }
+}
+
+/**
+ * A token bucket with one second of burst, at a rate read live (0: no limit). A take that overdraws
+ * waits in short steps at the rate of the moment, so a limit changed while it waits (`sluice
+ * throttle`) applies to that wait at once, not only to the next one.
+ */
+class Bucket {
+  private tokens: number;
+  private last = Date.now();
+
+  constructor(private readonly rate: () => number) {
+    this.tokens = rate();
+  }
+
+  /** Takes `n` tokens; true when it had to wait. `onWait` hears the rate it waits at. */
+  async take(n: number, signal: AbortSignal | undefined, onWait: (rate: number) => void): Promise<boolean> {
+    const max = this.rate();
+    if (max <= 0 || signal?.aborted) return false;
+    const now = Date.now();
+    this.tokens = Math.min(max, this.tokens + ((now - this.last) / 1000) * max);
+    this.last = now;
+    this.tokens -= n;
+    if (this.tokens >= 0) return false;
+    let owed = -this.tokens;
+    while (owed > 0 && !signal?.aborted) {
+      const rate = this.rate();
+      if (rate <= 0) break;
+      onWait(rate);
+      const stepMs = Math.min(250, Math.ceil((owed / rate) * 1000));
+      await sleep(stepMs, signal);
+      owed -= (stepMs / 1000) * rate;
+    }
+    return true;
   }
 }
 

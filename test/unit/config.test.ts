@@ -35,6 +35,7 @@ test('a minimal config gets every default', () => {
   assert.deepEqual(cfg.log, { type: 'embedded', path: '.sluice/app', fsync: true });
   assert.deepEqual(cfg.throttle, {
     maxRowsPerSecond: 0,
+    maxChunksPerSecond: 0,
     maxActiveSessions: 0,
     maxReplicaLagSeconds: 0,
     maxSlotLagBytes: 0,

@@ -38,7 +38,7 @@ test('ctid: an ordinary table is not held to small chunks by the byte cap', asyn
   assert.deepEqual(first?.range, { kind: 'ctid', from: 0, to: 100 });
 });
 
-const OPEN = { maxRowsPerSecond: 0, maxActiveSessions: 0, maxReplicaLagSeconds: 0, maxSlotLagBytes: 0, query: '' };
+const OPEN = { maxRowsPerSecond: 0, maxChunksPerSecond: 0, maxActiveSessions: 0, maxReplicaLagSeconds: 0, maxSlotLagBytes: 0, query: '' };
 
 test('rows/s ceiling: a ceiling raised or lifted while a chunk waits applies to that chunk', async () => {
   const t = new Throttler({ ...OPEN, maxRowsPerSecond: 10 });
@@ -68,6 +68,25 @@ test('rows/s ceiling: the rate stays bounded', async () => {
   for (let i = 0; i < 8; i++) await t.acquire(100);
   const ms = Date.now() - started;
   assert.ok(ms >= 700, `800 rows at 1000 rows/s took ${ms} ms`);
+});
+
+test('chunks/s ceiling: bounded, reported, and lifted live', async () => {
+  const t = new Throttler({ ...OPEN, maxChunksPerSecond: 5 });
+  for (let i = 0; i < 5; i++) await t.acquire(1); // the second of burst
+  const waits: (string | null)[] = [];
+  const started = Date.now();
+  for (let i = 0; i < 5; i++) await t.acquire(1, undefined, (why) => waits.push(why));
+  const ms = Date.now() - started;
+  assert.ok(ms >= 900, `5 chunks at 5 chunks/s took ${ms} ms`);
+  assert.equal(waits[0], 'paused: chunks/s ceiling 5');
+  assert.equal(waits[waits.length - 1], null);
+
+  t.setLimits({ maxChunksPerSecond: 0.1 }); // one chunk in 10 s
+  const p = t.acquire(1);
+  setTimeout(() => t.setLimits({ maxChunksPerSecond: 0 }), 300);
+  const lifted = Date.now();
+  await p;
+  assert.ok(Date.now() - lifted < 1500, `waited ${Date.now() - lifted} ms after the ceiling was lifted`);
 });
 
 test('chunk size: a rows/s ceiling caps chunks at a quarter second of it, live, never below the minimum', () => {

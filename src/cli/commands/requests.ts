@@ -121,6 +121,7 @@ export async function throttleCommand(flags: Record<string, string | undefined>,
     params[key] = n;
   };
   num('maxRowsPerSecond', 'maxRowsPerSecond');
+  num('maxChunksPerSecond', 'maxChunksPerSecond');
   num('maxActiveSessions', 'maxActiveSessions');
   num('maxReplicaLagSeconds', 'maxReplicaLagSeconds');
   num('maxSlotLagBytes', 'maxSlotLagBytes');
