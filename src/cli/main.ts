@@ -86,6 +86,7 @@ program
   .option('--attempts <n>', 'checks of a differing range before it is reported (tables keep moving)', '4')
   .option('--range-rows <n>', 'rows per compared key range (also the most rows held in memory to name keys)', '50000')
   .option('--max-rows-per-second <n>', 'ceiling on rows read from the source per second (0: none)', '0')
+  .option('--where <sql>', 'compare only the rows matching this condition (e.g. the scope of a backfill)')
   .action((tables: string[], flags) => {
     action = verifyCommand(tables, flags, globals());
   });

@@ -9,6 +9,8 @@
  * before they count, so a change that is merely still in flight is not reported. A range that
  * still differs is bisected: cut again by the keys of whichever side holds more rows, down to
  * ranges small enough to merge per-row hashes and name the differing keys.
+ *
+ * `where` limits every query to the rows of a scope (after a scoped backfill, say).
  */
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
@@ -18,9 +20,12 @@ import { TableName } from '../core/types.js';
 import { qualified, quoteIdent, quoteLiteral } from '../destinations/postgres/dialect.js';
 import { introspectTable } from '../sources/postgres/introspect.js';
 import { connect } from '../pipeline/context.js';
+import { validateScope } from '../pipeline/copier.js';
 
 export interface TableVerdict {
   table: string;
+  /** The scope compared, when only part of the table was (`--where`). */
+  where?: string;
   equal: boolean;
   sourceRows: number;
   destinationRows: number;
@@ -52,6 +57,8 @@ export interface VerifyOptions {
   rangeRows?: number;
   /** Ceiling on rows read per second from the source (0: none). */
   maxRowsPerSecond?: number;
+  /** Compare only the rows that match this condition (a backfill's `where` scope), on both sides. */
+  where?: string;
   /** Called after each range. */
   onProgress?: (p: VerifyProgress) => void;
 }
@@ -95,6 +102,8 @@ interface Shape {
   /** ORDER BY of the hashed rows: the key, text columns in "C" order so both servers agree whatever their locale. */
   readonly order: string;
   readonly rowExpr: string;
+  /** A WHERE condition every query adds (empty: the whole table). */
+  readonly scope: string;
 }
 
 const MAX_DEPTH = 12;
@@ -108,7 +117,10 @@ async function verifyTable(src: Side, dst: Side, opts: VerifyOptions): Promise<T
     keyTypes: info.primaryKey.map((k) => byName.get(k)!.typeSql),
     order: info.primaryKey.map((k) => `${quoteIdent(k)}${textual(byName.get(k)!.typeSql) ? ' COLLATE "C"' : ''}`).join(', '),
     rowExpr: `md5(ROW(${info.columns.map((c) => quoteIdent(c.name)).join(', ')})::text)`,
+    scope: (opts.where ?? '').trim(),
   };
+  await validateScope(src.client, src.table, shape.scope, 'source');
+  await validateScope(dst.client, dst.table, shape.scope, 'destination');
   const attempts = Math.max(1, opts.attempts ?? 4);
   const maxKeys = opts.maxKeys ?? 20;
   const rangeRows = Math.max(2, opts.rangeRows ?? 50_000);
@@ -147,6 +159,7 @@ async function verifyTable(src: Side, dst: Side, opts: VerifyOptions): Promise<T
   const digest = (hs: RangeHash[]) => createHash('md5').update(hs.map((x) => x.h).join('')).digest('hex');
   return {
     table,
+    ...(shape.scope !== '' ? { where: shape.scope } : {}),
     equal: open.length === 0,
     sourceRows: entries.reduce((a, e) => a + e.s.n, 0),
     destinationRows: entries.reduce((a, e) => a + e.d.n, 0),
@@ -184,6 +197,7 @@ function rangeWhere(shape: Shape, range: Range): string {
   const conds: string[] = [];
   if (range.after) conds.push(`${key} > ${keyLiteral(range.after, shape)}`);
   if (range.upTo) conds.push(`${key} <= ${keyLiteral(range.upTo, shape)}`);
+  if (shape.scope !== '') conds.push(`(${shape.scope})`);
   return conds.length ? ` WHERE ${conds.join(' AND ')}` : '';
 }
 

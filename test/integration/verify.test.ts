@@ -2,7 +2,8 @@
  * `sluice verify` range by range: tables are written on both sides with plain SQL (no pipeline),
  * then changed on one side in known ways; verify must say equal exactly when they are, name the
  * changed keys (in the first and last open-ended ranges too), find extra rows crowded into one
- * range by bisecting it, honour a rows/s ceiling, and refuse bad flags with exit 2.
+ * range by bisecting it, honour a rows/s ceiling, compare only a `--where` scope, and refuse bad
+ * flags with exit 2.
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -16,6 +17,7 @@ let work: Workdir;
 
 interface Verdict {
   table: string;
+  where?: string;
   equal: boolean;
   sourceRows: number;
   destinationRows: number;
@@ -117,6 +119,37 @@ test('changed, deleted and extra rows (before the first and after the last sourc
   assert.equal(text.code, 1);
   assert.match(text.stdout, /^DIFFERENT public\.v_main: source 12,000 rows .* destination 12,001 rows .*; 3 of 13 key ranges differ$/m);
   assert.match(text.stdout, /^ {2}\(-1,first\): only in destination$/m);
+});
+
+test('--where compares only the scope, on both sides; a bad condition exits 2 before anything is read', async () => {
+  // After the previous test the differences are in the tenants of two changed keys, and at -1 and 99.
+  const changed = (await destination.query(`SELECT DISTINCT tenant FROM public.v_main WHERE tenant BETWEEN 0 AND 6 AND amount <> (regexp_replace(code, '\\D', '', 'g')::int * 1.5)`)).rows.map((r) => r.tenant as number);
+  const missing = (await source.query(`SELECT tenant FROM public.v_main s WHERE tenant BETWEEN 0 AND 6 ORDER BY tenant, code OFFSET 5001 LIMIT 1`)).rows[0].tenant as number;
+  const dirty = new Set([...changed, missing]);
+  const clean = [0, 1, 2, 3, 4, 5, 6].find((t) => !dirty.has(t))!;
+  const ok = await verify('public.v_main', '--attempts', '1', '--range-rows', '300', '--where', `tenant = ${clean}`);
+  assert.equal(ok.code, 0, JSON.stringify(ok.v));
+  assert.equal(ok.v.where, `tenant = ${clean}`);
+  const n = (await source.query(`SELECT count(*)::int AS n FROM public.v_main WHERE tenant = ${clean}`)).rows[0].n as number;
+  assert.equal(ok.v.sourceRows, n);
+  assert.equal(ok.v.destinationRows, n);
+
+  const bad = await verify('public.v_main', '--attempts', '1', '--range-rows', '300', '--where', `tenant IN (${[...dirty].join(', ')}, 99)`);
+  assert.equal(bad.code, 1);
+  assert.deepEqual(
+    bad.v.differences.map((d) => d.problem).sort(),
+    ['differs', 'missing in destination', 'only in destination'],
+    JSON.stringify(bad.v.differences),
+  );
+  assert.ok(!bad.v.differences.some((d) => d.key === '(-1,first)'), 'tenant -1 is outside the scope');
+
+  const text = await sluice(['verify', 'public.v_main', '--attempts', '1', '--where', `tenant = ${clean}`], { config: work.config });
+  assert.equal(text.code, 0);
+  assert.match(text.stdout, new RegExp(`^EQUAL +public\\.v_main \\(where tenant = ${clean}\\): `, 'm'));
+
+  const wrong = await sluice(['verify', 'public.v_main', '--where', 'no_such_column = 1'], { config: work.config });
+  assert.equal(wrong.code, 2, wrong.stdout + wrong.stderr);
+  assert.match(wrong.stderr, /no_such_column/);
 });
 
 test('thousands of extra rows crowded into one range are found by bisecting it, within bounded memory', async () => {

@@ -8,6 +8,7 @@ export interface VerifyFlags {
   attempts?: string;
   rangeRows?: string;
   maxRowsPerSecond?: string;
+  where?: string;
 }
 
 /** Exit 0 when every table is equal, 1 with the differing keys otherwise, 2 on error. */
@@ -25,7 +26,7 @@ export async function verifyCommand(names: string[], flags: VerifyFlags, opts: G
     const pct = p.rowsEstimated > 0 ? ` (~${Math.min(100, Math.round((100 * p.rowsChecked) / p.rowsEstimated))}%)` : '';
     process.stderr.write(`verify ${p.table}: ${p.rowsChecked.toLocaleString('en-US')} rows checked${pct} in ${p.ranges} ranges, ${p.rangesDiffering} differing so far\n`);
   };
-  const verdicts = await verifyTables(cfg, tables, { attempts, rangeRows, maxRowsPerSecond, onProgress });
+  const verdicts = await verifyTables(cfg, tables, { attempts, rangeRows, maxRowsPerSecond, where: flags.where, onProgress });
   if (flags.json) process.stdout.write(JSON.stringify({ equal: verdicts.every((v) => v.equal), tables: verdicts }, null, 2) + '\n');
   else process.stdout.write(renderVerdicts(verdicts) + '\n');
   return verdicts.every((v) => v.equal) ? 0 : 1;
@@ -42,7 +43,7 @@ export function renderVerdicts(verdicts: TableVerdict[]): string {
   return verdicts
     .map((v) => {
       const ranges = v.rangesDiffering > 0 ? `; ${v.rangesDiffering} of ${v.ranges} key ranges differ` : '';
-      const head = `${v.equal ? 'EQUAL    ' : 'DIFFERENT'} ${v.table}: source ${v.sourceRows.toLocaleString('en-US')} rows (md5 ${v.sourceMd5.slice(0, 12)}), destination ${v.destinationRows.toLocaleString('en-US')} rows (md5 ${v.destinationMd5.slice(0, 12)})${ranges}`;
+      const head = `${v.equal ? 'EQUAL    ' : 'DIFFERENT'} ${v.table}${v.where ? ` (where ${v.where})` : ''}: source ${v.sourceRows.toLocaleString('en-US')} rows (md5 ${v.sourceMd5.slice(0, 12)}), destination ${v.destinationRows.toLocaleString('en-US')} rows (md5 ${v.destinationMd5.slice(0, 12)})${ranges}`;
       return [head, ...v.differences.map((d) => `  ${d.key}: ${d.problem}`)].join('\n');
     })
     .join('\n');
