@@ -52,3 +52,65 @@ test('reads start after a cursor, per table, in position order; purge drops what
   assert.equal(log.count('public.u', Position.start), 3);
   log.close();
 });
+
+test('a large transaction reads in batches from any position, up to a bound, and purges up to a position; interleaved tables stay apart', () => {
+  const log = new EmbeddedChangeLog(join(dir, 'c.db'));
+  const v = log.relationVersion('public.t', cols);
+  // 2,500 changes to public.t interleaved with 500 to public.u in one transaction (idx 0..2999).
+  for (let i = 0; i < 3000; i++) {
+    const table = i % 6 === 5 ? 'public.u' : 'public.t';
+    log.append({ table, lsn: Lsn.of(1000), idx: i, kind: 'insert', relationVersion: v, row: [String(i), null], commitTimeMs: 9 });
+  }
+  log.commit(Lsn.of(1000), Lsn.of(1001), 9);
+  log.flush();
+  const all: number[] = [];
+  let at = Position.start;
+  for (;;) {
+    const batch = log.read('public.t', at, 700);
+    if (batch.length === 0) break;
+    assert.ok(batch.length <= 700);
+    all.push(...batch.map((c) => c.position.idx));
+    at = batch[batch.length - 1].position;
+  }
+  const expected = [...Array(3000).keys()].filter((i) => i % 6 !== 5);
+  assert.deepEqual(all, expected, 'every change of public.t once, in order, none of public.u');
+  assert.deepEqual(log.read('public.u', Position.start, 10_000).map((c) => c.position.idx), [...Array(3000).keys()].filter((i) => i % 6 === 5));
+  // Bounded reads: upTo inside a slice.
+  const upTo = log.read('public.t', { lsn: Lsn.of(1000), idx: 100 }, 10_000, { lsn: Lsn.of(1000), idx: 1210 });
+  assert.deepEqual(
+    upTo.map((c) => c.position.idx),
+    expected.filter((i) => i > 100 && i <= 1210),
+  );
+  const removed = log.purge('public.t', { lsn: Lsn.of(1000), idx: 1500 });
+  assert.equal(removed, expected.filter((i) => i <= 1500).length);
+  const rest = log.read('public.t', { lsn: Lsn.of(1000), idx: 1500 }, 10_000).map((c) => c.position.idx);
+  assert.deepEqual(rest, expected.filter((i) => i > 1500));
+  assert.equal(log.count('public.t', { lsn: Lsn.of(1000), idx: 2990 }), expected.filter((i) => i > 2990).length);
+  log.close();
+});
+
+test('a transaction sent again with other flush boundaries (a reconnect before its commit) is stored once', () => {
+  const log = new EmbeddedChangeLog(join(dir, 'd.db'));
+  const v = log.relationVersion('public.t', cols);
+  const send = (from: number, to: number) => {
+    for (let i = from; i < to; i++) log.append({ table: 'public.t', lsn: Lsn.of(5000), idx: i, kind: 'update', relationVersion: v, row: [String(i), 'x'], commitTimeMs: 3 });
+  };
+  // First try: 1,700 changes flushed in two parts, the connection drops before the commit.
+  send(0, 600);
+  log.flush();
+  send(600, 1700);
+  log.flush();
+  assert.equal(log.read('public.t', Position.start, 10_000).length, 0, 'nothing readable before the commit');
+  // Sent again from the start, flushed at other places, then committed.
+  send(0, 1000);
+  log.flush();
+  send(1000, 1300);
+  log.flush();
+  send(1300, 1700);
+  log.commit(Lsn.of(5000), Lsn.of(5001), 3);
+  log.flush();
+  const got = log.read('public.t', Position.start, 10_000).map((c) => c.position.idx);
+  assert.deepEqual(got, [...Array(1700).keys()], 'each change once, in order');
+  assert.equal(log.count('public.t', Position.start), 1700);
+  log.close();
+});
