@@ -17,9 +17,10 @@ import type pg from 'pg';
 import type { SluiceConfig } from '../config/schema.js';
 import { sleep } from '../core/retry.js';
 import { TableName } from '../core/types.js';
-import { qualified, quoteIdent, quoteLiteral } from '../destinations/postgres/dialect.js';
+import { qualified, quoteIdent, type KeysetTable } from '../destinations/postgres/dialect.js';
 import { introspectTable } from '../sources/postgres/introspect.js';
 import { connect } from '../pipeline/context.js';
+import { chunkPredicate } from '../pipeline/chunking.js';
 import { validateScope } from '../pipeline/copier.js';
 
 export interface TableVerdict {
@@ -97,8 +98,8 @@ interface RangeHash {
 }
 
 interface Shape {
-  readonly key: readonly string[];
-  readonly keyTypes: readonly string[];
+  /** The key and its types, as the copier's keyset chunks use them (chunkPredicate). */
+  readonly keyset: KeysetTable;
   /** ORDER BY of the hashed rows: the key, text columns in "C" order so both servers agree whatever their locale. */
   readonly order: string;
   readonly rowExpr: string;
@@ -113,8 +114,12 @@ async function verifyTable(src: Side, dst: Side, opts: VerifyOptions): Promise<T
   const byName = new Map(info.columns.map((c) => [c.name, c]));
   const textual = (typeSql: string) => /\b(text|character|char|varchar|citext|name)\b/.test(typeSql);
   const shape: Shape = {
-    key: info.primaryKey,
-    keyTypes: info.primaryKey.map((k) => byName.get(k)!.typeSql),
+    keyset: {
+      source: src.table,
+      key: info.primaryKey,
+      keyTypes: info.primaryKey.map((k) => byName.get(k)!.typeSql),
+      columns: info.columns.map((c) => c.name),
+    },
     order: info.primaryKey.map((k) => `${quoteIdent(k)}${textual(byName.get(k)!.typeSql) ? ' COLLATE "C"' : ''}`).join(', '),
     rowExpr: `md5(ROW(${info.columns.map((c) => quoteIdent(c.name)).join(', ')})::text)`,
     scope: (opts.where ?? '').trim(),
@@ -187,22 +192,13 @@ function pacer(maxRowsPerSecond: number): (rows: number) => Promise<void> {
   };
 }
 
-function keyLiteral(values: readonly string[], shape: Shape): string {
-  const lits = values.map((v, i) => `${quoteLiteral(v)}::${shape.keyTypes[i]}`);
-  return lits.length === 1 ? lits[0] : `(${lits.join(', ')})`;
-}
-
+/** The WHERE of a range (and the scope): the same predicate a keyset chunk of the copier uses. */
 function rangeWhere(shape: Shape, range: Range): string {
-  const key = shape.key.length === 1 ? quoteIdent(shape.key[0]) : `(${shape.key.map(quoteIdent).join(', ')})`;
-  const conds: string[] = [];
-  if (range.after) conds.push(`${key} > ${keyLiteral(range.after, shape)}`);
-  if (range.upTo) conds.push(`${key} <= ${keyLiteral(range.upTo, shape)}`);
-  if (shape.scope !== '') conds.push(`(${shape.scope})`);
-  return conds.length ? ` WHERE ${conds.join(' AND ')}` : '';
+  return chunkPredicate(shape.keyset, { kind: 'key', after: range.after, upTo: range.upTo }, shape.scope);
 }
 
 /** Count and md5 of one range, computed by the server. */
-export function rangeHashSql(table: TableName, shape: Shape, range: Range): string {
+function rangeHashSql(table: TableName, shape: Shape, range: Range): string {
   return (
     `SELECT count(*)::bigint AS n, coalesce(md5(string_agg(${shape.rowExpr}, '' ORDER BY ${shape.order})), md5('')) AS h` +
     ` FROM ${qualified(table)}${rangeWhere(shape, range)}`
@@ -220,8 +216,8 @@ async function hashRange(side: Side, shape: Shape, range: Range): Promise<RangeH
  * output column instead). The ranges cover `outer` exactly, whatever the other side holds.
  */
 async function* walkRanges(side: Side, shape: Shape, outer: Range, rows: number): AsyncGenerator<Range> {
-  const cols = shape.key.map((k) => `${quoteIdent(k)}::text`).join(', ');
-  const order = shape.key.map((k) => `${qualified(side.table)}.${quoteIdent(k)}`).join(', ');
+  const cols = shape.keyset.key.map((k) => `${quoteIdent(k)}::text`).join(', ');
+  const order = shape.keyset.key.map((k) => `${qualified(side.table)}.${quoteIdent(k)}`).join(', ');
   let after = outer.after;
   for (;;) {
     const r = await side.client.query({
@@ -274,7 +270,7 @@ async function diffRange(
 
 /** Per-row hashes of both sides of a small range, merged by key. */
 async function mergeRows(src: Side, dst: Side, shape: Shape, range: Range, max: number, limit: number): Promise<TableVerdict['differences']> {
-  const keyText = `ROW(${shape.key.map(quoteIdent).join(', ')})::text`;
+  const keyText = `ROW(${shape.keyset.key.map(quoteIdent).join(', ')})::text`;
   const q = (t: TableName) => `SELECT ${keyText} AS k, ${shape.rowExpr} AS h FROM ${qualified(t)}${rangeWhere(shape, range)} ORDER BY ${shape.order} LIMIT ${limit}`;
   const [a, b] = await Promise.all([src.client.query<{ k: string; h: string }>(q(src.table)), dst.client.query<{ k: string; h: string }>(q(dst.table))]);
   const mb = new Map(b.rows.map((r) => [r.k, r.h]));

@@ -9,24 +9,12 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { startClusters, type Cluster } from '../support/clusters.js';
 import { makeWorkdir, sluice, type Workdir } from '../support/sluice.js';
+import type { TableVerdict } from '../../src/verify/verifier.js';
 
 let source: Cluster;
 let destination: Cluster;
 let stopAll: (() => Promise<void>) | undefined;
 let work: Workdir;
-
-interface Verdict {
-  table: string;
-  where?: string;
-  equal: boolean;
-  sourceRows: number;
-  destinationRows: number;
-  sourceMd5: string;
-  destinationMd5: string;
-  ranges: number;
-  rangesDiffering: number;
-  differences: { key: string; problem: string }[];
-}
 
 /** Composite key with text values whose order differs between the C and linguistic collations. */
 const create = (t: string) => `CREATE TABLE ${t} (tenant int, code text, amount numeric, note text, PRIMARY KEY (tenant, code))`;
@@ -55,12 +43,12 @@ after(async () => {
   await stopAll?.();
 });
 
-async function verify(table: string, ...flags: string[]): Promise<{ code: number | null; v: Verdict; stderr: string; ms: number }> {
+async function verify(table: string, ...flags: string[]): Promise<{ code: number | null; v: TableVerdict; stderr: string; ms: number }> {
   const t = Date.now();
   const r = await sluice(['verify', table, '--json', ...flags], { config: work.config, timeoutMs: 60_000 });
   const ms = Date.now() - t;
   assert.ok(r.code === 0 || r.code === 1, `exit ${r.code}: ${r.stdout}${r.stderr}`);
-  const out = JSON.parse(r.stdout) as { equal: boolean; tables: Verdict[] };
+  const out = JSON.parse(r.stdout) as { equal: boolean; tables: TableVerdict[] };
   assert.equal(out.tables.length, 1);
   assert.equal(out.equal, out.tables[0].equal);
   return { code: r.code, v: out.tables[0], stderr: r.stderr, ms };
