@@ -5,9 +5,10 @@
  * catch-up").
  *
  * A batch is compacted per primary key (only the last image of a key matters), then applied set-wise:
- * COPY of the final images into a session temp table, a fill of unchanged TOASTed columns for rows
- * whose key changed, one DELETE for removed keys, and one INSERT … ON CONFLICT (or UPDATE + INSERT when
- * some images left TOASTed columns out, which keep the destination's value: contract 5).
+ * COPY of the final images into a session temp table, one DELETE for removed keys, and one
+ * INSERT … ON CONFLICT (or UPDATE + INSERT when some images left TOASTed columns out: those keep the
+ * destination's value for a plain update of a row it has, and are read from the source by key for
+ * everything else, contract 5; see resolveUnknownValues).
  * A TRUNCATE or a new column set splits the batch into segments, still in the same transaction.
  */
 import type pg from 'pg';
@@ -20,7 +21,6 @@ import {
   columnDefSql,
   copyTextValue,
   deleteByKeysSql,
-  fillFromOldKeySql,
   insertMissingSql,
   qualified,
   quoteIdent,
@@ -144,9 +144,12 @@ export class Applier {
 
   private async resetSession(): Promise<void> {
     const d = this.dst;
+    const src = this.src;
     this.dst = null;
+    this.src = null;
     this.shapes.clear();
     await d?.end().catch(() => {});
+    await src?.end().catch(() => {});
   }
 
   private async destination(): Promise<pg.Client> {
@@ -330,7 +333,6 @@ export class Applier {
     const { upserts, deletes } = compact(changes, rel, shape.keyIdx);
 
     let anyUnchanged = false;
-    let anyFrom = false;
     if (upserts.size > 0) {
       const lines: string[] = [];
       for (const img of upserts.values()) {
@@ -348,13 +350,14 @@ export class Applier {
             vals[i] = copyTextValue(v);
           }
         }
+        // `_sluice_from_*` marks an image born of a key change in the batch: its unknown values
+        // belong to another row's history, never to whatever row the destination holds at its key.
         const from = img.fromKey && unchanged ? img.fromKey.map((v) => copyTextValue(v)) : shape.keyIdx.map(() => '\\N');
         if (unchanged) anyUnchanged = true;
-        if (img.fromKey && unchanged) anyFrom = true;
         lines.push(`${vals.join('\t')}\t${unchanged ? bits : '\\N'}\t${from.join('\t')}\n`);
       }
       await copyLines(dst, `COPY ${shape.upTable} FROM STDIN`, lines);
-      if (anyFrom) await dst.query(fillFromOldKeySql(target, shape.upTable, shape.columns, keyNames(shape)));
+      if (anyUnchanged) await this.resolveUnknownValues(dst, rt, target, shape);
     }
     if (deletes.size > 0) {
       const lines: string[] = [];
@@ -365,7 +368,6 @@ export class Applier {
     if (upserts.size > 0) {
       if (anyUnchanged) {
         await dst.query(updateKeepingUnchangedSql(target, shape.upTable, shape.columns, keyNames(shape)));
-        await this.fillMissingFromSource(dst, rt, target, shape);
         await dst.query(insertMissingSql(target, shape.upTable, shape.columns, keyNames(shape)));
       } else {
         const upsert = dst.query(upsertFromSql(target, shape.upTable, shape.columns, keyNames(shape)));
@@ -378,43 +380,65 @@ export class Applier {
   }
 
   /**
-   * Images that left unchanged TOASTed columns out, for keys the destination lacks, have no value to
-   * keep (a ctid load misses a row that an update moved to a page already read; a key change whose
-   * old row was never loaded): those columns are read from the source now. A later change of them is
-   * in the log and replays after this one; a row gone from the source is removed by its delete.
+   * Update images that left unchanged TOASTed columns out carry no value for them. The destination's
+   * value may be kept only when the destination holds the same row's own history at that key: a
+   * plain update of a row it has. Everything else reads the columns from the source by key, now:
+   * - an image born of a key change (`_sluice_from_*` set): during a replay from L0 the destination
+   *   is ahead of the change being replayed, so the row it holds at the old key (or at the new key)
+   *   may be a later row that reuses the key, or not the row at all;
+   * - an image whose key the destination lacks (a row copied after it moved, a key change whose old
+   *   row was never loaded).
+   * The source's current value is at least as new as the change; every later change of it is in
+   * the log after this one and replays over it. A key the source no longer has was deleted or moved
+   * by a later change, also in the log: such an image is dropped, and a stale destination row at a
+   * born key is deleted, rather than written with values nobody knows (that once put NULLs into
+   * rows that later key changes carried on).
    */
-  private async fillMissingFromSource(dst: pg.Client, rt: TableRuntime, target: TableName, shape: Shape): Promise<void> {
+  private async resolveUnknownValues(dst: pg.Client, rt: TableRuntime, target: TableName, shape: Shape): Promise<void> {
     const keys = keyNames(shape);
     const match = keys.map((k) => `t.${quoteIdent(k)} = s.${quoteIdent(k)}`).join(' AND ');
-    const missing = await dst.query({
-      text: `SELECT ${keys.map((k) => `s.${quoteIdent(k)}::text`).join(', ')}, s._sluice_unchanged FROM ${shape.upTable} s
-              WHERE s._sluice_unchanged IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ${qualified(target)} t WHERE ${match})`,
+    const unknown = `s._sluice_unchanged IS NOT NULL AND (s._sluice_from_0 IS NOT NULL OR NOT EXISTS (SELECT 1 FROM ${qualified(target)} t WHERE ${match}))`;
+    const need = await dst.query({
+      text: `SELECT ${keys.map((k) => `s.${quoteIdent(k)}::text`).join(', ')}, s._sluice_unchanged FROM ${shape.upTable} s WHERE ${unknown}`,
       rowMode: 'array',
     });
-    if (!missing.rowCount) return;
+    if (!need.rowCount) return;
+    const rows = need.rows as string[][];
+    const cols = shape.columns.filter((_, i) => rows.some((r) => r[keys.length][i] === '1'));
     if (!this.src) this.src = await connect('source', this.ctx.cfg.source.url, 'sluice-apply');
-    for (const row of missing.rows as (string | null)[][]) {
-      const keyValues = row.slice(0, keys.length);
-      const bits = row[keys.length] ?? '';
-      const cols = shape.columns.filter((_, i) => bits[i] === '1');
-      if (cols.length === 0) continue;
-      const got = await this.src.query({
-        text: `SELECT ${cols.map((c) => `${quoteIdent(c)}::text`).join(', ')} FROM ${qualified(rt.source)}
-                WHERE ${keys.map((k, i) => `${quoteIdent(k)} = $${i + 1}`).join(' AND ')}`,
-        values: keyValues,
-        rowMode: 'array',
+    const byName = new Map(rt.info.columns.map((c) => [c.name, c.typeSql]));
+    const keyArrays = keys.map((_, i) => rows.map((r) => r[i]));
+    const got = await this.src.query({
+      text:
+        `SELECT ${[...keys, ...cols].map((c) => `${quoteIdent(c)}::text`).join(', ')} FROM ${qualified(rt.source)}` +
+        ` WHERE (${keys.map(quoteIdent).join(', ')}) IN (SELECT ${keys.map((k, i) => `u.k${i}::${byName.get(k)}`).join(', ')}` +
+        ` FROM unnest(${keys.map((_, i) => `$${i + 1}::text[]`).join(', ')}) AS u(${keys.map((_, i) => `k${i}`).join(', ')}))`,
+      values: keyArrays,
+      rowMode: 'array',
+    });
+    if (got.rowCount) {
+      const fetched = got.rows as (string | null)[][];
+      const columnArrays = [...keys, ...cols].map((_, j) => fetched.map((r) => r[j]));
+      const typeOf = new Map(shape.columns.map((c, i) => [c, shape.destTypes[i]]));
+      const sets = cols.map((c, j) => {
+        const i = shape.columns.indexOf(c);
+        return `${quoteIdent(c)} = CASE WHEN substr(s._sluice_unchanged, ${i + 1}, 1) = '1' THEN f.c${j}::${typeOf.get(c)} ELSE s.${quoteIdent(c)} END`;
       });
-      if (!got.rowCount) continue;
       await dst.query(
-        `UPDATE ${shape.upTable} SET ${cols.map((c, i) => `${quoteIdent(c)} = $${i + 1}`).join(', ')}
-          WHERE ${keys.map((k, i) => `${quoteIdent(k)} = $${cols.length + i + 1}`).join(' AND ')}`,
-        [...(got.rows[0] as unknown[]), ...keyValues],
+        `UPDATE ${shape.upTable} s SET ${sets.join(', ')}, _sluice_unchanged = NULL` +
+          ` FROM unnest(${columnArrays.map((_, j) => `$${j + 1}::text[]`).join(', ')}) AS f(${[...keys.map((_, i) => `k${i}`), ...cols.map((_, j) => `c${j}`)].join(', ')})` +
+          ` WHERE ${keys.map((k, i) => `s.${quoteIdent(k)} = f.k${i}::${typeOf.get(k)}`).join(' AND ')}`,
+        columnArrays,
       );
     }
-    this.ctx.logger.info('filled columns left out of update images from the source: the destination lacked the rows', {
-      table: rt.name,
-      rows: missing.rowCount,
-    });
+    const gone = rows.length - (got.rowCount ?? 0);
+    if (gone > 0) {
+      await dst.query(
+        `DELETE FROM ${qualified(target)} t USING ${shape.upTable} s WHERE ${match} AND s._sluice_unchanged IS NOT NULL AND s._sluice_from_0 IS NOT NULL`,
+      );
+      await dst.query(`DELETE FROM ${shape.upTable} s WHERE ${unknown}`);
+    }
+    this.ctx.logger.debug('read columns left out of update images from the source', { table: rt.name, rows: rows.length, gone });
   }
 
   /**

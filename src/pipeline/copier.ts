@@ -24,7 +24,7 @@ import type { BackfillStrategy } from '../core/types.js';
 import { ChunkQueue, type TableLoad } from './chunk-queue.js';
 import { ChunkSizer, CtidPlanner, ceilingCap, IntervalPlanner, KeysetPlanner, chunkSelectSql, rangeKey, type Chunk, type ChunkRange, type Planner } from './chunking.js';
 import type { BackfillRequest } from './runtime.js';
-import { retry, sleep } from '../core/retry.js';
+import { sleep } from '../core/retry.js';
 import { Lsn, Position, TableName, type BackfillMode } from '../core/types.js';
 import {
   chunkBoundarySql,
@@ -235,33 +235,33 @@ export class Copier {
       },
       copy: async (chunk, { src, dst }) => {
         const started = Date.now();
-        const run = () =>
-          withTransaction(dst, async () => {
-            let into = qualified(target);
-            if (viaTemp) {
-              await dst.query(`CREATE TEMP TABLE _sluice_chunk (LIKE ${into}) ON COMMIT DROP`);
-              into = '_sluice_chunk';
-            }
-            const out = src.query(copyTo(`COPY (${chunkSelectSql(keyset, chunk.range, plan.scope)}) TO STDOUT${binary ? ' (FORMAT binary)' : ''}`));
-            const inp = dst.query(copyFrom(copyInSql(into, keyset.columns, binary)));
-            try {
-              await pipe(out, inp);
-            } catch (err) {
+        const record = async (rows: number) => {
+          const rate = Math.round(rows / Math.max(0.001, (Date.now() - started) / 1000));
+          if (chunk.range.kind === 'key') {
+            await recordChunk(dst, this.ctx.pipeline, rt.name, chunk.range.upTo ? [...chunk.range.upTo] : 'done', rows, rate);
+          } else {
+            const k = rangeKey(chunk.range);
+            await recordRangeChunk(dst, this.ctx.pipeline, rt.name, runId, k.lo, k.hi, rows, rate);
+          }
+          return { rows, rate };
+        };
+        const read = (into: string) => {
+          const out = src.query(copyTo(`COPY (${chunkSelectSql(keyset, chunk.range, plan.scope)}) TO STDOUT${binary ? ' (FORMAT binary)' : ''}`));
+          const inp = dst.query(copyFrom(copyInSql(into, keyset.columns, binary)));
+          return pipe(out, inp).then(
+            () => Number((inp as unknown as { rowCount: number }).rowCount ?? 0),
+            (err) => {
               throw classify('destination', `copying a chunk of ${rt.name}`, err);
-            }
-            const rows = Number((inp as unknown as { rowCount: number }).rowCount ?? 0);
-            if (viaTemp) await dst.query(upsertFromSql(target, '_sluice_chunk', keyset.columns, keyset.key));
-            const rate = Math.round(rows / Math.max(0.001, (Date.now() - started) / 1000));
-            if (chunk.range.kind === 'key') {
-              await recordChunk(dst, this.ctx.pipeline, rt.name, chunk.range.upTo ? [...chunk.range.upTo] : 'done', rows, rate);
-            } else {
-              const k = rangeKey(chunk.range);
-              await recordRangeChunk(dst, this.ctx.pipeline, rt.name, runId, k.lo, k.hi, rows, rate);
-            }
-            return { rows, rate };
-          });
-        // Chunks that upsert run beside the Applier on the same rows: retry a deadlock.
-        const { rows, rate } = viaTemp ? await retry(run, { attempts: 5 }) : await run();
+            },
+          );
+        };
+        // A chunk that upserts into a table the Applier writes too (upsert, a scoped truncate, ctid
+        // into a kept table) stages its rows first, touching nothing of the target (the temp table is
+        // built from the source's column types, not LIKE the target), then writes and commits while
+        // holding the table's apply lock. The Applier holds the same lock for each batch, so the two
+        // never hold row locks of the same table at once: no deadlock between sluice's own sessions
+        // (contract 10), and no wait on the lock while holding one of the table's.
+        const { rows, rate } = viaTemp ? await this.stagedChunk(dst, rt, target, read, record) : await withTransaction(dst, async () => record(await read(qualified(target))));
         rt.rowsCopied += rows;
         rt.rowsPerSecond = rate;
         if (rt.staging) crashPoint('online:load');
@@ -269,6 +269,35 @@ export class Copier {
         return rows;
       },
     };
+  }
+
+  /**
+   * One chunk through a temp table into a target the Applier writes as well: the commit happens
+   * under the table's apply lock, with the upsert and the chunk's progress.
+   */
+  private async stagedChunk<T>(
+    dst: pg.Client,
+    rt: TableRuntime,
+    target: TableName,
+    read: (into: string) => Promise<number>,
+    record: (rows: number) => Promise<T>,
+  ): Promise<T> {
+    const keyset = this.keysetOf(rt.info);
+    await dst.query('BEGIN');
+    try {
+      const defs = rt.info.copyColumns.map((c) => `${quoteIdent(c.name)} ${c.typeSql}`);
+      await dst.query(`CREATE TEMP TABLE _sluice_chunk (${defs.join(', ')}) ON COMMIT DROP`);
+      const rows = await read('_sluice_chunk');
+      return await rt.lock.run(async () => {
+        await dst.query(upsertFromSql(target, '_sluice_chunk', keyset.columns, keyset.key));
+        const out = await record(rows);
+        await dst.query('COMMIT');
+        return out;
+      });
+    } catch (err) {
+      await dst.query('ROLLBACK').catch(() => {});
+      throw err;
+    }
   }
 
   /** Scoped truncate: delete the destination rows the scope matches, in batches, before loading them again. */

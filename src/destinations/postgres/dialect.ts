@@ -147,22 +147,6 @@ function prefixed(columns: readonly string[], alias: string): string {
   return columns.map((c) => `${alias}.${quoteIdent(c)}`).join(', ');
 }
 
-/**
- * Fills unchanged columns of staged rows whose key changed, from the destination row at the old
- * key, before that row is deleted. `_sluice_from_<i>` hold the old key.
- */
-export function fillFromOldKeySql(target: TableName, staged: string, columns: readonly string[], key: readonly string[]): string {
-  const sets = columns.map(
-    (c, i) => `${quoteIdent(c)} = CASE WHEN substr(s._sluice_unchanged, ${i + 1}, 1) = '1' THEN t.${quoteIdent(c)} ELSE s.${quoteIdent(c)} END`,
-  );
-  const from = key.map((_, i) => `s._sluice_from_${i}`);
-  const fromTuple = from.length === 1 ? from[0] : `(${from.join(', ')})`;
-  return (
-    `UPDATE ${staged} AS s SET ${sets.join(', ')}, _sluice_unchanged = NULL FROM ${qualified(target)} AS t` +
-    ` WHERE s._sluice_from_0 IS NOT NULL AND ${keyTuple(key, 't')} = ${fromTuple}`
-  );
-}
-
 export function deleteByKeysSql(target: TableName, staged: string, key: readonly string[]): string {
   return `DELETE FROM ${qualified(target)} AS t USING ${staged} AS d WHERE ${keyTuple(key, 't')} = ${keyTuple(key, 'd')}`;
 }
