@@ -11,17 +11,19 @@
  * ranges small enough to merge per-row hashes and name the differing keys.
  *
  * `where` limits every query to the rows of a scope (after a scoped backfill, say).
+ *
+ * The SQL is in ranges.ts, which shares no code with the copier's chunk predicates: a boundary
+ * mistake in one cannot hide in both.
  */
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import type { SluiceConfig } from '../config/schema.js';
 import { sleep } from '../core/retry.js';
 import { TableName } from '../core/types.js';
-import { qualified, quoteIdent, type KeysetTable } from '../destinations/postgres/dialect.js';
+import { SluiceError } from '../core/errors.js';
 import { introspectTable } from '../sources/postgres/introspect.js';
 import { connect } from '../pipeline/context.js';
-import { chunkPredicate } from '../pipeline/chunking.js';
-import { validateScope } from '../pipeline/copier.js';
+import { boundaryQuery, rangeHashQuery, rowHashesQuery, scopeCheckSql, verifyShape, type KeyRange, type VerifyShape } from './ranges.js';
 
 export interface TableVerdict {
   table: string;
@@ -86,46 +88,21 @@ interface Side {
   readonly table: TableName;
 }
 
-/** `(after, upTo]` in key order (the columns' own collation, as the primary key's index orders them); null bounds are open. */
-interface Range {
-  readonly after: readonly string[] | null;
-  readonly upTo: readonly string[] | null;
-}
-
 interface RangeHash {
   readonly n: number;
   readonly h: string;
-}
-
-interface Shape {
-  /** The key and its types, as the copier's keyset chunks use them (chunkPredicate). */
-  readonly keyset: KeysetTable;
-  /** ORDER BY of the hashed rows: the key, text columns in "C" order so both servers agree whatever their locale. */
-  readonly order: string;
-  readonly rowExpr: string;
-  /** A WHERE condition every query adds (empty: the whole table). */
-  readonly scope: string;
 }
 
 const MAX_DEPTH = 12;
 
 async function verifyTable(src: Side, dst: Side, opts: VerifyOptions): Promise<TableVerdict> {
   const info = await introspectTable(src.client, src.table);
-  const byName = new Map(info.columns.map((c) => [c.name, c]));
-  const textual = (typeSql: string) => /\b(text|character|char|varchar|citext|name)\b/.test(typeSql);
-  const shape: Shape = {
-    keyset: {
-      source: src.table,
-      key: info.primaryKey,
-      keyTypes: info.primaryKey.map((k) => byName.get(k)!.typeSql),
-      columns: info.columns.map((c) => c.name),
-    },
-    order: info.primaryKey.map((k) => `${quoteIdent(k)}${textual(byName.get(k)!.typeSql) ? ' COLLATE "C"' : ''}`).join(', '),
-    rowExpr: `md5(ROW(${info.columns.map((c) => quoteIdent(c.name)).join(', ')})::text)`,
-    scope: (opts.where ?? '').trim(),
-  };
-  await validateScope(src.client, src.table, shape.scope, 'source');
-  await validateScope(dst.client, dst.table, shape.scope, 'destination');
+  if (info.primaryKey.length === 0) {
+    throw new SluiceError('NO_PRIMARY_KEY', `source ${TableName.format(src.table)}: verify compares by primary key and the table has none`);
+  }
+  const shape = verifyShape(info.columns, info.primaryKey, opts.where ?? '');
+  await checkScope(src, shape.scope, 'source');
+  await checkScope(dst, shape.scope, 'destination');
   const attempts = Math.max(1, opts.attempts ?? 4);
   const maxKeys = opts.maxKeys ?? 20;
   const rangeRows = Math.max(2, opts.rangeRows ?? 50_000);
@@ -133,7 +110,7 @@ async function verifyTable(src: Side, dst: Side, opts: VerifyOptions): Promise<T
   const table = TableName.format(src.table);
 
   // First pass: every range once.
-  const entries: { range: Range; s: RangeHash; d: RangeHash }[] = [];
+  const entries: { range: KeyRange; s: RangeHash; d: RangeHash }[] = [];
   let rowsChecked = 0;
   let differing = 0;
   for await (const range of walkRanges(src, shape, { after: null, upTo: null }, rangeRows)) {
@@ -192,38 +169,34 @@ function pacer(maxRowsPerSecond: number): (rows: number) => Promise<void> {
   };
 }
 
-/** The WHERE of a range (and the scope): the same predicate a keyset chunk of the copier uses. */
-function rangeWhere(shape: Shape, range: Range): string {
-  return chunkPredicate(shape.keyset, { kind: 'key', after: range.after, upTo: range.upTo }, shape.scope);
+/** Fails (exit 2) when `scope` is not a valid condition on the side's table; reads nothing. */
+async function checkScope(side: Side, scope: string, name: 'source' | 'destination'): Promise<void> {
+  if (scope === '') return;
+  try {
+    await side.client.query({ text: scopeCheckSql(side.table, scope), values: [], queryMode: 'extended' } as pg.QueryConfig);
+  } catch (err) {
+    throw new SluiceError(
+      'BAD_USAGE',
+      `where ${JSON.stringify(scope)} is not a valid condition on ${name} ${TableName.format(side.table)}: ${(err as Error).message}; fix tables[].where or --where`,
+      { cause: err },
+    );
+  }
 }
 
 /** Count and md5 of one range, computed by the server. */
-function rangeHashSql(table: TableName, shape: Shape, range: Range): string {
-  return (
-    `SELECT count(*)::bigint AS n, coalesce(md5(string_agg(${shape.rowExpr}, '' ORDER BY ${shape.order})), md5('')) AS h` +
-    ` FROM ${qualified(table)}${rangeWhere(shape, range)}`
-  );
-}
-
-async function hashRange(side: Side, shape: Shape, range: Range): Promise<RangeHash> {
-  const r = await side.client.query<{ n: string; h: string }>(rangeHashSql(side.table, shape, range));
+async function hashRange(side: Side, shape: VerifyShape, range: KeyRange): Promise<RangeHash> {
+  const r = await side.client.query<{ n: string; h: string }>(rangeHashQuery(side.table, shape, range));
   return { n: Number(r.rows[0].n), h: r.rows[0].h };
 }
 
 /**
  * Cuts `outer` into consecutive ranges of about `rows` rows of `side`, by an index-only walk of its
- * primary key (the key columns are qualified in ORDER BY: a bare name would sort by the `::text`
- * output column instead). The ranges cover `outer` exactly, whatever the other side holds.
+ * primary key. The ranges cover `outer` exactly, whatever the other side holds.
  */
-async function* walkRanges(side: Side, shape: Shape, outer: Range, rows: number): AsyncGenerator<Range> {
-  const cols = shape.keyset.key.map((k) => `${quoteIdent(k)}::text`).join(', ');
-  const order = shape.keyset.key.map((k) => `${qualified(side.table)}.${quoteIdent(k)}`).join(', ');
+async function* walkRanges(side: Side, shape: VerifyShape, outer: KeyRange, rows: number): AsyncGenerator<KeyRange> {
   let after = outer.after;
   for (;;) {
-    const r = await side.client.query({
-      text: `SELECT ${cols} FROM ${qualified(side.table)}${rangeWhere(shape, { after, upTo: outer.upTo })} ORDER BY ${order} OFFSET ${rows - 1} LIMIT 1`,
-      rowMode: 'array',
-    });
+    const r = await side.client.query({ ...boundaryQuery(side.table, shape, { after, upTo: outer.upTo }, rows), rowMode: 'array' });
     const boundary = r.rows[0] as string[] | undefined;
     if (!boundary || (outer.upTo && sameKey(boundary, outer.upTo))) {
       yield { after, upTo: outer.upTo };
@@ -246,8 +219,8 @@ function sameKey(a: readonly string[], b: readonly string[]): boolean {
 async function diffRange(
   src: Side,
   dst: Side,
-  shape: Shape,
-  range: Range,
+  shape: VerifyShape,
+  range: KeyRange,
   s: RangeHash,
   d: RangeHash,
   max: number,
@@ -269,9 +242,8 @@ async function diffRange(
 }
 
 /** Per-row hashes of both sides of a small range, merged by key. */
-async function mergeRows(src: Side, dst: Side, shape: Shape, range: Range, max: number, limit: number): Promise<TableVerdict['differences']> {
-  const keyText = `ROW(${shape.keyset.key.map(quoteIdent).join(', ')})::text`;
-  const q = (t: TableName) => `SELECT ${keyText} AS k, ${shape.rowExpr} AS h FROM ${qualified(t)}${rangeWhere(shape, range)} ORDER BY ${shape.order} LIMIT ${limit}`;
+async function mergeRows(src: Side, dst: Side, shape: VerifyShape, range: KeyRange, max: number, limit: number): Promise<TableVerdict['differences']> {
+  const q = (t: TableName) => rowHashesQuery(t, shape, range, limit);
   const [a, b] = await Promise.all([src.client.query<{ k: string; h: string }>(q(src.table)), dst.client.query<{ k: string; h: string }>(q(dst.table))]);
   const mb = new Map(b.rows.map((r) => [r.k, r.h]));
   const ma = new Set(a.rows.map((r) => r.k));
