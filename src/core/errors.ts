@@ -19,6 +19,7 @@ export type ErrorCode =
   | 'SOURCE_ERROR'
   | 'DESTINATION_ERROR'
   | 'CHANGELOG_ERROR'
+  | 'STATE_FORMAT'
   | 'INTERNAL';
 
 /** Codes that mean "the environment or the input cannot work": the CLI exits with 2 for them. */
@@ -35,6 +36,7 @@ const USAGE_CODES: ReadonlySet<ErrorCode> = new Set([
   'SLOT_IN_USE',
   'UNSUPPORTED_MODE',
   'BAD_USAGE',
+  'STATE_FORMAT',
 ]);
 
 export interface SluiceErrorOptions {

@@ -132,12 +132,14 @@ class Orchestrator implements Pipeline {
       }
       this.control = dst;
       const pre = await preflight(cfg, src, dst, this.slot);
-      await withTransaction(dst, () => ensureStateSchema(dst!));
+      // Creates `_sluice`, migrates an older format (logged), refuses a newer one (exit 2).
+      await ensureStateSchema(dst, this.log);
 
       // The capture thread writes the log; this thread reads and purges it.
       const changeLog = new EmbeddedChangeLog(join(cfg.log.type === 'embedded' ? cfg.log.path : '.sluice', 'changes.db'), {
         fsync: cfg.log.type === 'embedded' ? cfg.log.fsync : true,
         role: 'reader',
+        logger: this.log,
       });
       this.changeLog = changeLog;
       const logId = changeLog.identity();

@@ -9,6 +9,7 @@ import { slotNameOf } from '../config/schema.js';
 import { errorMessage } from '../core/errors.js';
 import { Lsn, TableName } from '../core/types.js';
 import { cursorKey, readCursors, readTables, stateSchemaExists } from '../destinations/postgres/state.js';
+import { assertStateReadable, readStateFormat, STATE_FORMAT } from '../destinations/postgres/state-format.js';
 import { connect } from './context.js';
 
 export interface TableStatus {
@@ -41,6 +42,8 @@ export interface PipelineStatus {
     sourceError?: string;
     /** The running pipeline's throttle: its limits and "open" or why it is paused. */
     throttle: Record<string, unknown> | null;
+    /** Set when `_sluice` is an older format than this sluice's: what `run` will do about it. */
+    stateNote?: string;
   };
   tables: TableStatus[];
 }
@@ -73,6 +76,14 @@ export async function computeStatus(cfg: SluiceConfig): Promise<PipelineStatus> 
       slotActive = r.rows[0].active;
       slotLagBytes = r.rows[0].lag === null ? null : Math.max(0, Math.round(r.rows[0].lag));
     }
+    // A newer format is refused (exit 2); an older one is read as it is (a migration that changes what
+    // status reads must keep status reading the format before it).
+    const format = await readStateFormat(dst);
+    assertStateReadable(format);
+    const stateNote =
+      format !== null && format < STATE_FORMAT
+        ? `the _sluice state is format ${format}; \`sluice run\` of this version migrates it to format ${STATE_FORMAT} at start (back it up first: docs/operations.md, "Upgrading sluice")`
+        : undefined;
     const hasState = await stateSchemaExists(dst);
     const pipe = hasState
       ? (
@@ -132,6 +143,7 @@ export async function computeStatus(cfg: SluiceConfig): Promise<PipelineStatus> 
         slotLagBytes,
         ...(sourceError ? { sourceError } : {}),
         throttle: running ? (pipe.throttle ?? null) : null,
+        ...(stateNote ? { stateNote } : {}),
       },
       tables,
     };
@@ -162,6 +174,7 @@ export function renderStatus(s: PipelineStatus): string {
       `${p.slotActive === null ? ' (missing)' : p.slotActive ? ' (active)' : ''}, retains ${formatBytes(p.slotLagBytes)}` +
       (p.sourceError ? `; source: ${p.sourceError}` : ''),
   );
+  if (p.stateNote) lines.push(p.stateNote);
   if (p.throttle) lines.push(`throttle: ${p.throttle.state}; limits ${JSON.stringify({ ...p.throttle, state: undefined })}`);
   const header = ['TABLE', 'STATE', 'COPIED', 'ESTIMATED', 'ROWS/S', 'LAG', 'LAG S', 'ERROR'];
   const rows = s.tables.map((t) => [

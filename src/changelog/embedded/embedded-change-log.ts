@@ -4,6 +4,8 @@
  * crash-safe appends, per-table ordered reads and cheap purges from one dependency
  * (see docs/architecture.md).
  *
+ * Its format (PRAGMA user_version) and the migrations from older formats are log-format.ts.
+ *
  * Layout: changes are keyed by (table, lsn, idx) so each target's apply cursor reads its own
  * table's changes in position order with one index range scan. `meta.head_*` is the durable head;
  * rows above it belong to a transaction whose commit was not yet flushed and are deleted at open
@@ -15,7 +17,9 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { SluiceError } from '../../core/errors.js';
 import { Lsn, type Change, type ChangeKind, type Position, type RelationColumns } from '../../core/types.js';
+import type { Logger } from '../../core/logger.js';
 import type { ChangeLog, LogHead, PendingChange } from '../changelog.js';
+import { ensureLogFormat } from './log-format.js';
 
 const KIND_CODE: Record<ChangeKind, number> = { insert: 1, update: 2, delete: 3, truncate: 4 };
 const CODE_KIND: ChangeKind[] = ['insert', 'insert', 'update', 'delete', 'truncate'];
@@ -50,9 +54,10 @@ export class EmbeddedChangeLog implements ChangeLog {
 
   /**
    * `role: 'reader'` opens the file beside a writer in another thread (capture): it reads, purges and
-   * learns the durable head from the writer (`setDurable`) instead of owning it.
+   * learns the durable head from the writer (`setDurable`) instead of owning it. Either role creates
+   * a new file, migrates an older format and refuses a newer one (log-format.ts).
    */
-  constructor(readonly file: string, options: { fsync?: boolean; role?: 'writer' | 'reader' } = {}) {
+  constructor(readonly file: string, options: { fsync?: boolean; role?: 'writer' | 'reader'; logger?: Logger } = {}) {
     mkdirSync(dirname(file), { recursive: true });
     try {
       this.db = new Database(file);
@@ -63,15 +68,12 @@ export class EmbeddedChangeLog implements ChangeLog {
     this.db.pragma(`synchronous = ${options.fsync === false ? 'OFF' : 'FULL'}`);
     this.db.pragma('cache_size = -65536');
     this.db.pragma('busy_timeout = 10000');
-    this.db.exec(`
-      CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-      CREATE TABLE IF NOT EXISTS relations (version INTEGER PRIMARY KEY, tbl TEXT NOT NULL, columns TEXT NOT NULL);
-      CREATE TABLE IF NOT EXISTS changes (
-        tbl TEXT NOT NULL, lsn INTEGER NOT NULL, idx INTEGER NOT NULL,
-        kind INTEGER NOT NULL, rel INTEGER NOT NULL, row TEXT, old_key TEXT, commit_ms INTEGER NOT NULL,
-        PRIMARY KEY (tbl, lsn, idx)
-      ) WITHOUT ROWID;
-    `);
+    try {
+      ensureLogFormat(this.db, file, options.logger);
+    } catch (err) {
+      this.db.close();
+      throw err;
+    }
     const meta = new Map<string, string>(
       (this.db.prepare('SELECT key, value FROM meta').all() as { key: string; value: string }[]).map((r) => [r.key, r.value]),
     );

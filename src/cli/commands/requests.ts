@@ -4,7 +4,8 @@ import { sleep } from '../../core/retry.js';
 import { TableName, type BackfillMode } from '../../core/types.js';
 import { ensureStateSchema, readTable } from '../../destinations/postgres/state.js';
 import { connect, withTransaction } from '../../pipeline/context.js';
-import { readConfig, type GlobalOptions } from '../shared.js';
+import { makeLogger, readConfig, type GlobalOptions } from '../shared.js';
+import type { Logger } from '../../core/logger.js';
 import { qualified } from '../../destinations/postgres/dialect.js';
 import { uncarriable } from '../../destinations/postgres/swap.js';
 import { checkBackfillOptions } from '../../pipeline/inspector.js';
@@ -55,7 +56,7 @@ export async function backfillCommand(names: string[], flags: BackfillFlags, opt
   if (flags.strategy) params.strategy = flags.strategy;
   if (parallelism !== undefined) params.parallelism = parallelism;
   if (flags.where !== undefined) params.where = flags.where;
-  const ids = await record(cfg, 'backfill', tables, params);
+  const ids = await record(cfg, 'backfill', tables, params, makeLogger(opts));
   for (const t of tables) process.stdout.write(`backfill of ${t} requested (mode ${mode})\n`);
   if (!flags.wait) return 0;
   return waitFor(cfg, tables, ids);
@@ -64,7 +65,7 @@ export async function backfillCommand(names: string[], flags: BackfillFlags, opt
 export async function cancelCommand(names: string[], opts: GlobalOptions): Promise<number> {
   const cfg = readConfig(opts);
   const tables = tablesIn(cfg, names);
-  const ids = await record(cfg, 'cancel', tables, {});
+  const ids = await record(cfg, 'cancel', tables, {}, makeLogger(opts));
   for (const t of tables) process.stdout.write(`cancel of ${t} requested\n`);
   // Report the outcome when a running pipeline handles it promptly.
   const dst = await connect('destination', cfg.destination.url, 'sluice-cli');
@@ -127,7 +128,7 @@ export async function throttleCommand(flags: Record<string, string | undefined>,
   num('maxSlotLagBytes', 'maxSlotLagBytes');
   if (flags.query !== undefined) params.query = flags.query;
   if (Object.keys(params).length === 0) throw new SluiceError('BAD_USAGE', 'sluice throttle: give at least one limit (see sluice throttle --help)');
-  const ids = await record(cfg, 'throttle', ['*'], params);
+  const ids = await record(cfg, 'throttle', ['*'], params, makeLogger(opts));
   const dst = await connect('destination', cfg.destination.url, 'sluice-cli');
   try {
     const deadline = Date.now() + 5000;
@@ -167,11 +168,15 @@ async function refuseUncarriable(cfg: SluiceConfig, tables: string[]): Promise<v
   }
 }
 
-async function record(cfg: SluiceConfig, kind: string, tables: string[], params: Record<string, unknown>): Promise<number[]> {
+/**
+ * Records requests for the pipeline. Like `run`, it creates `_sluice`, migrates an older format (not
+ * while a pipeline on the destination runs) and refuses a newer one.
+ */
+async function record(cfg: SluiceConfig, kind: string, tables: string[], params: Record<string, unknown>, log: Logger): Promise<number[]> {
   const dst = await connect('destination', cfg.destination.url, 'sluice-cli');
   try {
+    await ensureStateSchema(dst, log);
     return await withTransaction(dst, async () => {
-      await ensureStateSchema(dst);
       const ids: number[] = [];
       for (const t of tables) {
         const r = await dst.query(

@@ -8,109 +8,8 @@ import { Lsn, Position, type BackfillMode, type TableState } from '../../core/ty
 
 export const STATE_SCHEMA = '_sluice';
 
-export const STATE_DDL = `
-CREATE SCHEMA IF NOT EXISTS _sluice;
-CREATE TABLE IF NOT EXISTS _sluice.pipelines (
-  name text PRIMARY KEY,
-  slot text NOT NULL,
-  publication text NOT NULL,
-  log_id text,
-  throttle jsonb,
-  pid int,
-  host text,
-  version text,
-  started_at timestamptz,
-  heartbeat_at timestamptz
-);
-CREATE TABLE IF NOT EXISTS _sluice.tables (
-  pipeline text NOT NULL,
-  name text NOT NULL,
-  target text NOT NULL,
-  state text NOT NULL,
-  mode text,
-  strategy text NOT NULL DEFAULT 'keyset',
-  chunk_rows int,
-  run_id bigint,
-  l0_lsn pg_lsn,
-  last_key jsonb,
-  chunks_done bigint NOT NULL DEFAULT 0,
-  rows_copied bigint NOT NULL DEFAULT 0,
-  rows_estimated bigint NOT NULL DEFAULT 0,
-  rows_per_second float8 NOT NULL DEFAULT 0,
-  pending_lsn pg_lsn,
-  lag_seconds float8,
-  error text,
-  staging text,
-  plan jsonb,
-  keep_archive boolean NOT NULL DEFAULT false,
-  detail text,
-  requested_seq bigint NOT NULL DEFAULT 0,
-  updated_at timestamptz NOT NULL DEFAULT now(),
-  PRIMARY KEY (pipeline, name)
-);
-CREATE TABLE IF NOT EXISTS _sluice.cursors (
-  pipeline text NOT NULL,
-  name text NOT NULL,
-  target text NOT NULL,
-  lsn pg_lsn NOT NULL,
-  idx bigint NOT NULL,
-  commit_time timestamptz,
-  applied_at timestamptz NOT NULL DEFAULT now(),
-  changes_applied bigint NOT NULL DEFAULT 0,
-  PRIMARY KEY (pipeline, name, target)
-);
-CREATE TABLE IF NOT EXISTS _sluice.chunks (
-  pipeline text NOT NULL,
-  table_name text NOT NULL,
-  run_id bigint NOT NULL,
-  lo text NOT NULL,
-  hi text,
-  rows bigint NOT NULL,
-  done_at timestamptz NOT NULL DEFAULT now(),
-  PRIMARY KEY (pipeline, table_name, run_id, lo)
-);
-CREATE TABLE IF NOT EXISTS _sluice.archives (
-  pipeline text NOT NULL,
-  table_name text NOT NULL,
-  archive text NOT NULL,
-  run_id bigint,
-  created_at timestamptz NOT NULL DEFAULT now(),
-  drop_after timestamptz,
-  dropped_at timestamptz,
-  PRIMARY KEY (pipeline, archive)
-);
-CREATE TABLE IF NOT EXISTS _sluice.runs (
-  id bigserial PRIMARY KEY,
-  pipeline text NOT NULL,
-  table_name text NOT NULL,
-  mode text NOT NULL,
-  strategy text NOT NULL,
-  where_sql text NOT NULL DEFAULT '',
-  params jsonb NOT NULL DEFAULT '{}',
-  version text,
-  os_user text,
-  host text,
-  pid int,
-  l0_lsn pg_lsn,
-  started_at timestamptz NOT NULL DEFAULT now(),
-  ended_at timestamptz,
-  status text NOT NULL DEFAULT 'running',
-  rows_copied bigint NOT NULL DEFAULT 0,
-  chunks bigint NOT NULL DEFAULT 0,
-  error text
-);
-CREATE TABLE IF NOT EXISTS _sluice.requests (
-  id bigserial PRIMARY KEY,
-  pipeline text NOT NULL,
-  kind text NOT NULL,
-  table_name text NOT NULL,
-  params jsonb NOT NULL DEFAULT '{}',
-  requested_by text,
-  requested_at timestamptz NOT NULL DEFAULT now(),
-  handled_at timestamptz,
-  outcome text
-);
-`;
+/** Creating and upgrading the schema (its format, the migrations) is state-format.ts. */
+export { ensureStateSchema } from './state-format.js';
 
 export interface TableRow {
   readonly name: string;
@@ -146,12 +45,6 @@ export interface CursorRow {
   readonly position: Position;
   readonly commitTime: Date | null;
   readonly changesApplied: number;
-}
-
-export async function ensureStateSchema(client: pg.ClientBase): Promise<void> {
-  // Serialise concurrent first starts (CREATE ... IF NOT EXISTS can race on the catalog).
-  await client.query('SELECT pg_advisory_xact_lock(7303872061)');
-  await client.query(STATE_DDL);
 }
 
 export async function stateSchemaExists(client: pg.ClientBase): Promise<boolean> {
