@@ -19,6 +19,8 @@ export type ErrorCode =
   | 'SOURCE_ERROR'
   | 'DESTINATION_ERROR'
   | 'CHANGELOG_ERROR'
+  | 'CHANGELOG_DISK_FULL'
+  | 'SLOT_LOST'
   | 'INTERNAL';
 
 /** Codes that mean "the environment or the input cannot work": the CLI exits with 2 for them. */
@@ -35,6 +37,9 @@ const USAGE_CODES: ReadonlySet<ErrorCode> = new Set([
   'SLOT_IN_USE',
   'UNSUPPORTED_MODE',
   'BAD_USAGE',
+  // The environment stopped working under a running pipeline; the message names the fix.
+  'CHANGELOG_DISK_FULL',
+  'SLOT_LOST',
 ]);
 
 export interface SluiceErrorOptions {
