@@ -255,7 +255,12 @@ export class EmbeddedChangeLog implements ChangeLog {
   }
 
   close(): void {
-    if (this.db.open) this.db.close();
+    try {
+      if (this.db.open) this.db.close();
+    } catch {
+      // Closing checkpoints the WAL into the file; on a full disk that fails, and the WAL keeps every
+      // committed transaction: the next open recovers it.
+    }
   }
 }
 
