@@ -53,6 +53,12 @@ export const sourceSchema = z
     type: z.literal('postgres'),
     url: postgresUrl(),
     replicaUrl: postgresUrl().optional(),
+    /**
+     * What `sluice run` does when the replication slot was dropped or invalidated (changes since its
+     * last position are gone): `stop` (exit 2 and say how to recover) or `rebackfill` (recreate the
+     * slot and reload every table online).
+     */
+    onSlotLost: z.enum(['stop', 'rebackfill']).default('stop'),
   })
   .strict();
 

@@ -20,6 +20,8 @@ export type ErrorCode =
   | 'DESTINATION_ERROR'
   | 'CHANGELOG_ERROR'
   | 'STATE_FORMAT'
+  | 'CHANGELOG_DISK_FULL'
+  | 'SLOT_LOST'
   | 'INTERNAL';
 
 /** Codes that mean "the environment or the input cannot work": the CLI exits with 2 for them. */
@@ -37,6 +39,9 @@ const USAGE_CODES: ReadonlySet<ErrorCode> = new Set([
   'UNSUPPORTED_MODE',
   'BAD_USAGE',
   'STATE_FORMAT',
+  // The environment stopped working under a running pipeline; the message names the fix.
+  'CHANGELOG_DISK_FULL',
+  'SLOT_LOST',
 ]);
 
 export interface SluiceErrorOptions {

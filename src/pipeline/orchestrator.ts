@@ -35,6 +35,7 @@ import { checkBackfillOptions, preflight } from './inspector.js';
 import type { ThrottleLimits } from './throttler.js';
 import { Mutex, type BackfillRequest, type TableRuntime } from './runtime.js';
 import { Capture } from './capture.js';
+import { describeSlot, hasReplicatedState, inspectSlot, planReload, recreateSlot, slotLostError } from './slot-guard.js';
 import { Throttler } from './throttler.js';
 
 export const VERSION = '0.1.0';
@@ -144,9 +145,15 @@ class Orchestrator implements Pipeline {
       this.changeLog = changeLog;
       const logId = changeLog.identity();
 
-      const slotExisted = await this.ensurePublicationAndSlot(src);
       const rows = await readTables(dst, this.pipeline);
       const cursors = await readCursors(dst, this.pipeline);
+      // A dropped or invalidated slot lost changes: stop and say so, or (onSlotLost: rebackfill) reload everything online.
+      const slotState = await inspectSlot(src, this.slot);
+      const slotLost = (!slotState.exists || slotState.invalidated) && hasReplicatedState(rows, cursors);
+      if (slotLost && cfg.source.onSlotLost !== 'rebackfill') throw slotLostError(cfg, this.slot, describeSlot(slotState));
+      await this.ensurePublication(src);
+      if (slotLost || slotState.invalidated) await recreateSlot(src, this.slot, slotState, changeLog, this.log);
+      else if (!slotState.exists) await this.createSlot(src);
       await this.checkLogIdentity(dst, logId, rows, cursors.size > 0);
       await dst.query(
         `INSERT INTO _sluice.pipelines (name, slot, publication, log_id, pid, host, version, started_at, heartbeat_at)
@@ -201,6 +208,7 @@ class Orchestrator implements Pipeline {
         this.tables.set(name, rt);
       }
       for (const r of rows) if (!this.tables.has(r.name)) this.log.warn('table has state but is not in the config; ignored', { table: r.name });
+      const reloads = new Set(slotLost ? await planReload(dst, this.pipeline, this.tables.values(), byName, this.log) : []);
 
       this.copier = new Copier(this.ctx, { onProgress: () => this.opts.onProgress?.() });
       this.applier = new Applier(this.ctx, this.tables, {
@@ -237,11 +245,7 @@ class Orchestrator implements Pipeline {
       // What each table needs now.
       for (const rt of this.tables.values()) {
         const row = byName.get(rt.name);
-        if (!slotExisted && rt.cursor !== null) {
-          this.log.warn('the replication slot was missing: changes since the last run are gone, so the table is reloaded', { table: rt.name });
-          rt.cursor = null;
-          rt.state = 'queued';
-          rt.pending = { mode: rt.config.mode, requestId: null };
+        if (reloads.has(rt)) {
           this.enqueue(rt);
         } else if (!row || row.state === 'queued' || row.state === 'backfilling') {
           this.enqueue(rt);
@@ -270,20 +274,21 @@ class Orchestrator implements Pipeline {
     await src.end().catch(() => {});
   }
 
-  /** Creates the publication and slot when missing. Returns whether the slot already existed. */
-  private async ensurePublicationAndSlot(src: pg.Client): Promise<boolean> {
+  private async ensurePublication(src: pg.Client): Promise<void> {
     try {
       const pub = await src.query(`SELECT 1 FROM pg_publication WHERE pubname = $1`, [this.publication]);
       if (pub.rowCount === 0) await src.query(`CREATE PUBLICATION ${quoteIdent(this.publication)}`);
-      const slot = await src.query(`SELECT 1 FROM pg_replication_slots WHERE slot_name = $1`, [this.slot]);
-      if (slot.rowCount === 0) {
-        await src.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [this.slot]);
-        this.log.info('created replication slot', { slot: this.slot });
-        return false;
-      }
-      return true;
     } catch (err) {
-      throw classify('source', 'creating the publication and replication slot', err);
+      throw classify('source', 'creating the publication', err);
+    }
+  }
+
+  private async createSlot(src: pg.Client): Promise<void> {
+    try {
+      await src.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [this.slot]);
+      this.log.info('created replication slot', { slot: this.slot });
+    } catch (err) {
+      throw classify('source', 'creating the replication slot', err);
     }
   }
 
@@ -590,6 +595,7 @@ class Orchestrator implements Pipeline {
   /** The fatal funnel: the first error wins, everything stops, `done` rejects with it. */
   private async fail(err: SluiceError): Promise<void> {
     if (this.failed || this.stopping) return;
+    if (err.code === 'SLOT_LOST') err = slotLostError(this.cfg, this.slot, `was dropped or invalidated while sluice was running (${err.message})`, err);
     this.failed = err;
     this.log.error('pipeline failed', { error: err.message, code: err.code });
     await this.stop();

@@ -48,6 +48,8 @@ export class Streamer {
   private heartbeatTimer: NodeJS.Timeout | null = null;
   private heartbeatClient: pg.Client | null = null;
   private stopping = false;
+  /** The log could not be written (a full disk): no more flushes and no more acknowledgements. */
+  private broken = false;
   private restarting = false;
   private failures = 0;
   /** Changes captured since start (for status and benchmarks). */
@@ -80,7 +82,7 @@ export class Streamer {
   }
 
   private async onStreamError(err: SluiceError): Promise<void> {
-    if (this.stopping || this.restarting) return;
+    if (this.stopping || this.restarting || this.broken) return;
     if (err.code === 'SLOT_IN_USE' || !err.retryable) {
       // A decode error or a refused slot cannot be fixed by reconnecting.
       if (!err.retryable && err.code !== 'SOURCE_ERROR') return this.opts.onFatal(err);
@@ -224,6 +226,7 @@ export class Streamer {
   }
 
   private flushNow(): void {
+    if (this.broken) return;
     const log = this.opts.log;
     try {
       const before = log.head();
@@ -232,6 +235,14 @@ export class Streamer {
       if (this.txn === null || head.endLsn !== before.endLsn) this.stream?.confirm(head.endLsn);
       this.opts.onDurable?.();
     } catch (err) {
+      // Contract 1: the slot stays where the last durable flush left it. Stop reading (the stream's
+      // last status update carries that position) and stop the pipeline; retrying cannot free space.
+      this.broken = true;
+      if (this.flushTimer) clearInterval(this.flushTimer);
+      this.flushTimer = null;
+      const stream = this.stream;
+      this.stream = null;
+      void stream?.stop();
       this.opts.onFatal(
         err instanceof SluiceError ? err : new SluiceError('CHANGELOG_ERROR', `change log: flush failed: ${(err as Error).message}`, { cause: err }),
       );

@@ -30,7 +30,7 @@ test('a minimal config gets every default', () => {
   assert.deepEqual(cfg.pipeline, { name: 'app', concurrency: 10, workers: 4, heartbeatIntervalMs: 10000, statusIntervalMs: 1000 });
   assert.equal(slotNameOf(cfg), 'sluice_app');
   assert.equal(publicationNameOf(cfg), 'sluice_app');
-  assert.deepEqual(cfg.source, { type: 'postgres', url: 'postgres://u:secret@src:5432/db' });
+  assert.deepEqual(cfg.source, { type: 'postgres', url: 'postgres://u:secret@src:5432/db', onSlotLost: 'stop' });
   assert.deepEqual(cfg.destination, { type: 'postgres', url: 'postgresql://u:pw@dst/db', schema: 'public' });
   assert.deepEqual(cfg.log, { type: 'embedded', path: '.sluice/app', fsync: true });
   assert.deepEqual(cfg.throttle, {
@@ -91,6 +91,13 @@ test('a wrong enum value is reported as tables[0].strategy', () => {
   const text = MINIMAL.replace('  - name: orders', '  - name: orders\n    strategy: fast');
   const err = configError(() => parseConfig(text, { env: {} }));
   assert.match(err.message, /tables\[0\]\.strategy: expected one of keyset\|interval\|ctid, got "fast" \(line 7\)/);
+});
+
+test('source.onSlotLost takes stop or rebackfill', () => {
+  const cfg = parseConfig(MINIMAL.replace('5432/db" }', '5432/db", onSlotLost: rebackfill }'), { env: {} });
+  assert.equal(cfg.source.onSlotLost, 'rebackfill');
+  const err = configError(() => parseConfig(MINIMAL.replace('5432/db" }', '5432/db", onSlotLost: ignore }'), { env: {} }));
+  assert.match(err.message, /source\.onSlotLost: expected one of stop\|rebackfill, got "ignore"/);
 });
 
 test('every issue is listed, with readable paths', () => {

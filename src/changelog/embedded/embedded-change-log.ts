@@ -13,7 +13,7 @@
  */
 import Database from 'better-sqlite3';
 import { randomUUID } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statfsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { SluiceError } from '../../core/errors.js';
 import { Lsn, type Change, type ChangeKind, type Position, type RelationColumns } from '../../core/types.js';
@@ -43,6 +43,8 @@ export class EmbeddedChangeLog implements ChangeLog {
   private nextVersion = 1;
   private durable: LogHead;
   private staged: LogHead;
+  /** Set when a write failed: nothing more is written, so nothing past `durable` is ever acknowledged. */
+  private failure: SluiceError | null = null;
 
   private readonly insertChange: Database.Statement;
   private readonly setMeta: Database.Statement;
@@ -64,35 +66,36 @@ export class EmbeddedChangeLog implements ChangeLog {
     } catch (err) {
       throw new SluiceError('CHANGELOG_ERROR', `change log ${file}: cannot open (${(err as Error).message}); check log.path`, { cause: err });
     }
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma(`synchronous = ${options.fsync === false ? 'OFF' : 'FULL'}`);
-    this.db.pragma('cache_size = -65536');
-    this.db.pragma('busy_timeout = 10000');
     try {
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma(`synchronous = ${options.fsync === false ? 'OFF' : 'FULL'}`);
+      this.db.pragma('cache_size = -65536');
+      this.db.pragma('busy_timeout = 10000');
       ensureLogFormat(this.db, file, options.logger);
+      const meta = new Map<string, string>(
+        (this.db.prepare('SELECT key, value FROM meta').all() as { key: string; value: string }[]).map((r) => [r.key, r.value]),
+      );
+      this.durable = {
+        lsn: Lsn.of(BigInt(meta.get('head_lsn') ?? '0')),
+        endLsn: Lsn.of(BigInt(meta.get('head_end_lsn') ?? '0')),
+        commitTimeMs: Number(meta.get('head_commit_ms') ?? '0'),
+      };
+      this.staged = this.durable;
+      // A transaction whose commit never became durable: the source sends it again.
+      if (options.role !== 'reader') this.db.prepare('DELETE FROM changes WHERE lsn > ?').run(this.durable.lsn);
+      for (const r of this.db.prepare('SELECT version, tbl, columns FROM relations ORDER BY version').all() as {
+        version: number;
+        tbl: string;
+        columns: string;
+      }[]) {
+        this.relations.set(r.version, JSON.parse(r.columns) as RelationColumns);
+        this.latestVersion.set(r.tbl, { version: r.version, key: r.columns });
+        this.nextVersion = r.version + 1;
+      }
     } catch (err) {
       this.db.close();
-      throw err;
-    }
-    const meta = new Map<string, string>(
-      (this.db.prepare('SELECT key, value FROM meta').all() as { key: string; value: string }[]).map((r) => [r.key, r.value]),
-    );
-    this.durable = {
-      lsn: Lsn.of(BigInt(meta.get('head_lsn') ?? '0')),
-      endLsn: Lsn.of(BigInt(meta.get('head_end_lsn') ?? '0')),
-      commitTimeMs: Number(meta.get('head_commit_ms') ?? '0'),
-    };
-    this.staged = this.durable;
-    // A transaction whose commit never became durable: the source sends it again.
-    if (options.role !== 'reader') this.db.prepare('DELETE FROM changes WHERE lsn > ?').run(this.durable.lsn);
-    for (const r of this.db.prepare('SELECT version, tbl, columns FROM relations ORDER BY version').all() as {
-      version: number;
-      tbl: string;
-      columns: string;
-    }[]) {
-      this.relations.set(r.version, JSON.parse(r.columns) as RelationColumns);
-      this.latestVersion.set(r.tbl, { version: r.version, key: r.columns });
-      this.nextVersion = r.version + 1;
+      // A format this sluice cannot read is named as such; anything else is a write/open failure.
+      throw err instanceof SluiceError ? err : writeError(file, 'cannot open', err, null);
     }
 
     this.insertChange = this.db.prepare(
@@ -121,7 +124,11 @@ export class EmbeddedChangeLog implements ChangeLog {
     const row = this.db.prepare(`SELECT value FROM meta WHERE key = 'log_id'`).get() as { value: string } | undefined;
     if (row) return row.value;
     const id = randomUUID();
-    this.setMeta.run('log_id', id);
+    try {
+      this.setMeta.run('log_id', id);
+    } catch (err) {
+      throw writeError(this.file, 'cannot write its identity', err, this.durable);
+    }
     return id;
   }
 
@@ -169,6 +176,16 @@ export class EmbeddedChangeLog implements ChangeLog {
   }
 
   flush(): LogHead {
+    if (this.failure) throw this.failure;
+    try {
+      return this.write();
+    } catch (err) {
+      this.failure = writeError(this.file, 'write failed', err, this.durable);
+      throw this.failure;
+    }
+  }
+
+  private write(): LogHead {
     const changes = this.pending.splice(0);
     const relations = this.pendingRelations.splice(0);
     const head = this.staged;
@@ -236,6 +253,39 @@ export class EmbeddedChangeLog implements ChangeLog {
   }
 
   close(): void {
-    if (this.db.open) this.db.close();
+    try {
+      if (this.db.open) this.db.close();
+    } catch {
+      // Closing checkpoints the WAL into the file; on a full disk that fails, and the WAL keeps every
+      // committed transaction: the next open recovers it.
+    }
+  }
+}
+
+/**
+ * A failed write of the log. A full disk (SQLITE_FULL, ENOSPC, or almost no space left where the
+ * file lives) gets its own code and a message that names the fix and the last acknowledged position.
+ */
+function writeError(file: string, what: string, err: unknown, durable: LogHead | null): SluiceError {
+  const dir = dirname(file);
+  const code = (err as { code?: string }).code ?? '';
+  const msg = (err as Error).message ?? String(err);
+  const acked = durable ? `; nothing was acknowledged past position ${Lsn.format(durable.endLsn)}` : '';
+  if (code === 'SQLITE_FULL' || /ENOSPC|disk is full/i.test(msg) || freeBytes(dir) < 1 << 20) {
+    return new SluiceError(
+      'CHANGELOG_DISK_FULL',
+      `change log disk full at ${dir}: free space there or move log.path to a bigger disk, then run again${acked} (${code || msg})`,
+      { cause: err, context: { path: dir, sqlite: code } },
+    );
+  }
+  return new SluiceError('CHANGELOG_ERROR', `change log ${file}: ${what}: ${msg}${acked}; check log.path`, { cause: err, context: { sqlite: code } });
+}
+
+function freeBytes(dir: string): number {
+  try {
+    const s = statfsSync(dir);
+    return Number(s.bavail) * Number(s.bsize);
+  } catch {
+    return Number.POSITIVE_INFINITY;
   }
 }

@@ -1,6 +1,7 @@
 import { createPipeline, type Pipeline } from '../../pipeline/orchestrator.js';
 
 import type { Logger } from '../../core/logger.js';
+import { SluiceError } from '../../core/errors.js';
 import { makeLogger, readConfig, redactConfig, type GlobalOptions } from '../shared.js';
 
 /** `sluice run`: capture, backfill, apply until SIGINT/SIGTERM; then a clean stop and exit 0. */
@@ -8,9 +9,9 @@ export async function runCommand(opts: GlobalOptions): Promise<number> {
   const cfg = readConfig(opts);
   const log = makeLogger(opts);
   log.info('starting', { config: redactConfig(cfg) as Record<string, unknown> });
-  const pipeline = createPipeline(cfg, { logger: log });
+  let pipeline: Pipeline = createPipeline(cfg, { logger: log });
   await pipeline.start();
-  const progress = startProgress(pipeline, log);
+  let progress = startProgress(pipeline, log);
   let signals = 0;
   const onSignal = (sig: string) => {
     signals++;
@@ -24,7 +25,21 @@ export async function runCommand(opts: GlobalOptions): Promise<number> {
   process.on('SIGINT', () => onSignal('SIGINT'));
   process.on('SIGTERM', () => onSignal('SIGTERM'));
   try {
-    await pipeline.done;
+    for (;;) {
+      try {
+        await pipeline.done;
+        break;
+      } catch (err) {
+        // The slot went away under a running pipeline: with onSlotLost: rebackfill, start again,
+        // which recreates the slot and reloads every table online.
+        if (!(err instanceof SluiceError && err.code === 'SLOT_LOST' && cfg.source.onSlotLost === 'rebackfill') || signals > 0) throw err;
+        log.warn('replication slot lost while running; restarting to recreate it and reload every table online', { error: err.message });
+        clearInterval(progress);
+        pipeline = createPipeline(cfg, { logger: log });
+        await pipeline.start();
+        progress = startProgress(pipeline, log);
+      }
+    }
     log.info('stopped');
     return 0;
   } finally {

@@ -55,6 +55,10 @@ export function classify(side: 'source' | 'destination', what: string, err: unkn
       { cause: err, context: pgFields(err) },
     );
   }
+  // The slot was dropped (42704) or invalidated (55000): reconnecting cannot bring it back.
+  if ((e?.code === '42704' || e?.code === '55000') && /replication slot/i.test(e.message ?? '') && /does not exist|no longer get changes|invalidated/i.test(`${e.message} ${e.detail ?? ''}`)) {
+    return new SluiceError('SLOT_LOST', `${side}: ${what}: ${e.message}${e.detail ? ` (${e.detail})` : ''}`, { cause: err, context: pgFields(err) });
+  }
   const retryable = isConnectionError(err) || e?.code === '40001' || e?.code === '40P01' || e?.code === '55P03';
   const code: ErrorCode = side === 'source' ? 'SOURCE_ERROR' : 'DESTINATION_ERROR';
   const extra = e?.detail ? ` (${e.detail})` : '';
