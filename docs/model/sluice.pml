@@ -74,7 +74,6 @@ byte crashes;
 /* scratch for d_step sequences only (a hidden variable is not restored when the search backtracks) */
 hidden byte i, seen;
 
-#define LIVE_SLOT_OK     (live != NONE)
 /* every change in the log with an LSN past slot t's cursor has been applied to it */
 #define DRAINED(t)       ((logm >> (cur[t] + 1)) == 0)
 #define MIN(a, b)        ((a) < (b) -> (a) : (b))
@@ -104,9 +103,9 @@ proctype writer(byte w) {
 }
 
 /*
- * Applies a batch to slot t, when `when` holds (contract 2): the changes past its cursor up to a batch end e chosen freely
- * (a batch ends at a change), compacted per key (only the last image of a key in the batch is applied),
- * in one destination transaction with the cursor.
+ * Applies a batch to slot t when `when` holds (contract 2): the changes past its cursor up to a batch
+ * end e chosen freely (a batch ends at a change), compacted per key (only the last image of a key in
+ * the batch is applied), in one destination transaction with the cursor.
  */
 inline applyBatch(when, t) {
   atomic {
