@@ -89,6 +89,9 @@ test('status --json has the contract fields', async () => {
 });
 
 test('cancel stops a truncate backfill; the table is not applied to until the next backfill, which repairs it', async () => {
+  // Slow enough (about 10 s) that the cancel lands mid-load even when the machine is busy.
+  const slow = await sluice(['throttle', '--max-rows-per-second', '3000'], { config: work.config });
+  assert.equal(slow.code, 0, slow.stdout + slow.stderr);
   const r = await sluice(['backfill', TABLE, '--mode', 'truncate'], { config: work.config });
   assert.equal(r.code, 0, r.stderr);
   const c = await sluice(['cancel', TABLE], { config: work.config });
@@ -98,6 +101,8 @@ test('cancel stops a truncate backfill; the table is not applied to until the ne
   assert.equal(st.state, 'cancelled');
   const runs = await destination.query(`SELECT status FROM _sluice.runs ORDER BY id DESC LIMIT 1`);
   assert.equal(runs.rows[0].status, 'cancelled');
+  const fast = await sluice(['throttle', '--max-rows-per-second', '15000'], { config: work.config });
+  assert.equal(fast.code, 0, fast.stdout + fast.stderr);
   const again = await sluice(['backfill', TABLE, '--mode', 'truncate', '--wait'], { config: work.config, timeoutMs: 120_000 });
   assert.equal(again.code, 0, `${again.stdout}${again.stderr}`);
   await eventuallyEqual('after cancel and a new backfill');
