@@ -408,14 +408,19 @@ export class Applier {
     if (!this.src) this.src = await connect('source', this.ctx.cfg.source.url, 'sluice-apply');
     const byName = new Map(rt.info.columns.map((c) => [c.name, c.typeSql]));
     const keyArrays = keys.map((_, i) => rows.map((r) => r[i]));
-    const got = await this.src.query({
-      text:
-        `SELECT ${[...keys, ...cols].map((c) => `${quoteIdent(c)}::text`).join(', ')} FROM ${qualified(rt.source)}` +
-        ` WHERE (${keys.map(quoteIdent).join(', ')}) IN (SELECT ${keys.map((k, i) => `u.k${i}::${byName.get(k)}`).join(', ')}` +
-        ` FROM unnest(${keys.map((_, i) => `$${i + 1}::text[]`).join(', ')}) AS u(${keys.map((_, i) => `k${i}`).join(', ')}))`,
-      values: keyArrays,
-      rowMode: 'array',
-    });
+    const src = this.src;
+    const got = await src
+      .query({
+        text:
+          `SELECT ${[...keys, ...cols].map((c) => `${quoteIdent(c)}::text`).join(', ')} FROM ${qualified(rt.source)}` +
+          ` WHERE (${keys.map(quoteIdent).join(', ')}) IN (SELECT ${keys.map((k, i) => `u.k${i}::${byName.get(k)}`).join(', ')}` +
+          ` FROM unnest(${keys.map((_, i) => `$${i + 1}::text[]`).join(', ')}) AS u(${keys.map((_, i) => `k${i}`).join(', ')}))`,
+        values: keyArrays,
+        rowMode: 'array',
+      })
+      .catch((err) => {
+        throw classify('source', `reading the columns left out of update images of ${rt.name}`, err);
+      });
     if (got.rowCount) {
       const fetched = got.rows as (string | null)[][];
       const columnArrays = [...keys, ...cols].map((_, j) => fetched.map((r) => r[j]));
