@@ -3,10 +3,10 @@
  * PostgreSQL, against an in-memory reference of the source table (used by
  * test/integration/applier-model.test.ts).
  *
- * - The reference (`rows`) is the source table. Every source transaction is executed on the real
- *   source too (the Applier reads rows from it by key) and appended to the change log as pgoutput
- *   would send it: positions are the commit LSN plus the index in the transaction, and a TOASTed
- *   value ('T…') that an update did not change travels as `false` (unchanged, not sent).
+ * - The reference model (source-model.ts) is the source table. Every source transaction is executed
+ *   on the real source too (the Applier reads rows from it by key) and appended to the change log
+ *   as pgoutput would send it, at the next commit LSN (index = place in the transaction); it is
+ *   durable, and visible to the Applier, once flushed.
  * - The Applier runs its own loop. The test holds the table's lock (as the Copier does) between
  *   steps and lets the loop through for a number of batches: the hook of the last one queues the
  *   lock again, so the loop stops exactly at a batch boundary.
@@ -25,55 +25,19 @@ import type { PendingChange } from '../../src/changelog/changelog.js';
 import { EmbeddedChangeLog } from '../../src/changelog/embedded/embedded-change-log.js';
 import { configSchema, type SluiceConfig } from '../../src/config/schema.js';
 import type { Logger } from '../../src/core/logger.js';
-import { Lsn, Position, type CapturedValue, type ChangeKind } from '../../src/core/types.js';
+import { Lsn, Position } from '../../src/core/types.js';
 import { readCursors, cursorKey, writeCursor } from '../../src/destinations/postgres/state.js';
 import { Applier } from '../../src/pipeline/applier.js';
 import { connect, type PipelineContext } from '../../src/pipeline/context.js';
 import { Mutex, type TableRuntime } from '../../src/pipeline/runtime.js';
 import { Throttler } from '../../src/pipeline/throttler.js';
 import type { TableInfo } from '../../src/sources/postgres/introspect.js';
+import { MAX_ID, SourceModel, type RowOp, type Variant } from './source-model.js';
 
 export const PIPELINE = 'fc';
-/** Keys are ids 1..MAX_ID; a backfill copies them in CHUNKS ranges. */
-export const MAX_ID = 6;
+/** A backfill copies the keys in CHUNKS ranges of CHUNK_IDS ids. */
 const CHUNK_IDS = 2;
 const CHUNKS = Math.ceil(MAX_ID / CHUNK_IDS);
-
-/** A TOASTed value: an update that leaves it alone sends it as unchanged. */
-export const toasted = (t: string | null) => t !== null && t.startsWith('T');
-
-export type RowOp =
-  | { op: 'ins'; id: number; n: number; t: string | null }
-  | { op: 'setN'; pick: number; n: number }
-  | { op: 'setT'; pick: number; t: string | null }
-  | { op: 'rekey'; pick: number; to: number; t?: string | null }
-  | { op: 'del'; pick: number }
-  | { op: 'trunc' };
-
-/** One key layout of the table: an int key, or a composite key made of the same id. */
-export interface Variant {
-  readonly table: string;
-  readonly keyCols: readonly string[];
-  keyOf(id: number): string[];
-  idOf(key: readonly string[]): number;
-}
-
-export const INT_KEY: Variant = { table: 'fc_int', keyCols: ['id'], keyOf: (id) => [String(id)], idOf: (k) => Number(k[0]) };
-export const COMPOSITE_KEY: Variant = {
-  table: 'fc_pair',
-  keyCols: ['a', 'b'],
-  keyOf: (id) => [String(id >> 2), String(id & 3)],
-  idOf: (k) => Number(k[0]) * 4 + Number(k[1]),
-};
-
-export function tableDdl(v: Variant): string {
-  return `CREATE TABLE public.${v.table} (${v.keyCols.map((c) => `${c} int NOT NULL`).join(', ')}, n int, t text, PRIMARY KEY (${v.keyCols.join(', ')}))`;
-}
-
-interface Row {
-  n: number;
-  t: string | null;
-}
 
 interface Txn {
   lsn: Lsn;
@@ -99,7 +63,7 @@ class Gate {
 }
 
 export class ApplierWorld {
-  readonly rows = new Map<number, Row>();
+  private readonly model: SourceModel;
   /** What happened, for the report of a failing sequence. */
   readonly trace: string[] = [];
   private readonly problems: string[] = [];
@@ -125,6 +89,7 @@ export class ApplierWorld {
     batchRows: number,
   ) {
     this.name = `public.${v.table}`;
+    this.model = new SourceModel(v);
     this.cfg = configSchema.parse({
       pipeline: { name: PIPELINE },
       source: { type: 'postgres', url: urls.source },
@@ -167,94 +132,24 @@ export class ApplierWorld {
 
   // ---- source transactions --------------------------------------------------------------------
 
-  private image(id: number, row: Row, tSent: boolean): CapturedValue[] {
-    return [...this.v.keyOf(id), String(row.n), tSent || !toasted(row.t) ? row.t : false];
-  }
-
-  private where(first: number): string {
-    return this.v.keyCols.map((c, i) => `${c} = $${first + i}`).join(' AND ');
-  }
-
-  /** Runs row operations as one source transaction (ops that do not apply to the rows are skipped). */
+  /** Runs row operations as one transaction on the model and the real source, and sends its changes to the log. */
   async txn(ops: readonly RowOp[], flush: boolean): Promise<void> {
+    const t = this.model.transact(ops);
+    if (t.changes.length === 0) return;
     const lsn = Lsn.of(this.nextLsn);
-    const tbl = `public.${this.v.table}`;
-    const sql: [string, unknown[]][] = [];
-    const changes: { kind: ChangeKind; row?: CapturedValue[]; oldKey?: string[] }[] = [];
-    const did: string[] = [];
-    for (const o of ops) {
-      const ids = [...this.rows.keys()].sort((a, b) => a - b);
-      const picked = 'pick' in o && ids.length > 0 ? ids[o.pick % ids.length] : undefined;
-      if ('pick' in o && picked === undefined) continue;
-      const id = picked!;
-      switch (o.op) {
-        case 'ins': {
-          if (this.rows.has(o.id)) continue;
-          const row = { n: o.n, t: o.t };
-          this.rows.set(o.id, row);
-          sql.push([`INSERT INTO ${tbl} VALUES (${[...this.v.keyCols, 'n', 't'].map((_, i) => `$${i + 1}`).join(', ')})`, [...this.v.keyOf(o.id), o.n, o.t]]);
-          changes.push({ kind: 'insert', row: this.image(o.id, row, true) });
-          did.push(`ins ${o.id} n=${o.n} t=${o.t}`);
-          break;
-        }
-        case 'setN': {
-          const row = this.rows.get(id)!;
-          row.n = o.n;
-          sql.push([`UPDATE ${tbl} SET n = $1 WHERE ${this.where(2)}`, [o.n, ...this.v.keyOf(id)]]);
-          changes.push({ kind: 'update', row: this.image(id, row, false) });
-          did.push(`set ${id} n=${o.n}${toasted(row.t) ? ' (t unchanged)' : ''}`);
-          break;
-        }
-        case 'setT': {
-          const row = this.rows.get(id)!;
-          row.t = o.t;
-          sql.push([`UPDATE ${tbl} SET t = $1 WHERE ${this.where(2)}`, [o.t, ...this.v.keyOf(id)]]);
-          changes.push({ kind: 'update', row: this.image(id, row, true) });
-          did.push(`set ${id} t=${o.t}`);
-          break;
-        }
-        case 'rekey': {
-          if (this.rows.has(o.to)) continue;
-          const row = this.rows.get(id)!;
-          this.rows.delete(id);
-          const tSet = o.t !== undefined;
-          if (tSet) row.t = o.t!;
-          this.rows.set(o.to, row);
-          const sets = [...this.v.keyCols.map((c, i) => `${c} = $${i + 1}`), ...(tSet ? [`t = $${this.v.keyCols.length + 1}`] : [])];
-          const first = this.v.keyCols.length + (tSet ? 2 : 1);
-          sql.push([`UPDATE ${tbl} SET ${sets.join(', ')} WHERE ${this.where(first)}`, [...this.v.keyOf(o.to), ...(tSet ? [o.t] : []), ...this.v.keyOf(id)]]);
-          changes.push({ kind: 'update', row: this.image(o.to, row, tSet), oldKey: this.v.keyOf(id) });
-          did.push(`rekey ${id}->${o.to}${tSet ? ` t=${o.t}` : toasted(row.t) ? ' (t unchanged)' : ''}`);
-          break;
-        }
-        case 'del':
-          this.rows.delete(id);
-          sql.push([`DELETE FROM ${tbl} WHERE ${this.where(1)}`, this.v.keyOf(id)]);
-          changes.push({ kind: 'delete', oldKey: this.v.keyOf(id) });
-          did.push(`del ${id}`);
-          break;
-        case 'trunc':
-          this.rows.clear();
-          sql.push([`TRUNCATE ${tbl}`, []]);
-          changes.push({ kind: 'truncate' });
-          did.push('truncate');
-          break;
-      }
-    }
-    if (changes.length === 0) return;
     this.nextLsn += 0x100n;
     await this.src.query('BEGIN');
-    for (const [text, values] of sql) await this.src.query(text, values);
+    for (const [text, values] of t.sql) await this.src.query(text, values);
     await this.src.query('COMMIT');
     const txn: Txn = {
       lsn,
       commitMs: Date.now(),
-      changes: changes.map((c, idx) => ({ table: this.name, lsn, idx, relationVersion: this.relVersion, commitTimeMs: 0, ...c })),
+      changes: t.changes.map((c, idx) => ({ table: this.name, lsn, idx, relationVersion: this.relVersion, commitTimeMs: 0, ...c })),
     };
     this.send(txn);
     if (flush) this.flush();
     else this.unflushed.push(txn);
-    this.trace.push(`txn ${Lsn.format(lsn)}${flush ? '' : ' (not flushed)'}: ${did.join('; ')}`);
+    this.trace.push(`txn ${Lsn.format(lsn)}${flush ? '' : ' (not flushed)'}: ${t.text}`);
   }
 
   private send(txn: Txn): void {
@@ -429,7 +324,7 @@ export class ApplierWorld {
     const got = await this.src.query({ text: `SELECT ${keys}, n, t FROM public.${this.v.table} ORDER BY ${keys}`, rowMode: 'array' });
     const k = this.v.keyCols.length;
     const rows = (got.rows as unknown[][]).filter((r) => {
-      const id = this.v.idOf(r.slice(0, k).map(String));
+      const id = this.v.idOf(r.slice(0, k));
       return id > lo && (id <= hi || this.bf!.next === CHUNKS);
     });
     await this.dst.query('BEGIN');
@@ -468,12 +363,12 @@ export class ApplierWorld {
     this.flush();
     await this.backfillFinish();
     await this.apply(Infinity);
-    const want = [...this.rows.entries()].sort((a, b) => a[0] - b[0]).map(([id, r]) => [id, r.n, r.t]);
+    const want = this.model.sorted();
     const read = async (c: pg.Client) => {
       const keys = this.v.keyCols.join(', ');
       const r = await c.query({ text: `SELECT ${keys}, n, t FROM public.${this.v.table} ORDER BY ${keys}`, rowMode: 'array' });
       const k = this.v.keyCols.length;
-      return (r.rows as unknown[][]).map((x) => [this.v.idOf(x.slice(0, k).map(String)), x[k], x[k + 1]]);
+      return (r.rows as unknown[][]).map((x) => [this.v.idOf(x.slice(0, k)), x[k], x[k + 1]]);
     };
     const source = await read(this.src);
     if (JSON.stringify(source) !== JSON.stringify(want)) {
@@ -483,8 +378,7 @@ export class ApplierWorld {
     if (JSON.stringify(got) !== JSON.stringify(want)) {
       throw new Error(
         `${what}: destination differs from the source (cursor ${this.cursorText()})\n` +
-          `  source:      ${JSON.stringify(want)}\n  destination: ${JSON.stringify(got)}\n` +
-          `trace:\n${this.trace.join('\n')}`,
+          `  source:      ${JSON.stringify(want)}\n  destination: ${JSON.stringify(got)}`,
       );
     }
     this.trace.push(`${what}: equal (${want.length} rows)`);
