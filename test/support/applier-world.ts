@@ -169,7 +169,11 @@ export class ApplierWorld {
     const emit = (level: string) => (msg: string, fields?: Record<string, unknown>) => {
       const line = `  [${level}] ${msg} ${JSON.stringify(fields ?? {}, (_k, x) => (typeof x === 'bigint' ? x.toString() : x))}`;
       this.trace.push(line);
-      if (level === 'warn' || level === 'error') this.problems.push(line);
+      if (level === 'warn' || level === 'error') {
+        this.problems.push(line);
+        // A failed batch is retried after a back-off: stop the loop there and report.
+        this.onBatch?.();
+      }
     };
     const l: Logger = { debug() {}, info: emit('info'), warn: emit('warn'), error: emit('error'), child: () => l };
     return l;
