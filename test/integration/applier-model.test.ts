@@ -3,13 +3,15 @@
  * replay after a backfill): random sequences of source transactions (inserts, updates that leave a
  * TOASTed value out, updates of it, primary-key changes, deletes, truncates), apply steps that stop
  * at batch boundaries (batches of 1-5 rows split transactions and key histories), crashes of the
- * Applier, and backfills whose chunks copy the source as it is at a later time than L0, so the
- * replay runs over a destination that is ahead of it. At the end everything is applied and the
- * destination, read with plain SQL, must equal the reference model of the source.
+ * Applier, and backfills whose chunks copy the source as it is at a later time than L0 (and may
+ * miss rows written since L0, as a ctid load can), so the replay runs over a destination that is
+ * ahead of it. At the end everything is applied and the destination, read with plain SQL, must
+ * equal the reference model of the source.
  *
  * The harness is test/support/applier-world.ts. Runs are reproducible: the seed is fixed unless
  * SLUICE_FC_SEED is set; SLUICE_FC_RUNS changes the number of runs; a failure prints the seed, the
- * shrunk sequence and a trace (SLUICE_FC_PATH=<path> with the seed replays the shrunk case only).
+ * shrunk sequence and a trace (SLUICE_FC_PATH=<path> with the seed replays the shrunk case only;
+ * SLUICE_FC_VERBOSE=1 prints the trace of every run).
  */
 import { after, before, test } from 'node:test';
 import fc from 'fast-check';
@@ -32,7 +34,7 @@ type Op =
   | { k: 'idle' }
   | { k: 'crash' }
   | { k: 'bfBegin'; mode: 'upsert' | 'truncate' }
-  | { k: 'bfChunk' }
+  | { k: 'bfChunk'; miss: boolean }
   | { k: 'bfFinish' }
   | { k: 'check' };
 
@@ -62,7 +64,7 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   { weight: 1, arbitrary: fc.constant({ k: 'idle' as const }) },
   { weight: 2, arbitrary: fc.constant({ k: 'crash' as const }) },
   { weight: 2, arbitrary: fc.record({ k: fc.constant('bfBegin' as const), mode: fc.constantFrom('upsert' as const, 'truncate' as const) }) },
-  { weight: 2, arbitrary: fc.constant({ k: 'bfChunk' as const }) },
+  { weight: 2, arbitrary: fc.record({ k: fc.constant('bfChunk' as const), miss: fc.boolean() }) },
   { weight: 1, arbitrary: fc.constant({ k: 'bfFinish' as const }) },
   { weight: 1, arbitrary: fc.constant({ k: 'check' as const }) },
 );
@@ -89,7 +91,7 @@ async function runOps(w: ApplierWorld, ops: readonly Op[]): Promise<void> {
         await w.backfillBegin(o.mode);
         break;
       case 'bfChunk':
-        await w.backfillChunk();
+        await w.backfillChunk(o.miss);
         break;
       case 'bfFinish':
         await w.backfillFinish();

@@ -69,7 +69,8 @@ export class ApplierWorld {
   private readonly problems: string[] = [];
   private nextLsn = 0x1000n;
   private unflushed: Txn[] = [];
-  private bf: { mode: 'upsert' | 'truncate'; l0: Lsn; next: number } | null = null;
+  /** The backfill in progress: its L0, its next chunk, the ids written since L0 (a ctid load may miss those). */
+  private bf: { mode: 'upsert' | 'truncate'; l0: Lsn; next: number; written: Set<number> } | null = null;
   private dir = mkdtempSync(join(tmpdir(), 'sluice-fc-'));
   private log: EmbeddedChangeLog;
   private relVersion: number;
@@ -146,6 +147,7 @@ export class ApplierWorld {
       commitMs: Date.now(),
       changes: t.changes.map((c, idx) => ({ table: this.name, lsn, idx, relationVersion: this.relVersion, commitTimeMs: 0, ...c })),
     };
+    for (const id of t.wrote) this.bf?.written.add(id);
     this.send(txn);
     if (flush) this.flush();
     else this.unflushed.push(txn);
@@ -304,7 +306,7 @@ export class ApplierWorld {
   async backfillBegin(mode: 'upsert' | 'truncate'): Promise<void> {
     if (this.bf) return;
     const l0 = Lsn.of(this.nextLsn);
-    this.bf = { mode, l0, next: 0 };
+    this.bf = { mode, l0, next: 0, written: new Set() };
     this.rt.l0 = l0;
     this.rt.state = 'backfilling';
     this.rt.mode = mode;
@@ -318,8 +320,12 @@ export class ApplierWorld {
     this.trace.push(`backfill ${mode} begins: L0 ${Lsn.format(l0)}, cursor ${this.cursorText()}`);
   }
 
-  /** Copies the next key range of the source as it is now (a chunk read at a later time than L0). */
-  async backfillChunk(): Promise<void> {
+  /**
+   * Copies the next key range of the source as it is now (a chunk read at a later time than L0).
+   * `miss`: leaves out the rows written since L0, as a ctid load misses a row that an update moved
+   * to a page it had already read (the row's changes since L0 are in the log).
+   */
+  async backfillChunk(miss = false): Promise<void> {
     if (!this.bf || this.bf.next >= CHUNKS) return;
     const lo = this.bf.next * CHUNK_IDS;
     const hi = lo + CHUNK_IDS;
@@ -327,10 +333,12 @@ export class ApplierWorld {
     const keys = this.v.keyCols.join(', ');
     const got = await this.src.query({ text: `SELECT ${keys}, n, t FROM public.${this.v.table} ORDER BY ${keys}`, rowMode: 'array' });
     const k = this.v.keyCols.length;
-    const rows = (got.rows as unknown[][]).filter((r) => {
+    let rows = (got.rows as unknown[][]).filter((r) => {
       const id = this.v.idOf(r.slice(0, k));
       return id > lo && (id <= hi || this.bf!.next === CHUNKS);
     });
+    const missed = miss ? rows.filter((r) => this.bf!.written.has(this.v.idOf(r.slice(0, k)))) : [];
+    rows = rows.filter((r) => !missed.includes(r));
     await this.dst.query('BEGIN');
     for (const r of rows) {
       await this.dst.query(
@@ -340,7 +348,8 @@ export class ApplierWorld {
       );
     }
     await this.dst.query('COMMIT');
-    this.trace.push(`backfill chunk (${lo}, ${this.bf.next === CHUNKS ? '∞' : hi}]: ${rows.map((r) => JSON.stringify(r)).join(' ') || 'no rows'}`);
+    const text = rows.map((r) => JSON.stringify(r)).join(' ') || 'no rows';
+    this.trace.push(`backfill chunk (${lo}, ${this.bf.next === CHUNKS ? '∞' : hi}]: ${text}${missed.length ? `; missed ${missed.map((r) => JSON.stringify(r)).join(' ')}` : ''}`);
   }
 
   /** Copies the remaining chunks and rewinds the cursor to just before L0 (Copier.armReplay). */

@@ -56,6 +56,8 @@ export interface CapturedChange {
 export interface ModelTxn {
   sql: [string, unknown[]][];
   changes: CapturedChange[];
+  /** Ids that an insert or update image was written for. */
+  wrote: number[];
   text: string;
 }
 
@@ -83,7 +85,7 @@ export class SourceModel {
   /** Applies row operations to the model (those that do not apply to its rows are skipped). */
   transact(ops: readonly RowOp[]): ModelTxn {
     const { v, tbl } = this;
-    const out: ModelTxn = { sql: [], changes: [], text: '' };
+    const out: ModelTxn = { sql: [], changes: [], wrote: [], text: '' };
     const did: string[] = [];
     for (const o of ops) {
       const ids = [...this.rows.keys()].sort((a, b) => a - b);
@@ -96,6 +98,7 @@ export class SourceModel {
           this.rows.set(o.id, row);
           out.sql.push([`INSERT INTO ${tbl} VALUES (${[...v.keyCols, 'n', 't'].map((_, i) => `$${i + 1}`).join(', ')})`, [...v.keyOf(o.id), o.n, o.t]]);
           out.changes.push({ kind: 'insert', row: this.image(o.id, row, true) });
+          out.wrote.push(o.id);
           did.push(`ins ${o.id} n=${o.n} t=${o.t}`);
           break;
         }
@@ -104,6 +107,7 @@ export class SourceModel {
           row.n = o.n;
           out.sql.push([`UPDATE ${tbl} SET n = $1 WHERE ${this.where(2)}`, [o.n, ...v.keyOf(id)]]);
           out.changes.push({ kind: 'update', row: this.image(id, row, false) });
+          out.wrote.push(id);
           did.push(`set ${id} n=${o.n}${toasted(row.t) ? ' (t unchanged)' : ''}`);
           break;
         }
@@ -112,6 +116,7 @@ export class SourceModel {
           row.t = o.t;
           out.sql.push([`UPDATE ${tbl} SET t = $1 WHERE ${this.where(2)}`, [o.t, ...v.keyOf(id)]]);
           out.changes.push({ kind: 'update', row: this.image(id, row, true) });
+          out.wrote.push(id);
           did.push(`set ${id} t=${o.t}`);
           break;
         }
@@ -126,6 +131,7 @@ export class SourceModel {
           const sets = [...v.keyCols.map((c, i) => `${c} = $${i + 1}`), ...(tSet ? [`t = $${k + 1}`] : [])];
           out.sql.push([`UPDATE ${tbl} SET ${sets.join(', ')} WHERE ${this.where(k + (tSet ? 2 : 1))}`, [...v.keyOf(o.to), ...(tSet ? [o.t] : []), ...v.keyOf(id)]]);
           out.changes.push({ kind: 'update', row: this.image(o.to, row, tSet), oldKey: v.keyOf(id) });
+          out.wrote.push(o.to);
           did.push(`rekey ${id}->${o.to}${tSet ? ` t=${o.t}` : toasted(row.t) ? ' (t unchanged)' : ''}`);
           break;
         }
