@@ -526,7 +526,7 @@ class Orchestrator implements Pipeline {
     const queued = this.queue.indexOf(rt);
     if (rt.staging) return this.cancelOnline(rt, active);
     if (!active && queued < 0) {
-      const partial = rt.state === 'cancelled' && rt.cursor === null ? ' (its last reload was cancelled: the table is partial and not replicated until the next backfill)' : '';
+      const partial = rt.state === 'cancelled' && rt.cursor === null ? ' (not replicated until the next backfill; it holds a partial copy: its last reload was cancelled)' : '';
       return `nothing to cancel: ${rt.name} is ${rt.state}${partial}`;
     }
     if (queued >= 0) this.queue.splice(queued, 1);
@@ -534,6 +534,7 @@ class Orchestrator implements Pipeline {
     await active;
     const keepsStreaming = rt.cursor !== null && (rt.mode === 'upsert' || rt.state === 'queued');
     const state = keepsStreaming ? 'streaming' : 'cancelled';
+    const loaded = rt.state !== 'queued';
     await this.onControl((c) =>
       withTransaction(c, async () => {
         await setTableState(c, this.pipeline, rt.name, state, { l0: null, lastKey: null });
@@ -546,8 +547,8 @@ class Orchestrator implements Pipeline {
     rt.pending = null;
     if (!keepsStreaming) rt.cursor = null;
     if (state === 'streaming') return 'cancelled; the table keeps streaming';
-    return rt.mode === 'truncate' || rt.mode === 'drop'
-      ? 'cancelled; the table is partial and not replicated until the next backfill'
+    return loaded
+      ? 'cancelled; the table is not replicated until the next backfill and holds a partial copy (the reload did not finish)'
       : 'cancelled; the table is not replicated until the next backfill';
   }
 
@@ -584,7 +585,7 @@ class Orchestrator implements Pipeline {
       if (!dropped) return `nothing to cancel: ${rt.name} has already swapped`;
       return rt.state === 'streaming'
         ? `cancelled; staging table ${TableName.format(dropped)} dropped, the live table is untouched and streaming`
-        : `cancelled; staging table ${TableName.format(dropped)} dropped; the live table is partial (an earlier reload was cancelled) and not replicated until the next backfill`;
+        : `cancelled; staging table ${TableName.format(dropped)} dropped; the live table is not replicated until the next backfill and holds a partial copy (an earlier reload was cancelled)`;
     } finally {
       swapper.release(rt.name);
     }
