@@ -361,7 +361,7 @@ class Orchestrator implements Pipeline {
           }
           // Refused before the destination was touched (the run's preparation rolled back): a table
           // that was streaming still is, and must not read as failed.
-          if (e.isUsageError && !e.retryable && rt.state === 'queued' && rt.cursor !== null && !rt.staging) await this.backfillRefused(rt, e);
+          if (e.isUsageError && !e.retryable && rt.pending?.requestId && rt.state === 'queued' && rt.cursor !== null && !rt.staging) await this.backfillRefused(rt, e);
           else await this.tableFailed(rt, e);
           return;
         }
