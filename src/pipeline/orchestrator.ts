@@ -24,7 +24,7 @@ import { Lsn, TableName, type BackfillMode } from '../core/types.js';
 import { cursorKey, deleteCursor, ensureStateSchema, readCursors, readTables, setRunStatus, setTableState, type TableRow } from '../destinations/postgres/state.js';
 import { qualified } from '../destinations/postgres/dialect.js';
 import { uncarriable } from '../destinations/postgres/swap.js';
-import { onlineAlternative, referencingKeys, truncateRefusal } from '../destinations/postgres/references.js';
+import { onlineAlternative, truncateBlockers, truncateRefusal } from '../destinations/postgres/references.js';
 import { inBackfill } from '../core/table-state.js';
 import { Swapper } from './swapper.js';
 import { classify } from '../sources/postgres/errors.js';
@@ -501,7 +501,7 @@ class Orchestrator implements Pipeline {
         if (blockers.length) return `the online swap of ${TableName.format(rt.target)} cannot carry ${blockers.join('; ')}; ${onlineAlternative(blockers)}`;
       }
       if (mode === 'truncate' && (req.where ?? rt.config.where).trim() === '') {
-        const refs = await referencingKeys(c, rt.target);
+        const refs = await truncateBlockers(c, rt.target);
         if (refs.length) return truncateRefusal(rt.target, refs);
       }
       return null;

@@ -8,7 +8,7 @@ import { makeLogger, readConfig, type GlobalOptions } from '../shared.js';
 import type { Logger } from '../../core/logger.js';
 import { qualified } from '../../destinations/postgres/dialect.js';
 import { uncarriable } from '../../destinations/postgres/swap.js';
-import { onlineAlternative, referencingKeys, truncateRefusal } from '../../destinations/postgres/references.js';
+import { onlineAlternative, truncateBlockers, truncateRefusal } from '../../destinations/postgres/references.js';
 import { checkBackfillOptions } from '../../pipeline/inspector.js';
 import { introspectTable } from '../../sources/postgres/introspect.js';
 import type { SluiceConfig } from '../../config/schema.js';
@@ -181,7 +181,7 @@ async function refuseReferenced(cfg: SluiceConfig, tables: string[], where: stri
       const tc = cfg.tables.find((x) => TableName.format(TableName.parse(x.name)) === t)!;
       if ((where ?? tc.where).trim() !== '') continue;
       const target = { schema: cfg.destination.schema, name: TableName.parse(t).name };
-      const refs = await referencingKeys(dst, target);
+      const refs = await truncateBlockers(dst, target);
       if (refs.length) throw new SluiceError('BAD_USAGE', truncateRefusal(target, refs));
     }
   } finally {

@@ -27,6 +27,17 @@ export async function referencingKeys(client: pg.ClientBase, table: TableName): 
   return r.rows.map((x) => ({ constraint: x.constraint as string, table: { schema: x.schema as string, name: x.name as string } }));
 }
 
+/**
+ * The foreign keys that stop a TRUNCATE of `table`: none when it is empty, since then there is
+ * nothing to empty (the load skips the TRUNCATE), as on a first load into a schema created first.
+ */
+export async function truncateBlockers(client: pg.ClientBase, table: TableName): Promise<ReferencingKey[]> {
+  const refs = await referencingKeys(client, table);
+  if (refs.length === 0) return refs;
+  const any = await client.query(`SELECT EXISTS (SELECT 1 FROM ${qualified(table)}) AS any`);
+  return any.rows[0].any ? refs : [];
+}
+
 /** Why `--mode truncate` cannot reload `table`, and what works instead. */
 export function truncateRefusal(table: TableName, refs: readonly ReferencingKey[]): string {
   const t = TableName.format(table);
