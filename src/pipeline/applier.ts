@@ -31,7 +31,7 @@ import { setRunStatus, setTableState, writeCursor } from '../destinations/postgr
 import { classify } from '../sources/postgres/errors.js';
 import { introspectTable } from '../sources/postgres/introspect.js';
 import { connect, withTransaction, type PipelineContext } from './context.js';
-import type { TableRuntime } from './runtime.js';
+import { Mutex, type TableRuntime } from './runtime.js';
 
 export interface ApplierHooks {
   onCaughtUp(rt: TableRuntime): void;
@@ -69,6 +69,13 @@ const IDLE_CURSOR_ADVANCE_MS = 1000;
 export class Applier {
   private dst: pg.Client | null = null;
   private src: pg.Client | null = null;
+  /**
+   * One user of the Applier's connections at a time. The apply loop (one table after another) and
+   * `exclusive` (the swap, a cancel: another table than the one the loop is on) would otherwise
+   * interleave their statements on one session, and one's COMMIT would end the other's transaction.
+   * Always taken after the table's lock, never before it.
+   */
+  private readonly session = new Mutex();
   private stopping = false;
   private loop: Promise<void> | null = null;
   private wake: (() => void) | null = null;
@@ -103,10 +110,12 @@ export class Applier {
     this.poke();
     await this.loop;
     this.loop = null;
-    await this.dst?.end().catch(() => {});
-    await this.src?.end().catch(() => {});
-    this.dst = null;
-    this.src = null;
+    await this.session.run(async () => {
+      await this.dst?.end().catch(() => {});
+      await this.src?.end().catch(() => {});
+      this.dst = null;
+      this.src = null;
+    });
   }
 
   private async run(): Promise<void> {
@@ -124,7 +133,7 @@ export class Applier {
         this.failures++;
         const e = err instanceof SluiceError ? err : classify('destination', 'applying changes', err);
         this.ctx.logger.warn('apply failed; retrying', { error: e.message, attempt: this.failures });
-        await this.resetSession();
+        await this.session.run(() => this.resetSession());
         await sleep(backoffMs(this.failures, 200, 10_000));
         continue;
       }
@@ -183,7 +192,7 @@ export class Applier {
   /** Applies one batch to each target of one table. Returns true when it applied something. */
   private async step(rt: TableRuntime): Promise<boolean> {
     if (this.targetsOf(rt).length === 0) return false;
-    return rt.lock.run(async () => {
+    return rt.lock.run(() => this.session.run(async () => {
       let busy = false;
       const dst = await this.destination();
       for (const target of this.targetsOf(rt)) {
@@ -209,7 +218,7 @@ export class Applier {
         }
       }
       return busy;
-    });
+    }));
   }
 
   /**
@@ -285,12 +294,13 @@ export class Applier {
   }
 
   /**
-   * Runs `fn` while nothing else applies to the table, on the Applier's connection. `bringTo(p)`
+   * Runs `fn` while nothing else applies to the table, on the Applier's connection, which nothing
+   * else uses meanwhile (the loop waits, whatever table it is on). `bringTo(p)`
    * applies every target of the table up to position `p` and leaves each cursor exactly at `p`
    * (the online swap needs the live and the staging table at the same position).
    */
   async exclusive<T>(rt: TableRuntime, fn: (dst: pg.Client, bringTo: (p: Position) => Promise<void>) => Promise<T>): Promise<T> {
-    return rt.lock.run(async () => {
+    return rt.lock.run(() => this.session.run(async () => {
       const dst = await this.destination();
       const bringTo = async (p: Position) => {
         for (const target of this.targetsOf(rt)) {
@@ -308,7 +318,7 @@ export class Applier {
         for (const k of [...this.shapes.keys()]) if (names.some((n) => k.startsWith(n))) this.shapes.delete(k);
         this.readAhead.clear();
       }
-    });
+    }));
   }
 
   /** Nothing pending after a reload's replay: the table is streaming. */

@@ -16,6 +16,7 @@ import type pg from 'pg';
 import { statfs } from 'node:fs/promises';
 import { crashPoint } from '../core/crash.js';
 import type { Logger } from '../core/logger.js';
+import { onlineAlternative, referencingKeys, truncateBlockers, truncateRefusal } from '../destinations/postgres/references.js';
 import { stagingIndexSql, stagingName, tableIndexes, uncarriable, withSuffix } from '../destinations/postgres/swap.js';
 import { pipeline as pipe } from 'node:stream/promises';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
@@ -476,7 +477,15 @@ export class Copier {
           await this.createTarget(dst, info, target, plan.pkDeferred);
         } else {
           await this.checkTarget(dst, rt);
-          if (mode === 'truncate' && plan.scope === '') await dst.query(`TRUNCATE ${qualified(target)}`);
+          if (mode === 'truncate' && plan.scope === '') {
+            // Checked when the request was made; checked again here, where it would fail.
+            // An empty referenced table (a first load into a schema created first) needs no TRUNCATE.
+            if ((await referencingKeys(dst, target)).length === 0) await dst.query(`TRUNCATE ${qualified(target)}`);
+            else {
+              const refs = await truncateBlockers(dst, target);
+              if (refs.length) throw new SluiceError('BAD_USAGE', truncateRefusal(target, refs));
+            }
+          }
           if (mode === 'online') rt.staging = { target: await this.createStaging(dst, rt, plan.pkDeferred), cursor: null };
         }
         // A reload that empties the table restarts its cursor at L0 after the load; until then nothing applies to it.
@@ -583,7 +592,7 @@ export class Copier {
     if (blockers.length) {
       throw new SluiceError(
         'BAD_USAGE',
-        `online backfill of ${TableName.format(live)}: the swap cannot carry ${blockers.join('; ')}; remove them, or use --mode truncate`,
+        `online backfill of ${TableName.format(live)}: the swap cannot carry ${blockers.join('; ')}; ${onlineAlternative(blockers)}`,
       );
     }
     await this.checkSpace(dst, live);

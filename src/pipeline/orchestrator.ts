@@ -24,6 +24,7 @@ import { Lsn, TableName, type BackfillMode } from '../core/types.js';
 import { cursorKey, deleteCursor, ensureStateSchema, readCursors, readTables, setRunStatus, setTableState, type TableRow } from '../destinations/postgres/state.js';
 import { qualified } from '../destinations/postgres/dialect.js';
 import { uncarriable } from '../destinations/postgres/swap.js';
+import { onlineAlternative, truncateBlockers, truncateRefusal } from '../destinations/postgres/references.js';
 import { inBackfill } from '../core/table-state.js';
 import { Swapper } from './swapper.js';
 import { classify } from '../sources/postgres/errors.js';
@@ -71,6 +72,12 @@ class Orchestrator implements Pipeline {
   private rejectDone!: (err: unknown) => void;
   private ctx!: PipelineContext;
   private control: pg.Client | null = null;
+  /**
+   * The control connection serves requests, failures, the archive sweeper and cancels, which run
+   * concurrently: each use (a statement or a transaction) takes this lock, so one's COMMIT never
+   * ends another's transaction. Never held while waiting for anything but the connection.
+   */
+  private readonly controlLock = new Mutex();
   private streamer: Capture | null = null;
   private applier: Applier | null = null;
   private copier: Copier | null = null;
@@ -222,7 +229,6 @@ class Orchestrator implements Pipeline {
       });
       this.swapper = new Swapper(this.ctx, this.applier, {
         onSwapped: () => this.opts.onProgress?.(),
-        onFailed: (rt, err) => void this.tableFailed(rt, err),
         onDetail: (rt, detail) => {
           rt.detail = detail;
         },
@@ -309,7 +315,7 @@ class Orchestrator implements Pipeline {
     if (row.lastKey === 'done' && (rt.staging?.cursor || rt.cursor !== null)) {
       // Failed while applying: apply again (catching up first if it was replaying).
       rt.state = 'catching_up';
-      await setTableState(this.control!, this.pipeline, rt.name, 'catching_up', { error: null });
+      await this.onControl((c) => setTableState(c, this.pipeline, rt.name, 'catching_up', { error: null }));
     } else {
       rt.state = 'queued';
       this.enqueue(rt);
@@ -353,7 +359,10 @@ class Orchestrator implements Pipeline {
             await sleep(delay, abort.signal);
             continue;
           }
-          await this.tableFailed(rt, e);
+          // Refused before the destination was touched (the run's preparation rolled back): a table
+          // that was streaming still is, and must not read as failed.
+          if (e.isUsageError && !e.retryable && rt.pending?.requestId && rt.state === 'queued' && rt.cursor !== null && !rt.staging) await this.backfillRefused(rt, e);
+          else await this.tableFailed(rt, e);
           return;
         }
       }
@@ -363,24 +372,49 @@ class Orchestrator implements Pipeline {
     }
   }
 
+  private async backfillRefused(rt: TableRuntime, err: SluiceError): Promise<void> {
+    const message = `backfill refused: ${err.message}`;
+    rt.state = 'streaming';
+    rt.error = message;
+    rt.pending = null;
+    this.log.error('backfill refused; the table keeps streaming', { table: rt.name, error: err.message });
+    try {
+      await this.onControl((c) => setTableState(c, this.pipeline, rt.name, 'streaming', { error: message, l0: null, lastKey: null }));
+    } catch (e) {
+      this.log.warn('could not record the refusal', { table: rt.name, error: errorMessage(e) });
+    }
+  }
+
   private async tableFailed(rt: TableRuntime, err: SluiceError): Promise<void> {
     rt.error = err.message;
     rt.state = 'failed';
     this.log.error('table failed', { table: rt.name, error: err.message });
     try {
-      await setTableState(this.control!, this.pipeline, rt.name, 'failed', { error: err.message });
-      await setRunStatus(this.control!, this.pipeline, rt.name, 'failed', err.message);
+      await this.onControl((c) =>
+        withTransaction(c, async () => {
+          await setTableState(c, this.pipeline, rt.name, 'failed', { error: err.message });
+          await setRunStatus(c, this.pipeline, rt.name, 'failed', err.message);
+        }),
+      );
     } catch (e) {
       this.log.warn('could not record the failure', { table: rt.name, error: errorMessage(e) });
     }
   }
 
+  /** Runs `fn` on the control connection while no other part uses it. */
+  private onControl<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
+    return this.controlLock.run(() => {
+      if (!this.control) throw new SluiceError('INTERNAL', 'the pipeline is stopping: no control connection');
+      return fn(this.control);
+    });
+  }
+
   async requestBackfill(table: string, mode: BackfillMode): Promise<void> {
-    await this.control!.query(`INSERT INTO _sluice.requests (pipeline, kind, table_name, params) VALUES ($1, 'backfill', $2, $3)`, [
+    await this.onControl((c) => c.query(`INSERT INTO _sluice.requests (pipeline, kind, table_name, params) VALUES ($1, 'backfill', $2, $3)`, [
       this.pipeline,
       table,
       JSON.stringify({ mode }),
-    ]);
+    ]));
     await this.handleRequests();
   }
 
@@ -389,7 +423,7 @@ class Orchestrator implements Pipeline {
     c.on('notification', (msg) => {
       if (msg.channel === 'sluice_requests') void this.handleRequests().catch(() => {});
     });
-    await c.query(`LISTEN sluice_requests`);
+    await this.onControl((cc) => cc.query(`LISTEN sluice_requests`));
   }
 
   private handling: Promise<void> | null = null;
@@ -403,10 +437,8 @@ class Orchestrator implements Pipeline {
 
   private async processRequests(): Promise<void> {
     if (this.stopping || !this.control) return;
-    const c = this.control;
-    const reqs = await c.query(
-      `SELECT id, kind, table_name, params FROM _sluice.requests WHERE pipeline = $1 AND handled_at IS NULL ORDER BY id`,
-      [this.pipeline],
+    const reqs = await this.onControl((c) =>
+      c.query(`SELECT id, kind, table_name, params FROM _sluice.requests WHERE pipeline = $1 AND handled_at IS NULL ORDER BY id`, [this.pipeline]),
     );
     for (const r of reqs.rows) {
       const name = TableName.format(TableName.parse(r.table_name));
@@ -427,7 +459,7 @@ class Orchestrator implements Pipeline {
       }
       else if (r.kind === 'cancel') outcome = await this.cancel(rt);
       else outcome = `unknown request ${r.kind}`;
-      await c.query(`UPDATE _sluice.requests SET handled_at = now(), outcome = $2 WHERE id = $1`, [r.id, outcome]);
+      await this.onControl((c) => c.query(`UPDATE _sluice.requests SET handled_at = now(), outcome = $2 WHERE id = $1`, [r.id, outcome]));
       this.log.info('request handled', { request: r.kind, table: name, outcome });
     }
   }
@@ -460,19 +492,30 @@ class Orchestrator implements Pipeline {
     } catch (err) {
       return `refused: ${errorMessage(err)}`;
     }
-    if (mode === 'online') {
-      // Refuse now, before anything is loaded, what the swap could not carry.
-      const exists = (await this.control!.query(`SELECT to_regclass($1) IS NOT NULL AS ok`, [qualified(rt.target)])).rows[0].ok;
-      const blockers = exists ? await uncarriable(this.control!, rt.target) : [];
-      if (blockers.length) return `refused: the online swap of ${TableName.format(rt.target)} cannot carry ${blockers.join('; ')}; remove them, or use --mode truncate`;
-    }
+    // Refuse now, before anything is loaded, what the swap could not carry and a truncate PostgreSQL refuses.
+    const refusal = await this.onControl(async (c) => {
+      const exists = (await c.query(`SELECT to_regclass($1) IS NOT NULL AS ok`, [qualified(rt.target)])).rows[0].ok;
+      if (!exists) return null;
+      if (mode === 'online') {
+        const blockers = await uncarriable(c, rt.target);
+        if (blockers.length) return `the online swap of ${TableName.format(rt.target)} cannot carry ${blockers.join('; ')}; ${onlineAlternative(blockers)}`;
+      }
+      if (mode === 'truncate' && (req.where ?? rt.config.where).trim() === '') {
+        const refs = await truncateBlockers(c, rt.target);
+        if (refs.length) return truncateRefusal(rt.target, refs);
+      }
+      return null;
+    });
+    if (refusal) return `refused: ${refusal}`;
     rt.pending = { ...req, keepArchive };
     rt.rowsCopied = 0;
     rt.rowsPerSecond = 0;
     rt.mode = mode;
     rt.state = 'queued';
     // A new run fixes a new L0: forget the old run's position.
-    await setTableState(this.control!, this.pipeline, rt.name, 'queued', { mode, l0: null, lastKey: null, error: null, target: TableName.format(rt.target) });
+    await this.onControl((c) =>
+      setTableState(c, this.pipeline, rt.name, 'queued', { mode, l0: null, lastKey: null, error: null, target: TableName.format(rt.target) }),
+    );
     this.enqueue(rt);
     this.pump();
     return `queued (mode ${mode})`;
@@ -482,59 +525,88 @@ class Orchestrator implements Pipeline {
     const active = this.running.get(rt.name);
     const queued = this.queue.indexOf(rt);
     if (rt.staging) return this.cancelOnline(rt, active);
-    if (!active && queued < 0) return `nothing to cancel: ${rt.name} is ${rt.state}`;
+    if (!active && queued < 0) {
+      const partial = rt.state === 'cancelled' && rt.cursor === null ? ' (not replicated until the next backfill; it holds a partial copy: its last reload was cancelled)' : '';
+      return `nothing to cancel: ${rt.name} is ${rt.state}${partial}`;
+    }
     if (queued >= 0) this.queue.splice(queued, 1);
     rt.abort?.abort();
     await active;
     const keepsStreaming = rt.cursor !== null && (rt.mode === 'upsert' || rt.state === 'queued');
     const state = keepsStreaming ? 'streaming' : 'cancelled';
-    await withTransaction(this.control!, async () => {
-      await setTableState(this.control!, this.pipeline, rt.name, state, { l0: null, lastKey: null });
-      await setRunStatus(this.control!, this.pipeline, rt.name, 'cancelled');
-      if (!keepsStreaming) await this.control!.query(`DELETE FROM _sluice.cursors WHERE pipeline = $1 AND name = $2`, [this.pipeline, rt.name]);
-    });
+    const loaded = rt.state !== 'queued';
+    await this.onControl((c) =>
+      withTransaction(c, async () => {
+        await setTableState(c, this.pipeline, rt.name, state, { l0: null, lastKey: null });
+        await setRunStatus(c, this.pipeline, rt.name, 'cancelled');
+        if (!keepsStreaming) await c.query(`DELETE FROM _sluice.cursors WHERE pipeline = $1 AND name = $2`, [this.pipeline, rt.name]);
+      }),
+    );
     rt.state = state;
     rt.l0 = null;
     rt.pending = null;
     if (!keepsStreaming) rt.cursor = null;
-    return state === 'streaming' ? 'cancelled; the table keeps streaming' : 'cancelled; the table is not replicated until the next backfill';
+    if (state === 'streaming') return 'cancelled; the table keeps streaming';
+    return loaded
+      ? 'cancelled; the table is not replicated until the next backfill and holds a partial copy (the reload did not finish)'
+      : 'cancelled; the table is not replicated until the next backfill';
   }
 
-  /** Online: stop loading, replaying or swapping; drop the staging table. The live table never stopped streaming. */
+  /**
+   * Online: stop loading, replaying or swapping; drop the staging table. The live table is as it was:
+   * streaming when it has a cursor; otherwise (an earlier truncate or drop reload was cancelled) partial
+   * and not replicated, and the answer says so.
+   */
   private async cancelOnline(rt: TableRuntime, active: Promise<void> | undefined): Promise<string> {
-    rt.abort?.abort();
-    await active;
-    await this.swapper?.abort(rt.name);
-    const staging = rt.staging;
-    if (!staging) return `nothing to cancel: ${rt.name} has already swapped`;
-    await this.applier!.exclusive(rt, async (dst) => {
-      await withTransaction(dst, async () => {
-        await dst.query(`DROP TABLE IF EXISTS ${qualified(staging.target)}`);
-        await deleteCursor(dst, this.pipeline, rt.name, TableName.format(staging.target));
-        await setTableState(dst, this.pipeline, rt.name, rt.cursor ? 'streaming' : 'cancelled', { l0: null, lastKey: null, staging: null, detail: null });
-        await setRunStatus(dst, this.pipeline, rt.name, 'cancelled');
+    const swapper = this.swapper!;
+    // No swap starts while the cancel runs (the Applier asks for one whenever the staging table drains).
+    await swapper.hold(rt.name);
+    try {
+      rt.abort?.abort();
+      await active;
+      const dropped = await this.applier!.exclusive(rt, async (dst) => {
+        const staging = rt.staging;
+        if (!staging) return null;
+        const live = rt.cursor ? 'streaming' : 'cancelled';
+        await withTransaction(dst, async () => {
+          await dst.query(`DROP TABLE IF EXISTS ${qualified(staging.target)}`);
+          await deleteCursor(dst, this.pipeline, rt.name, TableName.format(staging.target));
+          await setTableState(dst, this.pipeline, rt.name, live, { l0: null, lastKey: null, staging: null, detail: null });
+          await setRunStatus(dst, this.pipeline, rt.name, 'cancelled');
+        });
+        // Under the table's lock, like the swap that reads it.
+        rt.staging = null;
+        rt.state = live;
+        rt.l0 = null;
+        rt.pending = null;
+        rt.detail = null;
+        return staging.target;
       });
-    });
-    rt.staging = null;
-    rt.state = rt.cursor ? 'streaming' : 'cancelled';
-    rt.l0 = null;
-    rt.pending = null;
-    rt.detail = null;
-    return `cancelled; staging table ${TableName.format(staging.target)} dropped, the live table is untouched and streaming`;
+      if (!dropped) return `nothing to cancel: ${rt.name} has already swapped`;
+      return rt.state === 'streaming'
+        ? `cancelled; staging table ${TableName.format(dropped)} dropped, the live table is untouched and streaming`
+        : `cancelled; staging table ${TableName.format(dropped)} dropped; the live table is not replicated until the next backfill and holds a partial copy (an earlier reload was cancelled)`;
+    } finally {
+      swapper.release(rt.name);
+    }
   }
 
   /** Drops archived tables whose retention has passed. */
   private async sweepArchives(): Promise<void> {
-    const c = this.control;
-    if (!c || this.stopping) return;
-    const due = await c.query(
-      `SELECT archive FROM _sluice.archives WHERE pipeline = $1 AND dropped_at IS NULL AND drop_after IS NOT NULL AND drop_after <= now()`,
-      [this.pipeline],
+    if (!this.control || this.stopping) return;
+    const due = await this.onControl((c) =>
+      c.query(`SELECT archive FROM _sluice.archives WHERE pipeline = $1 AND dropped_at IS NULL AND drop_after IS NOT NULL AND drop_after <= now()`, [
+        this.pipeline,
+      ]),
     );
     for (const r of due.rows) {
       try {
-        await c.query(`DROP TABLE IF EXISTS ${qualified(TableName.parse(r.archive))}`);
-        await c.query(`UPDATE _sluice.archives SET dropped_at = now() WHERE pipeline = $1 AND archive = $2`, [this.pipeline, r.archive]);
+        await this.onControl((c) =>
+          withTransaction(c, async () => {
+            await c.query(`DROP TABLE IF EXISTS ${qualified(TableName.parse(r.archive))}`);
+            await c.query(`UPDATE _sluice.archives SET dropped_at = now() WHERE pipeline = $1 AND archive = $2`, [this.pipeline, r.archive]);
+          }),
+        );
         this.log.info('dropped archived table after its retention', { archive: r.archive });
       } catch (err) {
         this.log.warn('could not drop archived table; something still depends on it', { archive: r.archive, error: errorMessage(err) });
@@ -622,11 +694,14 @@ class Orchestrator implements Pipeline {
     this.changeLog?.close();
     await this.statusClient?.end().catch(() => {});
     this.statusClient = null;
-    const c = this.control;
-    this.control = null;
-    if (c) {
-      await c.query(`UPDATE _sluice.pipelines SET pid = NULL, heartbeat_at = now() WHERE name = $1`, [this.pipeline]).catch(() => {});
-      await c.end().catch(() => {});
-    }
+    // After any user of the control connection in flight.
+    await this.controlLock.run(async () => {
+      const c = this.control;
+      this.control = null;
+      if (c) {
+        await c.query(`UPDATE _sluice.pipelines SET pid = NULL, heartbeat_at = now() WHERE name = $1`, [this.pipeline]).catch(() => {});
+        await c.end().catch(() => {});
+      }
+    });
   }
 }

@@ -5,11 +5,13 @@
  * live → archive, staging → live, with grants, owner, comments, policies, triggers and dependent
  * views carried over (destinations/postgres/swap.ts). A lock timeout rolls everything back; the
  * table resumes streaming and the swap is retried with backoff, so it never queues long behind a
- * reader nor blocks readers for long.
+ * reader nor blocks readers for long. Any other failure rolls back the same way (the archive row,
+ * the cursors and the run's status are statements of the swap's transaction) and is retried with a
+ * longer jittered backoff (at most a minute apart); `status` shows the error meanwhile. The live
+ * table streams throughout, so the table is never marked failed for it.
  */
 import { performance } from 'node:perf_hooks';
 import { crashPoint } from '../core/crash.js';
-import { SluiceError } from '../core/errors.js';
 import { backoffMs, sleep } from '../core/retry.js';
 import { TableName } from '../core/types.js';
 import { qualified } from '../destinations/postgres/dialect.js';
@@ -22,13 +24,14 @@ import type { TableRuntime } from './runtime.js';
 
 export interface SwapperHooks {
   onSwapped(rt: TableRuntime, archive: TableName, lockHeldMs: number, attempts: number): void;
-  onFailed(rt: TableRuntime, err: SluiceError): void;
   /** Records a word on what the table waits for (status). */
   onDetail(rt: TableRuntime, detail: string | null): void;
 }
 
 export class Swapper {
   private readonly active = new Map<string, { abort: AbortController; done: Promise<void> }>();
+  /** Tables being cancelled: no swap of them starts until `release`. */
+  private readonly held = new Set<string>();
 
   constructor(
     private readonly ctx: PipelineContext,
@@ -38,7 +41,7 @@ export class Swapper {
 
   /** Starts swapping `rt` unless a swap of it is already under way. */
   request(rt: TableRuntime): void {
-    if (this.active.has(rt.name) || !rt.staging) return;
+    if (this.active.has(rt.name) || this.held.has(rt.name) || !rt.staging) return;
     const abort = new AbortController();
     const done = this.swap(rt, abort.signal).finally(() => this.active.delete(rt.name));
     this.active.set(rt.name, { abort, done });
@@ -52,6 +55,16 @@ export class Swapper {
     await a.done;
   }
 
+  /** Stops a swap in progress and keeps new ones from starting until `release` (a cancel). */
+  async hold(name: string): Promise<void> {
+    this.held.add(name);
+    await this.abort(name);
+  }
+
+  release(name: string): void {
+    this.held.delete(name);
+  }
+
   async stop(): Promise<void> {
     await Promise.all([...this.active.keys()].map((n) => this.abort(n)));
   }
@@ -59,10 +72,13 @@ export class Swapper {
   private async swap(rt: TableRuntime, signal: AbortSignal): Promise<void> {
     const log = this.ctx.logger.child({ table: rt.name });
     const timeoutMs = this.ctx.cfg.online.swapLockTimeoutMs;
+    let failures = 0;
     for (let attempt = 1; !signal.aborted; attempt++) {
       try {
         const result = await this.applier.exclusive(rt, async (dst, bringTo) => {
-          if (!rt.staging || signal.aborted) return null;
+          // Under the table's lock; a cancel takes it too, so the staging table cannot go meanwhile.
+          const st = rt.staging;
+          if (!st || signal.aborted) return null;
           if (rt.state !== 'swapping') {
             await setTableState(dst, this.ctx.pipeline, rt.name, 'swapping', {});
             rt.state = 'swapping';
@@ -71,10 +87,10 @@ export class Swapper {
           const head = this.ctx.changeLog.head();
           const at = { lsn: head.lsn, idx: Number.MAX_SAFE_INTEGER };
           await bringTo(at);
-          if (signal.aborted) return null;
+          if (signal.aborted || rt.staging !== st) return null;
           crashPoint('online:before-swap');
           const live = rt.target;
-          const staging = rt.staging.target;
+          const staging = st.target;
           const runId = Number((await dst.query(`SELECT run_id FROM _sluice.tables WHERE pipeline = $1 AND name = $2`, [this.ctx.pipeline, rt.name])).rows[0]?.run_id ?? 0);
           const archive = archiveName(live, runId);
           await dst.query('BEGIN');
@@ -86,9 +102,13 @@ export class Swapper {
             // The new live table stands where the staging table stood (a live table without a cursor gets one).
             await writeCursor(dst, this.ctx.pipeline, rt.name, TableName.format(live), at, null, 0);
             const retentionHours = this.ctx.cfg.online.archiveRetentionHours;
+            // A row without its table (left by a swap whose statements once ran outside its transaction)
+            // is taken over rather than failing every attempt on the key.
             await dst.query(
               `INSERT INTO _sluice.archives (pipeline, table_name, archive, run_id, drop_after)
-               VALUES ($1, $2, $3, $4, CASE WHEN $5::boolean THEN NULL ELSE now() + make_interval(secs => $6::float8 * 3600) END)`,
+               VALUES ($1, $2, $3, $4, CASE WHEN $5::boolean THEN NULL ELSE now() + make_interval(secs => $6::float8 * 3600) END)
+               ON CONFLICT (pipeline, archive) DO UPDATE SET table_name = EXCLUDED.table_name, run_id = EXCLUDED.run_id,
+                 created_at = now(), drop_after = EXCLUDED.drop_after, dropped_at = NULL`,
               [this.ctx.pipeline, rt.name, TableName.format(archive), runId, rt.keepArchive, retentionHours],
             );
             await setTableState(dst, this.ctx.pipeline, rt.name, 'streaming', { staging: null, detail: null, error: null, l0: null });
@@ -135,14 +155,16 @@ export class Swapper {
       } catch (err) {
         const e = classify('destination', `swapping ${TableName.format(rt.target)}`, err);
         const lockTimeout = (e.context.sqlstate as string | undefined) === '55P03';
-        if (!lockTimeout && !e.retryable) {
-          this.hooks.onFailed(rt, e);
-          return;
-        }
-        const delay = backoffMs(attempt, 50, 5000);
-        const detail = lockTimeout ? `waiting for the swap lock (attempt ${attempt}: readers or writers held it > ${timeoutMs} ms)` : `swap retry ${attempt}: ${e.message}`;
+        if (!lockTimeout) failures++;
+        // A lock timeout is the swap working as meant (readers come first): retry soon. Anything else
+        // backs off longer, up to a minute, and says why.
+        const delay = lockTimeout ? backoffMs(attempt, 50, 5000) : backoffMs(failures, 1000, 60_000);
+        const detail = lockTimeout
+          ? `waiting for the swap lock (attempt ${attempt}: readers or writers held it > ${timeoutMs} ms)`
+          : `swap failed (${failures}×): ${e.message}; retrying in ${Math.round(delay / 1000)} s`;
         this.hooks.onDetail(rt, detail);
-        if (attempt === 1 || attempt % 10 === 0) log.warn('swap did not get its lock in time; retrying', { attempt, inMs: delay });
+        if (!lockTimeout) log.error('swap failed; rolled back, retrying (the staging table keeps replaying)', { error: e.message, attempt: failures, inMs: delay });
+        else if (attempt === 1 || attempt % 10 === 0) log.warn('swap did not get its lock in time; retrying', { attempt, inMs: delay });
         await sleep(delay, signal);
       }
     }

@@ -8,6 +8,7 @@ import { makeLogger, readConfig, type GlobalOptions } from '../shared.js';
 import type { Logger } from '../../core/logger.js';
 import { qualified } from '../../destinations/postgres/dialect.js';
 import { uncarriable } from '../../destinations/postgres/swap.js';
+import { onlineAlternative, truncateBlockers, truncateRefusal } from '../../destinations/postgres/references.js';
 import { checkBackfillOptions } from '../../pipeline/inspector.js';
 import { introspectTable } from '../../sources/postgres/introspect.js';
 import type { SluiceConfig } from '../../config/schema.js';
@@ -52,6 +53,7 @@ export async function backfillCommand(names: string[], flags: BackfillFlags, opt
   const tables = tablesIn(cfg, names);
   await checkOptions(cfg, tables, { mode, strategy: flags.strategy, parallelism, where: flags.where });
   if (mode === 'online') await refuseUncarriable(cfg, tables);
+  if (mode === 'truncate') await refuseReferenced(cfg, tables, flags.where);
   const params: Record<string, unknown> = { mode, keepArchive: Boolean(flags.keepArchive) };
   if (flags.strategy) params.strategy = flags.strategy;
   if (parallelism !== undefined) params.parallelism = parallelism;
@@ -159,9 +161,28 @@ async function refuseUncarriable(cfg: SluiceConfig, tables: string[]): Promise<v
       if (blockers.length) {
         throw new SluiceError(
           'BAD_USAGE',
-          `online backfill of ${TableName.format(target)}: the swap cannot carry ${blockers.join('; ')}; remove them, or use --mode truncate`,
+          `online backfill of ${TableName.format(target)}: the swap cannot carry ${blockers.join('; ')}; ${onlineAlternative(blockers)}`,
         );
       }
+    }
+  } finally {
+    await dst.end().catch(() => {});
+  }
+}
+
+/**
+ * An unscoped truncate of a destination table that other tables' foreign keys reference fails in
+ * PostgreSQL: refuse it now (exit 2), naming the constraints and what works. The pipeline checks again.
+ */
+async function refuseReferenced(cfg: SluiceConfig, tables: string[], where: string | undefined): Promise<void> {
+  const dst = await connect('destination', cfg.destination.url, 'sluice-cli');
+  try {
+    for (const t of tables) {
+      const tc = cfg.tables.find((x) => TableName.format(TableName.parse(x.name)) === t)!;
+      if ((where ?? tc.where).trim() !== '') continue;
+      const target = { schema: cfg.destination.schema, name: TableName.parse(t).name };
+      const refs = await truncateBlockers(dst, target);
+      if (refs.length) throw new SluiceError('BAD_USAGE', truncateRefusal(target, refs));
     }
   } finally {
     await dst.end().catch(() => {});
@@ -209,6 +230,12 @@ async function waitFor(cfg: SluiceConfig, tables: string[], ids: number[]): Prom
         if (failed.length) {
           for (const s of failed) process.stderr.write(`${s!.name}: failed: ${s!.error}\n`);
           return 1;
+        }
+        // Refused by the pipeline's own check before anything changed: the table streams on as it was.
+        const refusedLater = states.filter((s) => s?.error?.startsWith('backfill refused'));
+        if (refusedLater.length) {
+          for (const s of refusedLater) process.stderr.write(`${s!.name}: ${s!.error}\n`);
+          return 2;
         }
         if (states.every((s) => s?.state === 'streaming')) {
           for (const s of states) process.stdout.write(`${s!.name}: streaming (${s!.rowsCopied.toLocaleString('en-US')} rows copied)\n`);
