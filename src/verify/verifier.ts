@@ -21,9 +21,9 @@ import type { SluiceConfig } from '../config/schema.js';
 import { sleep } from '../core/retry.js';
 import { TableName } from '../core/types.js';
 import { SluiceError } from '../core/errors.js';
-import { introspectTable } from '../sources/postgres/introspect.js';
+import { byteOrdered, introspectTable, readCollations } from '../sources/postgres/introspect.js';
 import { connect } from '../pipeline/context.js';
-import { boundaryQuery, rangeHashQuery, rowHashesQuery, scopeCheckSql, verifyShape, type KeyRange, type VerifyShape } from './ranges.js';
+import { boundaryQuery, qualified, rangeHashQuery, rowHashesQuery, scopeCheckSql, verifyShape, type KeyRange, type VerifyShape } from './ranges.js';
 
 export interface TableVerdict {
   table: string;
@@ -100,7 +100,7 @@ async function verifyTable(src: Side, dst: Side, opts: VerifyOptions): Promise<T
   if (info.primaryKey.length === 0) {
     throw new SluiceError('NO_PRIMARY_KEY', `source ${TableName.format(src.table)}: verify compares by primary key and the table has none`);
   }
-  const shape = verifyShape(info.columns, info.primaryKey, opts.where ?? '');
+  const shape = verifyShape(info.columns, info.primaryKey, opts.where ?? '', await byteWise(src, dst));
   await checkScope(src, shape.scope, 'source');
   await checkScope(dst, shape.scope, 'destination');
   const attempts = Math.max(1, opts.attempts ?? 4);
@@ -150,6 +150,21 @@ async function verifyTable(src: Side, dst: Side, opts: VerifyOptions): Promise<T
     ranges: entries.length,
     rangesDiffering: open.length,
     differences,
+  };
+}
+
+/**
+ * Which key columns need `COLLATE "C"`: every collatable one, unless it already orders byte-wise on
+ * both sides (then the primary key's index serves the walk). A table missing in the destination
+ * reads as collatable everywhere; its first query names the problem.
+ */
+async function byteWise(src: Side, dst: Side): Promise<(c: { name: string }) => boolean> {
+  const [s, d] = await Promise.all([readCollations(src.client, qualified(src.table)), readCollations(dst.client, qualified(dst.table)).catch(() => null)]);
+  return (c) => {
+    const a = s.get(c.name);
+    if (!a) return false;
+    const b = d?.get(c.name);
+    return !(b && byteOrdered(a) && byteOrdered(b));
   };
 }
 
