@@ -133,6 +133,25 @@ export function boundaryQuery(table: TableName, shape: VerifyShape, range: KeyRa
   return { text: `SELECT ${cols} FROM ${qualified(table)}${rangeWhere(shape, range, values)} ORDER BY ${order} OFFSET ${offset} LIMIT 1`, values };
 }
 
+/**
+ * Every `rows`-th key of `range` at once (text values, in key order): one scan and one sort of the
+ * range's keys. The walk for keys compared `COLLATE "C"` on a server whose index sorts them otherwise:
+ * there a `boundaryQuery` per cut would read the rest of the range each time.
+ */
+export function boundariesQuery(table: TableName, shape: VerifyShape, range: KeyRange, rows: number): Query {
+  const values: string[] = [];
+  const names = shape.key.map((k) => quoteIdent(k.name)).join(', ');
+  const order = shape.key.map((k) => keyExpr(k, `${qualified(table)}.`)).join(', ');
+  const every = Math.max(1, Math.floor(rows));
+  return {
+    text:
+      `SELECT ${shape.key.map((k) => `${quoteIdent(k.name)}::text`).join(', ')} FROM (` +
+      `SELECT ${names}, row_number() OVER (ORDER BY ${order}) AS _sluice_rn FROM ${qualified(table)}${rangeWhere(shape, range, values)}` +
+      `) s WHERE _sluice_rn % ${every} = 0 ORDER BY _sluice_rn`,
+    values,
+  };
+}
+
 /** Row count (`n`, bigint) and md5 over the rows' md5s in key order (`h`) of a range, computed by the server. */
 export function rangeHashQuery(table: TableName, shape: VerifyShape, range: KeyRange): Query {
   const values: string[] = [];

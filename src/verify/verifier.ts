@@ -23,7 +23,7 @@ import { TableName } from '../core/types.js';
 import { SluiceError } from '../core/errors.js';
 import { byteOrdered, introspectTable, readCollations } from '../sources/postgres/introspect.js';
 import { connect } from '../pipeline/context.js';
-import { boundaryQuery, qualified, rangeHashQuery, rowHashesQuery, scopeCheckSql, verifyShape, type KeyRange, type VerifyShape } from './ranges.js';
+import { boundariesQuery, boundaryQuery, qualified, rangeHashQuery, rowHashesQuery, scopeCheckSql, verifyShape, type KeyRange, type VerifyShape } from './ranges.js';
 
 export interface TableVerdict {
   table: string;
@@ -206,10 +206,22 @@ async function hashRange(side: Side, shape: VerifyShape, range: KeyRange): Promi
 
 /**
  * Cuts `outer` into consecutive ranges of about `rows` rows of `side`, by an index-only walk of its
- * primary key. The ranges cover `outer` exactly, whatever the other side holds.
+ * primary key (or, for keys compared byte-wise, one sorted pass). The ranges cover `outer` exactly,
+ * whatever the other side holds.
  */
 async function* walkRanges(side: Side, shape: VerifyShape, outer: KeyRange, rows: number): AsyncGenerator<KeyRange> {
   let after = outer.after;
+  if (shape.key.some((k) => k.collate)) {
+    // Byte-wise keys the index does not order: all the cuts from one sort of the range's keys.
+    const r = await side.client.query({ ...boundariesQuery(side.table, shape, outer, rows), rowMode: 'array' });
+    for (const boundary of r.rows as string[][]) {
+      if (outer.upTo && sameKey(boundary, outer.upTo)) break;
+      yield { after, upTo: boundary };
+      after = boundary;
+    }
+    yield { after, upTo: outer.upTo };
+    return;
+  }
   for (;;) {
     const r = await side.client.query({ ...boundaryQuery(side.table, shape, { after, upTo: outer.upTo }, rows), rowMode: 'array' });
     const boundary = r.rows[0] as string[] | undefined;

@@ -10,6 +10,7 @@ import pg from 'pg';
 import { startCluster, type Cluster } from '../support/clusters.js';
 import { SESSION_OPTIONS } from '../../src/pipeline/context.js';
 import {
+  boundariesQuery,
   boundaryQuery,
   rangeCondition,
   rangeHashQuery,
@@ -292,6 +293,11 @@ test('the boundary walk finds the keys at every rows-th position, and the scope 
     }
     const expected = keys.filter((_, i) => (i + 1) % step === 0);
     assert.deepEqual(found, expected, c.table);
+    // The same cuts in one pass, and within a range (its upper bound included when it falls on a cut).
+    const all = await client.query({ ...boundariesQuery(tableName(c.table), shape, { after: null, upTo: null }, step), rowMode: 'array' });
+    assert.deepEqual(all.rows, expected, `${c.table}, one pass`);
+    const inner = await client.query({ ...boundariesQuery(tableName(c.table), shape, { after: keys[99], upTo: keys[599] }, step), rowMode: 'array' });
+    assert.deepEqual(inner.rows, [keys[349], keys[599]], `${c.table}, one pass within (key 100, key 600]`);
   }
 
   const c = CASES[1];
