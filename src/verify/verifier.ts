@@ -100,7 +100,7 @@ async function verifyTable(src: Side, dst: Side, opts: VerifyOptions): Promise<T
   if (info.primaryKey.length === 0) {
     throw new SluiceError('NO_PRIMARY_KEY', `source ${TableName.format(src.table)}: verify compares by primary key and the table has none`);
   }
-  const shape = verifyShape(info.columns, info.primaryKey, opts.where ?? '', await byteWise(src, dst));
+  const shape = verifyShape(info.columns, info.primaryKey, opts.where ?? '', await keysNeedingC(src, dst));
   await checkScope(src, shape.scope, 'source');
   await checkScope(dst, shape.scope, 'destination');
   const attempts = Math.max(1, opts.attempts ?? 4);
@@ -158,7 +158,7 @@ async function verifyTable(src: Side, dst: Side, opts: VerifyOptions): Promise<T
  * both sides (then the primary key's index serves the walk). A table missing in the destination
  * reads as collatable everywhere; its first query names the problem.
  */
-async function byteWise(src: Side, dst: Side): Promise<(c: { name: string }) => boolean> {
+async function keysNeedingC(src: Side, dst: Side): Promise<(c: { name: string }) => boolean> {
   const [s, d] = await Promise.all([readCollations(src.client, qualified(src.table)), readCollations(dst.client, qualified(dst.table)).catch(() => null)]);
   return (c) => {
     const a = s.get(c.name);

@@ -41,6 +41,7 @@ const available = [
 test('ordering equivalence: byte order across providers, locale spelling, determinism', () => {
   assert.ok(sameOrdering(dbDefault('c', 'POSIX'), coll('pg_catalog', 'C', 'c', 'C')));
   assert.ok(sameOrdering(dbDefault('b', 'C'), coll('pg_catalog', 'C', 'c', 'C')));
+  assert.ok(sameOrdering(dbDefault('b', 'C.UTF-8'), coll('pg_catalog', 'C', 'c', 'C')), 'code point order is UTF-8 byte order');
   assert.ok(sameOrdering(dbDefault('c', 'en_US.UTF-8'), coll('pg_catalog', 'en_US.utf8', 'c', 'en_US.utf8')));
   assert.ok(!sameOrdering(dbDefault('c', 'en_US.UTF-8'), coll('pg_catalog', 'en-US-x-icu', 'i', 'en-US')), 'libc and ICU differ');
   assert.ok(!sameOrdering(dbDefault('c', 'C'), coll('pg_catalog', 'en_US.utf8', 'c', 'en_US.utf8')));

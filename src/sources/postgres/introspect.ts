@@ -50,9 +50,12 @@ export interface CollationInfo {
   readonly isDefault: boolean;
 }
 
-/** Whether a collation orders text byte by byte (the same on every server): libc C/POSIX, builtin C. */
+/**
+ * Whether a collation orders text byte by byte (the same on every server): libc C/POSIX, builtin C,
+ * and builtin C.UTF-8 (code point order, which is UTF-8's byte order; it exists only in UTF-8 databases).
+ */
 export function byteOrdered(c: Pick<CollationInfo, 'provider' | 'locale'>): boolean {
-  return (c.provider === 'c' && (c.locale === 'C' || c.locale === 'POSIX')) || (c.provider === 'b' && c.locale === 'C');
+  return (c.provider === 'c' && (c.locale === 'C' || c.locale === 'POSIX')) || (c.provider === 'b' && /^C(\.UTF-?8)?$/i.test(c.locale));
 }
 
 /** The provider and locale of a pg_collation or pg_database row read as JSON (columns differ by version). */
