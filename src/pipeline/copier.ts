@@ -42,6 +42,7 @@ import {
 import { readRangeChunks, recordChunk, recordRangeChunk, setRunStatus, setTableState, writeCursor, readTable } from '../destinations/postgres/state.js';
 import { classify } from '../sources/postgres/errors.js';
 import { introspectTable, type TableInfo } from '../sources/postgres/introspect.js';
+import { destinationCollations } from '../destinations/postgres/collations.js';
 import { connect, withTransaction, type PipelineContext } from './context.js';
 import type { TableRuntime } from './runtime.js';
 
@@ -551,7 +552,10 @@ export class Copier {
       await dst.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(t.schema)}`);
       await dst.query(createUserTypeSql(t));
     }
-    await dst.query(createTableSql(target, info.columns, keyLater ? [] : info.primaryKey));
+    // Text columns sort as in the source, whatever the destination's default collation.
+    const collations = await destinationCollations(dst, info.columns);
+    for (const w of collations.warnings) this.ctx.logger.warn(`creating ${TableName.format(target)}: ${w}`, { table: TableName.format(info.table) });
+    await dst.query(createTableSql(target, info.columns, keyLater ? [] : info.primaryKey, collations.clauses));
   }
 
   /** An existing target must have the source's key; columns the source gained are added. */

@@ -9,8 +9,13 @@
  * A range is `(after, upTo]` in key order: the lower bound is exclusive, the upper one inclusive, and
  * a null bound is open. Ranges cut at the same keys therefore hold every row exactly once, the rows
  * before the first cut and after the last one included. A composite key is compared as a row value,
- * `("a", "b") > ($1::text, $2::integer)`: lexicographic, in each column's own collation, as the
- * primary key's btree index orders it (so the walk is an index-only scan).
+ * `("a", "b" COLLATE "C") > ($1::integer, $2::text)`: lexicographic, and byte-wise on every collatable
+ * key column, in the walk that cuts the ranges, in their predicates and in the order of the hashed
+ * rows alike. The two servers may sort text differently (another default collation, an ICU locale,
+ * another libc): a range cut in the source's collation would hold other rows in the destination's.
+ * "C" means the same everywhere. When a key column is already byte-ordered on both sides
+ * (`collate: false`) the clause is left out, so the walk stays an index-only scan of the primary key;
+ * otherwise each cut reads the rest of its range (an index in another collation cannot serve it).
  *
  * Key values are the text forms the server printed for the key columns (session settings make them
  * exact: DateStyle ISO, extra_float_digits 3, TimeZone UTC). They travel as bind parameters, each cast
@@ -22,6 +27,8 @@ import type { TableName } from '../core/types.js';
 export interface KeyColumn {
   readonly name: string;
   readonly typeSql: string;
+  /** Compare it `COLLATE "C"` (a collatable column not byte-ordered on both sides). */
+  readonly collate: boolean;
 }
 
 /** `(after, upTo]` in key order (text values of the key columns); a null bound is open. */
@@ -33,7 +40,7 @@ export interface KeyRange {
 /** What the queries of one verified table need. */
 export interface VerifyShape {
   readonly key: readonly KeyColumn[];
-  /** ORDER BY of the hashed rows: the key, text columns in "C" order so both servers agree whatever their locale. */
+  /** ORDER BY of the hashed rows: the key, collatable columns in "C" order so both servers agree whatever their collation. */
   readonly order: string;
   /** md5 of a row's text form. */
   readonly rowExpr: string;
@@ -57,23 +64,33 @@ export function qualified(table: TableName): string {
 
 const TEXTUAL = /\b(text|character|char|varchar|citext|name)\b/;
 
+/**
+ * `collate(name)` says whether a key column needs `COLLATE "C"` (the verifier asks both catalogs);
+ * without it every text-like type does.
+ */
 export function verifyShape(
   columns: readonly { readonly name: string; readonly typeSql: string }[],
   primaryKey: readonly string[],
   scope: string,
+  collate: (column: { readonly name: string; readonly typeSql: string }) => boolean = (c) => TEXTUAL.test(c.typeSql),
 ): VerifyShape {
   if (primaryKey.length === 0) throw new Error('verify compares by primary key: the table has none');
   const key = primaryKey.map((name) => {
     const c = columns.find((x) => x.name === name);
     if (!c) throw new Error(`primary key column ${name} is not among the table's columns`);
-    return { name, typeSql: c.typeSql };
+    return { name, typeSql: c.typeSql, collate: collate(c) };
   });
   return {
     key,
-    order: key.map((k) => `${quoteIdent(k.name)}${TEXTUAL.test(k.typeSql) ? ' COLLATE "C"' : ''}`).join(', '),
+    order: key.map((k) => keyExpr(k)).join(', '),
     rowExpr: `md5(ROW(${columns.map((c) => quoteIdent(c.name)).join(', ')})::text)`,
     scope: scope.trim(),
   };
+}
+
+/** A key column as compared: `"code" COLLATE "C"`, qualified with `prefix` (`"s"."t".`) when given. */
+export function keyExpr(k: KeyColumn, prefix = ''): string {
+  return `${prefix}${quoteIdent(k.name)}${k.collate ? ' COLLATE "C"' : ''}`;
 }
 
 /**
@@ -82,7 +99,7 @@ export function verifyShape(
  */
 export function rangeCondition(key: readonly KeyColumn[], range: KeyRange, values: string[]): string {
   if (key.length === 0) throw new Error('a key range needs at least one key column');
-  const columns = key.length === 1 ? quoteIdent(key[0].name) : `(${key.map((k) => quoteIdent(k.name)).join(', ')})`;
+  const columns = key.length === 1 ? keyExpr(key[0]) : `(${key.map((k) => keyExpr(k)).join(', ')})`;
   const bound = (v: readonly string[]): string => {
     if (v.length !== key.length) throw new Error(`a bound of ${v.length} values for a key of ${key.length} columns`);
     const ps = key.map((k, i) => `$${values.push(v[i])}::${k.typeSql}`);
@@ -111,9 +128,28 @@ export function rangeWhere(shape: VerifyShape, range: KeyRange, values: string[]
 export function boundaryQuery(table: TableName, shape: VerifyShape, range: KeyRange, rows: number): Query {
   const values: string[] = [];
   const cols = shape.key.map((k) => `${quoteIdent(k.name)}::text`).join(', ');
-  const order = shape.key.map((k) => `${qualified(table)}.${quoteIdent(k.name)}`).join(', ');
+  const order = shape.key.map((k) => keyExpr(k, `${qualified(table)}.`)).join(', ');
   const offset = Math.max(0, Math.floor(rows) - 1);
   return { text: `SELECT ${cols} FROM ${qualified(table)}${rangeWhere(shape, range, values)} ORDER BY ${order} OFFSET ${offset} LIMIT 1`, values };
+}
+
+/**
+ * Every `rows`-th key of `range` at once (text values, in key order): one scan and one sort of the
+ * range's keys. The walk for keys compared `COLLATE "C"` on a server whose index sorts them otherwise:
+ * there a `boundaryQuery` per cut would read the rest of the range each time.
+ */
+export function boundariesQuery(table: TableName, shape: VerifyShape, range: KeyRange, rows: number): Query {
+  const values: string[] = [];
+  const names = shape.key.map((k) => quoteIdent(k.name)).join(', ');
+  const order = shape.key.map((k) => keyExpr(k, `${qualified(table)}.`)).join(', ');
+  const every = Math.max(1, Math.floor(rows));
+  return {
+    text:
+      `SELECT ${shape.key.map((k) => `${quoteIdent(k.name)}::text`).join(', ')} FROM (` +
+      `SELECT ${names}, row_number() OVER (ORDER BY ${order}) AS _sluice_rn FROM ${qualified(table)}${rangeWhere(shape, range, values)}` +
+      `) s WHERE _sluice_rn % ${every} = 0 ORDER BY _sluice_rn`,
+    values,
+  };
 }
 
 /** Row count (`n`, bigint) and md5 over the rows' md5s in key order (`h`) of a range, computed by the server. */

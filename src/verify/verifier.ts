@@ -21,9 +21,9 @@ import type { SluiceConfig } from '../config/schema.js';
 import { sleep } from '../core/retry.js';
 import { TableName } from '../core/types.js';
 import { SluiceError } from '../core/errors.js';
-import { introspectTable } from '../sources/postgres/introspect.js';
+import { byteOrdered, introspectTable, readCollations } from '../sources/postgres/introspect.js';
 import { connect } from '../pipeline/context.js';
-import { boundaryQuery, rangeHashQuery, rowHashesQuery, scopeCheckSql, verifyShape, type KeyRange, type VerifyShape } from './ranges.js';
+import { boundariesQuery, boundaryQuery, qualified, rangeHashQuery, rowHashesQuery, scopeCheckSql, verifyShape, type KeyRange, type VerifyShape } from './ranges.js';
 
 export interface TableVerdict {
   table: string;
@@ -100,7 +100,7 @@ async function verifyTable(src: Side, dst: Side, opts: VerifyOptions): Promise<T
   if (info.primaryKey.length === 0) {
     throw new SluiceError('NO_PRIMARY_KEY', `source ${TableName.format(src.table)}: verify compares by primary key and the table has none`);
   }
-  const shape = verifyShape(info.columns, info.primaryKey, opts.where ?? '');
+  const shape = verifyShape(info.columns, info.primaryKey, opts.where ?? '', await keysNeedingC(src, dst));
   await checkScope(src, shape.scope, 'source');
   await checkScope(dst, shape.scope, 'destination');
   const attempts = Math.max(1, opts.attempts ?? 4);
@@ -153,6 +153,21 @@ async function verifyTable(src: Side, dst: Side, opts: VerifyOptions): Promise<T
   };
 }
 
+/**
+ * Which key columns need `COLLATE "C"`: every collatable one, unless it already orders byte-wise on
+ * both sides (then the primary key's index serves the walk). A table missing in the destination
+ * reads as collatable everywhere; its first query names the problem.
+ */
+async function keysNeedingC(src: Side, dst: Side): Promise<(c: { name: string }) => boolean> {
+  const [s, d] = await Promise.all([readCollations(src.client, qualified(src.table)), readCollations(dst.client, qualified(dst.table)).catch(() => null)]);
+  return (c) => {
+    const a = s.get(c.name);
+    if (!a) return false;
+    const b = d?.get(c.name);
+    return !(b && byteOrdered(a) && byteOrdered(b));
+  };
+}
+
 function same(a: RangeHash, b: RangeHash): boolean {
   return a.n === b.n && a.h === b.h;
 }
@@ -191,10 +206,22 @@ async function hashRange(side: Side, shape: VerifyShape, range: KeyRange): Promi
 
 /**
  * Cuts `outer` into consecutive ranges of about `rows` rows of `side`, by an index-only walk of its
- * primary key. The ranges cover `outer` exactly, whatever the other side holds.
+ * primary key (or, for keys compared byte-wise, one sorted pass). The ranges cover `outer` exactly,
+ * whatever the other side holds.
  */
 async function* walkRanges(side: Side, shape: VerifyShape, outer: KeyRange, rows: number): AsyncGenerator<KeyRange> {
   let after = outer.after;
+  if (shape.key.some((k) => k.collate)) {
+    // Byte-wise keys the index does not order: all the cuts from one sort of the range's keys.
+    const r = await side.client.query({ ...boundariesQuery(side.table, shape, outer, rows), rowMode: 'array' });
+    for (const boundary of r.rows as string[][]) {
+      if (outer.upTo && sameKey(boundary, outer.upTo)) break;
+      yield { after, upTo: boundary };
+      after = boundary;
+    }
+    yield { after, upTo: outer.upTo };
+    return;
+  }
   for (;;) {
     const r = await side.client.query({ ...boundaryQuery(side.table, shape, { after, upTo: outer.upTo }, rows), rowMode: 'array' });
     const boundary = r.rows[0] as string[] | undefined;

@@ -3,9 +3,10 @@
  * (inserts, updates, TOAST-unchanged updates, deletes, primary-key changes, transactions) runs
  * against the source while `sluice run` backfills public.orders (~40 chunks) and streams it; the
  * process is SIGKILLed at random moments (during startup, the chunks, the replay, streaming) and
- * restarted with the same config and change log each time. In the end the destination must equal
- * the source (independent oracle), a SIGTERM must exit 0, and the slot must be acknowledged close
- * to the source's WAL head.
+ * restarted with the same config and change log each time. At least one kill must have landed in
+ * the middle of the chunks (state backfilling, fewer chunks committed than the run ends with) and one
+ * during the replay since L0. In the end the destination must equal the source (independent
+ * oracle), a SIGTERM must exit 0, and the slot must be acknowledged close to the source's WAL head.
  *
  * Reproduce a failure with the printed seed: SLUICE_TEST_SEED=<seed> node --test dist/test/integration/crash.test.js
  * (the seed fixes the kill plan and the workload's choices; thread interleavings still vary).
@@ -98,11 +99,12 @@ const CAUGHT_UP = /caught up; streaming/;
 
 /**
  * Resolves when the anchor is reached (ms since spawn), or null when it cannot be reached in this
- * process (the table is already past that phase) or was not reached within 30 s.
+ * process (the table is already past that phase) or was not reached within 60 s.
  */
 async function reachAnchor(r: Running, anchor: Anchor, spawnedAt: number): Promise<number | null> {
   if (anchor === 'start') return 0;
-  const deadline = spawnedAt + 30_000;
+  // Generous: on a busy machine a restart can take 20 s to resume its chunks.
+  const deadline = spawnedAt + 60_000;
   let checkedState = false;
   while (Date.now() < deadline) {
     if (r.child.exitCode !== null) return null;
@@ -131,12 +133,20 @@ function phaseOf(output: string): string {
   return 'startup';
 }
 
+/** The table's row in the destination's state (read after a kill: what the dead process committed). */
+async function tableRow(): Promise<{ state: string; chunks_done: number; run_id: number | null } | undefined> {
+  const r = await destination
+    .query(`SELECT state, chunks_done::int AS chunks_done, run_id::int AS run_id FROM _sluice.tables WHERE pipeline = 'test' AND name = $1`, [TABLE])
+    .catch(() => ({ rows: [] }));
+  return r.rows[0];
+}
+
 function lastLine(output: string): string {
   const lines = output.trimEnd().split('\n');
   return (lines[lines.length - 1] ?? '').replace(/\s+config=.*$/, ' config=…').slice(0, 200);
 }
 
-test('random SIGKILLs during startup, backfill, replay and streaming under write load: destination equals source', { timeout: 175_000 }, async () => {
+test('random SIGKILLs during startup, backfill, replay and streaming under write load: destination equals source', { timeout: 300_000 }, async () => {
   const plan: KillSpec[] = [
     { anchor: 'start', delayMs: between(20, 150) }, // during process startup
     { anchor: 'boot', delayMs: between(0, 120) }, // during pipeline startup (preflight, slot, state)
@@ -155,6 +165,8 @@ test('random SIGKILLs during startup, backfill, replay and streaming under write
   workload.start();
 
   const kills: string[] = [];
+  /** Where each kill landed: the phase from the output, and the table's state as committed. */
+  const landed: { phase: string; state: string | null; chunksDone: number; runId: number | null }[] = [];
   let everything = '';
   for (const [i, k] of plan.entries()) {
     // A phase that happens once per backfill and is behind us already: skip that target.
@@ -174,13 +186,22 @@ test('random SIGKILLs during startup, backfill, replay and streaming under write
     const r = await run.exited(10_000);
     everything += out;
     assert.equal(r.signal, 'SIGKILL', `kill ${i + 1}: exit ${r.code}/${r.signal}`);
+    const phase = phaseOf(out);
+    const row = await tableRow();
+    landed.push({ phase, state: row?.state ?? null, chunksDone: row?.chunks_done ?? 0, runId: row?.run_id ?? null });
     const line =
       `kill ${kills.length + 1} (plan ${i + 1}): anchor ${k.anchor} ${seen === null ? 'not reachable (fallback)' : `at ${seen} ms`}, +${k.delayMs} ms ` +
-      `→ SIGKILL at ${at} ms after spawn, phase ${phaseOf(out)}; last output: ${lastLine(out)}`;
+      `→ SIGKILL at ${at} ms after spawn, phase ${phase} (state ${row?.state}, ${row?.chunks_done ?? 0} chunks committed); last output: ${lastLine(out)}`;
     kills.push(line);
     note(line);
   }
   assert.ok(kills.length >= 3, `at least 3 kills (${kills.length})`);
+  // The kills that matter most landed where they were aimed: one in the middle of the chunks (the
+  // backfill had committed some but not all of them; the run is checked below to have more), one
+  // during the replay since L0.
+  const midChunks = landed.filter((x) => x.phase === 'chunks' && x.state === 'backfilling');
+  assert.ok(midChunks.length > 0, `a kill during the chunks; seed ${seed}; kills:\n${kills.join('\n')}`);
+  assert.ok(landed.some((x) => x.phase === 'replay/catch-up'), `a kill during the replay; seed ${seed}; kills:\n${kills.join('\n')}`);
 
   // The survivor: runs until the table streams, with the load still on.
   run = spawnSluice(['run'], { config: work!.config });
@@ -241,5 +262,15 @@ test('random SIGKILLs during startup, backfill, replay and streaming under write
   assert.ok(Number(s.lag) < 400_000, `slot lag after a clean stop on an idle source: ${s.lag} bytes`);
   assert.ok(s.past_stop, `confirmed_flush_lsn ${s.confirmed} is past the WAL position ${lsnBeforeStop} read before the stop`);
   await assertTablesEqual(source.url(), destination.url(), TABLE);
+
+  // A kill during the chunks left some of its run's chunks to do: the run (resumed by the restarts)
+  // ended with more than had been committed at the kill.
+  const runs = new Map(
+    (await destination.query(`SELECT id::int AS id, chunks::int AS chunks FROM _sluice.runs WHERE pipeline = 'test'`)).rows.map((x) => [x.id as number, x.chunks as number]),
+  );
+  assert.ok(
+    midChunks.some((x) => x.runId !== null && x.chunksDone < (runs.get(x.runId) ?? 0)),
+    `a kill with chunks left to do: ${JSON.stringify(midChunks)}; runs ${JSON.stringify([...runs])}`,
+  );
   passed = true;
 });

@@ -77,6 +77,7 @@ test('create table carries types, NOT NULL, defaults (not sequences), generated 
     generatedSql: null,
     support: 'builtin',
     binarySafe: true,
+    collation: null,
     ...extra,
   });
   assert.equal(

@@ -48,6 +48,8 @@ test('rows/s ceiling: a ceiling raised or lifted while a chunk waits applies to 
   let p = t.acquire(100, undefined, (why) => waits.push(why)); // owes 100 rows: 10 s at 10 rows/s
   setTimeout(() => t.setLimits({ maxRowsPerSecond: 10_000 }), 300);
   await p;
+  // It did wait for its budget (until the ceiling was raised at 300 ms), and not much longer.
+  assert.ok(Date.now() - started >= 280, `waited only ${Date.now() - started} ms under a ceiling of 10 rows/s`);
   assert.ok(Date.now() - started < 1500, `waited ${Date.now() - started} ms after the ceiling was raised`);
   assert.equal(waits[0], 'paused: rows/s ceiling 10');
   assert.equal(waits[waits.length - 1], null);
@@ -58,6 +60,7 @@ test('rows/s ceiling: a ceiling raised or lifted while a chunk waits applies to 
   p = t.acquire(100);
   setTimeout(() => t.setLimits({ maxRowsPerSecond: 0 }), 300);
   await p;
+  assert.ok(Date.now() - started >= 280, `waited only ${Date.now() - started} ms under a ceiling of 10 rows/s`);
   assert.ok(Date.now() - started < 1500, `waited ${Date.now() - started} ms after the ceiling was lifted`);
 });
 
@@ -82,11 +85,12 @@ test('chunks/s ceiling: bounded, reported, and lifted live', async () => {
   assert.equal(waits[waits.length - 1], null);
 
   t.setLimits({ maxChunksPerSecond: 0.1 }); // one chunk in 10 s
+  const since = Date.now();
   const p = t.acquire(1);
   setTimeout(() => t.setLimits({ maxChunksPerSecond: 0 }), 300);
-  const lifted = Date.now();
   await p;
-  assert.ok(Date.now() - lifted < 1500, `waited ${Date.now() - lifted} ms after the ceiling was lifted`);
+  assert.ok(Date.now() - since >= 280, `waited only ${Date.now() - since} ms under a ceiling of one chunk in 10 s`);
+  assert.ok(Date.now() - since < 1500, `waited ${Date.now() - since} ms after the ceiling was lifted`);
 });
 
 test('chunk size: a rows/s ceiling caps chunks at a quarter second of it, live, never below the minimum', () => {

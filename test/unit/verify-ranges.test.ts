@@ -10,6 +10,7 @@ import pg from 'pg';
 import { startCluster, type Cluster } from '../support/clusters.js';
 import { SESSION_OPTIONS } from '../../src/pipeline/context.js';
 import {
+  boundariesQuery,
   boundaryQuery,
   rangeCondition,
   rangeHashQuery,
@@ -56,7 +57,7 @@ test('composite key: row-value comparison, every value a parameter cast to its c
   const upTo = ['7f1c7ad0-0000-4000-8000-000000000002', '$1 \\ "x"'];
   assert.equal(
     rangeCondition(composite.key, { after, upTo }, v),
-    '("order_id", "code") > ($1::uuid, $2::character varying(20)) AND ("order_id", "code") <= ($3::uuid, $4::character varying(20))',
+    '("order_id", "code" COLLATE "C") > ($1::uuid, $2::character varying(20)) AND ("order_id", "code" COLLATE "C") <= ($3::uuid, $4::character varying(20))',
   );
   assert.deepEqual(v, [...after, ...upTo]);
 });
@@ -69,9 +70,9 @@ test('parameters continue after the values already taken', () => {
 
 test('mixed types and odd identifiers are quoted and cast as format_type prints them', () => {
   const key: KeyColumn[] = [
-    { name: 'at', typeSql: 'timestamp with time zone' },
-    { name: 'we"ird', typeSql: '"my schema"."mood"' },
-    { name: 'amount', typeSql: 'numeric(12,3)' },
+    { name: 'at', typeSql: 'timestamp with time zone', collate: false },
+    { name: 'we"ird', typeSql: '"my schema"."mood"', collate: false },
+    { name: 'amount', typeSql: 'numeric(12,3)', collate: false },
   ];
   const v: string[] = [];
   assert.equal(
@@ -97,7 +98,7 @@ test('WHERE joins range and scope; neither gives none', () => {
   const v: string[] = [];
   assert.equal(rangeWhere(single, { after: null, upTo: null }, v), '');
   assert.equal(rangeWhere({ ...single, scope: 'id % 2 = 0' }, { after: null, upTo: null }, v), ' WHERE (id % 2 = 0)');
-  assert.equal(rangeWhere(composite, { after: null, upTo: ['u', 'c'] }, v), ' WHERE ("order_id", "code") <= ($1::uuid, $2::character varying(20)) AND (qty > 0)');
+  assert.equal(rangeWhere(composite, { after: null, upTo: ['u', 'c'] }, v), ' WHERE ("order_id", "code" COLLATE "C") <= ($1::uuid, $2::character varying(20)) AND (qty > 0)');
 });
 
 test('queries: boundary walk, range hash, per-row hashes', () => {
@@ -108,7 +109,7 @@ test('queries: boundary walk, range hash, per-row hashes', () => {
   assert.deepEqual(boundaryQuery(lines, composite, { after: null, upTo: null }, 2), {
     text:
       'SELECT "order_id"::text, "code"::text FROM "app"."Line ""Items""" WHERE (qty > 0)' +
-      ' ORDER BY "app"."Line ""Items"""."order_id", "app"."Line ""Items"""."code" OFFSET 1 LIMIT 1',
+      ' ORDER BY "app"."Line ""Items"""."order_id", "app"."Line ""Items"""."code" COLLATE "C" OFFSET 1 LIMIT 1',
     values: [],
   });
   assert.deepEqual(rangeHashQuery(orders, single, { after: ['5'], upTo: ['9'] }), {
@@ -120,7 +121,7 @@ test('queries: boundary walk, range hash, per-row hashes', () => {
   assert.deepEqual(rowHashesQuery(lines, composite, { after: ['u', 'c'], upTo: null }, 200), {
     text:
       'SELECT ROW("order_id", "code")::text AS k, md5(ROW("order_id", "code", "qty")::text) AS h FROM "app"."Line ""Items"""' +
-      ' WHERE ("order_id", "code") > ($1::uuid, $2::character varying(20)) AND (qty > 0) ORDER BY "order_id", "code" COLLATE "C" LIMIT 200',
+      ' WHERE ("order_id", "code" COLLATE "C") > ($1::uuid, $2::character varying(20)) AND (qty > 0) ORDER BY "order_id", "code" COLLATE "C" LIMIT 200',
     values: ['u', 'c'],
   });
   assert.equal(scopeCheckSql(orders, 'id > 0'), 'SELECT 1 FROM "public"."orders" WHERE (id > 0) LIMIT 0');
@@ -143,30 +144,30 @@ interface Case {
 }
 
 const CASES: Case[] = [
-  { table: 'public.r_int', key: [{ name: 'id', typeSql: 'bigint' }], rows: 0 },
+  { table: 'public.r_int', key: [{ name: 'id', typeSql: 'bigint', collate: false }], rows: 0 },
   {
     table: 'public.r_comp',
     key: [
-      { name: 'code', typeSql: 'text' },
-      { name: 'n', typeSql: 'integer' },
+      { name: 'code', typeSql: 'text', collate: false },
+      { name: 'n', typeSql: 'integer', collate: false },
     ],
     rows: 0,
   },
   {
     table: 'public.r_icu',
     key: [
-      { name: 'code', typeSql: 'text' },
-      { name: 'n', typeSql: 'integer' },
+      { name: 'code', typeSql: 'text', collate: true },
+      { name: 'n', typeSql: 'integer', collate: false },
     ],
     rows: 0,
   },
   {
     table: 'public.r_mixed',
     key: [
-      { name: 'at', typeSql: 'timestamp with time zone' },
-      { name: 'amount', typeSql: 'numeric(12,3)' },
-      { name: 'u', typeSql: 'uuid' },
-      { name: 'day', typeSql: 'date' },
+      { name: 'at', typeSql: 'timestamp with time zone', collate: false },
+      { name: 'amount', typeSql: 'numeric(12,3)', collate: false },
+      { name: 'u', typeSql: 'uuid', collate: false },
+      { name: 'day', typeSql: 'date', collate: false },
     ],
     rows: 0,
   },
@@ -204,12 +205,14 @@ after(async () => {
 });
 
 const ident = (name: string) => `"${name}"`;
+/** How a key column is ordered: byte-wise when it is compared `COLLATE "C"`. */
+const cOrder = (k: KeyColumn) => (k.collate ? ' COLLATE "C"' : '');
 const tableName = (t: string) => ({ schema: t.split('.')[0], name: t.split('.')[1] });
 
 /** Every key of the table as text, in key order: plain SQL, independent of ranges.ts. */
 async function keysInOrder(c: Case): Promise<string[][]> {
   const r = await client.query({
-    text: `SELECT ${c.key.map((k) => `${ident(k.name)}::text`).join(', ')} FROM ${c.table} ORDER BY ${c.key.map((k) => `${c.table}.${ident(k.name)}`).join(', ')}`,
+    text: `SELECT ${c.key.map((k) => `${ident(k.name)}::text`).join(', ')} FROM ${c.table} ORDER BY ${c.key.map((k) => `${c.table}.${ident(k.name)}${cOrder(k)}`).join(', ')}`,
     rowMode: 'array',
   });
   return r.rows as string[][];
@@ -223,7 +226,7 @@ async function keysInOrder(c: Case): Promise<string[][]> {
 async function checkPartition(c: Case, keys: string[][], cuts: number[]): Promise<void> {
   const bounds = cuts.map((p) => keys[p - 1]);
   const ranges: KeyRange[] = [...bounds, null].map((upTo, i) => ({ after: i === 0 ? null : bounds[i - 1], upTo }));
-  const shape = { key: c.key, order: c.key.map((k) => ident(k.name)).join(', '), rowExpr: 'md5(v)', scope: '' };
+  const shape = { key: c.key, order: c.key.map((k) => `${ident(k.name)}${cOrder(k)}`).join(', '), rowExpr: 'md5(v)', scope: '' };
   const expected = [...cuts, c.rows].map((p, i) => p - (i === 0 ? 0 : cuts[i - 1]));
 
   for (const [i, range] of ranges.entries()) {
@@ -238,7 +241,7 @@ async function checkPartition(c: Case, keys: string[][], cuts: number[]): Promis
   // One statement over every row: how many ranges it matches, and which one first.
   const values: string[] = [];
   const conds = ranges.map((r) => rangeCondition(c.key, r, values));
-  const order = c.key.map((k) => ident(k.name)).join(', ');
+  const order = c.key.map((k) => `${ident(k.name)}${cOrder(k)}`).join(', ');
   const cutsParam = `$${values.push(`{${cuts.join(',')}}`)}::int[]`;
   const r = await client.query(
     `SELECT count(*) AS rows, count(*) FILTER (WHERE hits <> 1) AS not_once, count(*) FILTER (WHERE first IS DISTINCT FROM due) AS misplaced
@@ -278,7 +281,7 @@ for (const c of CASES) {
 test('the boundary walk finds the keys at every rows-th position, and the scope limits it', async () => {
   for (const c of CASES) {
     const keys = await keysInOrder(c);
-    const shape = verifyShape([...c.key, { name: 'v', typeSql: 'text' }], c.key.map((k) => k.name), '');
+    const shape = verifyShape([...c.key, { name: 'v', typeSql: 'text' }], c.key.map((k) => k.name), '', (col) => c.key.find((k) => k.name === col.name)!.collate);
     const step = 250;
     const found: string[][] = [];
     let after: readonly string[] | null = null;
@@ -290,6 +293,11 @@ test('the boundary walk finds the keys at every rows-th position, and the scope 
     }
     const expected = keys.filter((_, i) => (i + 1) % step === 0);
     assert.deepEqual(found, expected, c.table);
+    // The same cuts in one pass, and within a range (its upper bound included when it falls on a cut).
+    const all = await client.query({ ...boundariesQuery(tableName(c.table), shape, { after: null, upTo: null }, step), rowMode: 'array' });
+    assert.deepEqual(all.rows, expected, `${c.table}, one pass`);
+    const inner = await client.query({ ...boundariesQuery(tableName(c.table), shape, { after: keys[99], upTo: keys[599] }, step), rowMode: 'array' });
+    assert.deepEqual(inner.rows, [keys[349], keys[599]], `${c.table}, one pass within (key 100, key 600]`);
   }
 
   const c = CASES[1];

@@ -33,17 +33,27 @@ export function createUserTypeSql(def: UserTypeDef): string {
   return sql;
 }
 
-/** A column definition for CREATE TABLE / ADD COLUMN. Sequence defaults stay behind: values come from the source. */
-export function columnDefSql(c: ColumnInfo): string {
+/**
+ * A column definition for CREATE TABLE / ADD COLUMN. Sequence defaults stay behind: values come from
+ * the source. `collate` is the destination collation that sorts as the source column does
+ * (collations.ts), when the destination's default would not.
+ */
+export function columnDefSql(c: ColumnInfo, collate?: string): string {
   let sql = `${quoteIdent(c.name)} ${c.typeSql}`;
+  if (collate) sql += ` COLLATE ${collate}`;
   if (c.generatedSql !== null) return `${sql} GENERATED ALWAYS AS (${c.generatedSql}) STORED`;
   if (c.defaultSql !== null && !/\bnextval\(/i.test(c.defaultSql)) sql += ` DEFAULT ${c.defaultSql}`;
   if (c.notNull) sql += ' NOT NULL';
   return sql;
 }
 
-export function createTableSql(target: TableName, columns: readonly ColumnInfo[], primaryKey: readonly string[]): string {
-  const defs = columns.map(columnDefSql);
+export function createTableSql(
+  target: TableName,
+  columns: readonly ColumnInfo[],
+  primaryKey: readonly string[],
+  collations: ReadonlyMap<string, string> = new Map(),
+): string {
+  const defs = columns.map((c) => columnDefSql(c, collations.get(c.name)));
   if (primaryKey.length > 0) defs.push(`PRIMARY KEY (${columnList(primaryKey)})`);
   return `CREATE TABLE ${qualified(target)} (\n  ${defs.join(',\n  ')}\n)`;
 }
