@@ -101,6 +101,7 @@ test('a widening during an online backfill reaches the staging table', async () 
   assert.equal(r.code, 0, `${r.stdout}${r.stderr}\n${run!.output().slice(-3000)}`);
   await eventuallyEqual('public.album', 'online backfill across a widening');
   assert.equal(await typeOf('public.album', 'title'), 'character varying(300)');
+  assert.match(run!.output(), /widening a column the source widened .*destination=public\.album__sluice_staging/, 'the Applier widened the staging table');
   assert.equal(await stagingExists('public.album'), false, 'no staging table left');
   await source.query(`UPDATE public.album SET title = repeat('u', 299) WHERE id = 2`);
   await eventuallyEqual('public.album', 'streaming after the swap');
