@@ -1,19 +1,17 @@
 /**
  * Column type changes on the source, carried to the destination by the Applier. When a table's
- * change stream describes a new column set, the type of each column whose type or type modifier
- * changed since the previous column set is compared with the destination column's:
- * - the destination already has the new type, or holds every value of it: nothing to do;
- * - the source widened the type (destinations/postgres/type-change.ts): `ALTER … TYPE` on the
- *   destination table (and on an online backfill's staging table), in the apply transaction;
- * - anything else (a narrowing, an incompatible change, a user-defined type): the table stops
- *   with a message naming what to run.
+ * change stream describes a new column set, each column whose type or type modifier changed since
+ * the table's previous column set in the change log (every column, when the log holds none) is
+ * compared with the destination column, and `columnAction` (destinations/postgres/type-change.ts)
+ * decides: keep it, `ALTER … TYPE` it in the apply transaction (and the staging table of an online
+ * backfill), or stop the table with a message naming what to run.
  */
 import type pg from 'pg';
 import { SluiceError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { TableName, type RelationColumns } from '../core/types.js';
 import { qualified, quoteIdent } from '../destinations/postgres/dialect.js';
-import { typeChange } from '../destinations/postgres/type-change.js';
+import { columnAction } from '../destinations/postgres/type-change.js';
 import { classify } from '../sources/postgres/errors.js';
 
 /** OIDs below this are PostgreSQL's own (built-in) types: the same on every cluster. */
@@ -49,37 +47,25 @@ export async function syncColumnTypes(dst: pg.ClientBase, source: () => Promise<
   let altered = false;
   for (const c of changed) {
     const dest = input.destTypes.get(c.name);
-    if (dest === undefined || sameType(dest, c.to)) continue;
-    const fix = fixHint(input, c);
+    if (dest === undefined) continue;
     if (!c.builtin) {
       // Without an earlier column set, a user type is taken as it is (as it always was).
-      if (c.from === null) continue;
-      throw stop(input, c, `type ${c.from} became ${c.to}, and sluice carries changes of built-in types only`, fix);
+      if (c.from === null || c.from === c.to || dest === c.to) continue;
+      throw stop(input, c, `type ${c.from} became ${c.to}, and sluice carries changes of built-in types only`);
     }
-    if (c.from !== null) {
-      const sourceChange = typeChange(c.from, c.to);
-      if (sourceChange.kind === 'narrow' || sourceChange.kind === 'incompatible') {
-        throw stop(input, c, `${sourceChange.kind === 'narrow' ? 'narrowed' : 'changed'} (${sourceChange.why}); sluice changes a destination column's type itself only when the change widens it`, fix);
-      }
+    const act = columnAction(c.from, c.to, dest);
+    if (act.action === 'stop') throw stop(input, c, `${act.why}; sluice changes a destination column's type itself only when the change widens it`);
+    if (act.action === 'alter') {
+      await alterType(dst, input, input.table, c, dest, logger);
+      altered = true;
     }
-    // The destination column already holds every value of the new type (a schema made wider on purpose).
-    const holds = typeChange(c.to, dest).kind;
-    if (holds === 'same' || holds === 'widen') continue;
-    if (typeChange(dest, c.to).kind !== 'widen') {
-      // Not known to be a change of the source's (a destination made another way by its owner): left as it is.
-      if (c.from === null) continue;
-      throw stop(input, c, `is ${c.to} in the source, and the destination column is ${dest}, which sluice cannot widen to it`, fix);
-    }
-    await alterType(dst, input, input.table, c, dest, logger);
-    altered = true;
   }
   if (input.alsoTable && changed.length > 0) {
     const also = await columnTypes(dst, input.alsoTable);
     for (const c of changed) {
       const dest = also.get(c.name);
-      if (dest === undefined || sameType(dest, c.to) || !c.builtin) continue;
-      const holds = typeChange(c.to, dest).kind;
-      if (holds === 'same' || holds === 'widen' || typeChange(dest, c.to).kind !== 'widen') continue;
+      // Widened only: the staging table's own replay stops it if anything else is wrong.
+      if (dest === undefined || !c.builtin || columnAction(null, c.to, dest).action !== 'alter') continue;
       await alterType(dst, input, input.alsoTable, c, dest, logger);
     }
   }
@@ -131,10 +117,6 @@ async function changedColumns(source: () => Promise<pg.ClientBase>, rel: Relatio
   }));
 }
 
-function sameType(a: string, b: string): boolean {
-  return typeChange(a, b).kind === 'same';
-}
-
 async function alterType(dst: pg.ClientBase, input: TypeSyncInput, table: TableName, c: ChangedColumn, was: string, logger: Logger): Promise<void> {
   const sql = `ALTER TABLE ${qualified(table)} ALTER COLUMN ${quoteIdent(c.name)} TYPE ${c.to}`;
   logger.info('widening a column the source widened', { table: input.name, destination: TableName.format(table), column: c.name, from: was, to: c.to });
@@ -151,14 +133,10 @@ async function alterType(dst: pg.ClientBase, input: TypeSyncInput, table: TableN
   }
 }
 
-function fixHint(input: TypeSyncInput, c: ChangedColumn): string {
-  return (
+function stop(input: TypeSyncInput, c: ChangedColumn, what: string): SluiceError {
+  const fix =
     `run on the destination: ALTER TABLE ${qualified(input.table)} ALTER COLUMN ${quoteIdent(c.name)} TYPE ${c.to}, then restart sluice run; ` +
-    `or reload the table: sluice backfill ${input.name} --mode drop`
-  );
-}
-
-function stop(input: TypeSyncInput, c: ChangedColumn, what: string, fix: string): SluiceError {
+    `or reload the table: sluice backfill ${input.name} --mode drop`;
   return new SluiceError('DESTINATION_ERROR', `source ${input.name}: column ${c.name} ${what}; ${fix}`, {
     context: { table: input.name, column: c.name, from: c.from, to: c.to },
   });

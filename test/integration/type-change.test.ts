@@ -157,3 +157,20 @@ test('a failed online backfill leaves no staging table behind once the table is 
   const cursors = await destination.query(`SELECT target FROM _sluice.cursors WHERE name = 'public.album'`);
   assert.deepEqual(cursors.rows.map((x) => x.target), ['public.album']);
 });
+
+test('after a narrowing, the ALTER the message names and a restart bring the table back', async () => {
+  await source.query(`ALTER TABLE public.artist ALTER price TYPE numeric(12,1)`);
+  await source.query(`UPDATE public.artist SET price = 1.5 WHERE id = 9`);
+  await waitUntil('artist failed', async () => (await stateOf('public.artist')).state === 'failed', 30_000);
+  const { error } = await stateOf('public.artist');
+  assert.match(error ?? '', /column price narrowed \(numeric\(12,2\) → numeric\(12,1\): the scale shrinks/);
+  const fix = /run on the destination: (ALTER TABLE .*?), then restart sluice run/.exec(error ?? '');
+  assert.ok(fix, error ?? '');
+  await destination.query(fix[1]);
+  run!.kill('SIGTERM');
+  assert.equal((await run!.exited(30_000)).code, 0);
+  run = spawnSluice(['run'], { config: work.config });
+  await waitUntil('artist streaming', async () => (await stateOf('public.artist')).state === 'streaming', 60_000);
+  await source.query(`UPDATE public.artist SET price = 2.5 WHERE id = 10`);
+  await eventuallyEqual('public.artist', 'after the explicit ALTER and a restart');
+});

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parseType, typeChange } from '../../src/destinations/postgres/type-change.js';
+import { columnAction, parseType, typeChange } from '../../src/destinations/postgres/type-change.js';
 
 const kind = (from: string, to: string) => typeChange(from, to).kind;
 
@@ -81,4 +81,27 @@ test('a verdict says what changes', () => {
   const v = typeChange('character varying(300)', 'character varying(120)');
   assert.equal(v.kind, 'narrow');
   assert.match((v as { why: string }).why, /character varying\(300\) → character varying\(120\): the length limit shrinks/);
+});
+
+test('what the destination column gets when the source changed its type', () => {
+  const act = (from: string | null, to: string, dest: string) => columnAction(from, to, dest).action;
+  // The source widened: the destination follows, unless it already holds every value.
+  assert.equal(act('character varying(120)', 'character varying(300)', 'character varying(120)'), 'alter');
+  assert.equal(act('character varying(120)', 'character varying(300)', 'character varying(300)'), 'keep');
+  assert.equal(act('character varying(120)', 'character varying(300)', 'text'), 'keep');
+  assert.equal(act('integer', 'bigint', 'integer'), 'alter');
+  // The source narrowed or changed kind: stop, unless the destination was already changed to match.
+  assert.equal(act('character varying(300)', 'character varying(120)', 'character varying(300)'), 'stop');
+  assert.equal(act('character varying(300)', 'character varying(120)', 'character varying(120)'), 'keep');
+  assert.equal(act('text', 'integer', 'text'), 'stop');
+  assert.equal(act('timestamp without time zone', 'timestamp with time zone', 'timestamp without time zone'), 'stop');
+  // Widened on the source, but the destination column is something sluice cannot widen to it.
+  assert.equal(act('numeric(10,2)', 'numeric(12,2)', 'numeric(12,4)'), 'stop');
+  // The earlier type unknown: widen what is narrower, leave the rest (a destination made so by its owner).
+  assert.equal(act(null, 'character varying(300)', 'character varying(120)'), 'alter');
+  assert.equal(act(null, 'character varying(120)', 'character varying(300)'), 'keep');
+  assert.equal(act(null, 'jsonb', 'text'), 'keep');
+  const stop = columnAction('bigint', 'integer', 'bigint');
+  assert.equal(stop.action, 'stop');
+  assert.match((stop as { why: string }).why, /^narrowed \(bigint → integer: a smaller integer type\)$/);
 });

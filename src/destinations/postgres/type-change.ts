@@ -123,3 +123,35 @@ function elementChange(a: ParsedType, b: ParsedType, verdict: (kind: 'narrow' | 
   if (a.name === b.name) return verdict('incompatible', 'sluice does not know what these type modifiers mean');
   return verdict('incompatible', 'the values change meaning or representation');
 }
+
+export type ColumnAction =
+  /** The destination column stays as it is. */
+  | { readonly action: 'keep' }
+  /** `ALTER … TYPE` the destination column to the source's new type. */
+  | { readonly action: 'alter' }
+  /** The table stops: `why` says what changed. */
+  | { readonly action: 'stop'; readonly why: string };
+
+/**
+ * What to do with a destination column of type `dest` when the source's column went from `from`
+ * to `to` (`from` null: the earlier type is not known, only that the source's is `to` now).
+ * - the destination already has `to`, or holds every value of it (made wider on purpose): keep;
+ * - a known narrowing or incompatible change of the source: stop (sluice never narrows a
+ *   destination column: it may hold values of rows the source has changed since);
+ * - a destination column that `to` widens: alter;
+ * - anything else: stop when the source's change is known, keep otherwise (a destination column its
+ *   owner made another way, as before).
+ */
+export function columnAction(from: string | null, to: string, dest: string): ColumnAction {
+  if (typeChange(dest, to).kind === 'same') return { action: 'keep' };
+  if (from !== null) {
+    const change = typeChange(from, to);
+    if (change.kind === 'narrow') return { action: 'stop', why: `narrowed (${change.why})` };
+    if (change.kind === 'incompatible') return { action: 'stop', why: `changed type (${change.why})` };
+  }
+  const holds = typeChange(to, dest).kind;
+  if (holds === 'same' || holds === 'widen') return { action: 'keep' };
+  if (typeChange(dest, to).kind === 'widen') return { action: 'alter' };
+  if (from === null) return { action: 'keep' };
+  return { action: 'stop', why: `is ${to} in the source, and the destination column is ${dest}, which sluice cannot widen to it` };
+}
