@@ -30,6 +30,8 @@ export interface ChangeLog {
   /** Returns the version id of this column set for the table, recording a new one when it changed. */
   relationVersion(table: string, columns: RelationColumns): number;
   relation(version: number): RelationColumns;
+  /** The table's column set before `version` (the version recorded just before it), or null when none is known. */
+  previousRelation(table: string, version: number): RelationColumns | null;
   /** Buffers changes of the transaction being received. */
   append(change: PendingChange): void;
   /** Marks the end of a transaction; it becomes durable with the next flush. */

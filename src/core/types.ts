@@ -77,6 +77,8 @@ export interface RelationColumns {
   /** Column names in the source's attribute order. */
   readonly names: readonly string[];
   readonly typeOids: readonly number[];
+  /** Type modifiers (`atttypmod`, -1 for none), e.g. varchar(120) → 124; absent in logs written before sluice kept them. */
+  readonly typeMods?: readonly number[];
   /** Indexes (into names) of the replica identity (primary key) columns. */
   readonly keyIndexes: readonly number[];
 }

@@ -32,6 +32,7 @@ import { classify } from '../sources/postgres/errors.js';
 import { introspectTable } from '../sources/postgres/introspect.js';
 import { connect, withTransaction, type PipelineContext } from './context.js';
 import { Mutex, type TableRuntime } from './runtime.js';
+import { columnTypes, syncColumnTypes } from './type-sync.js';
 
 export interface ApplierHooks {
   onCaughtUp(rt: TableRuntime): void;
@@ -457,29 +458,31 @@ export class Applier {
   }
 
   /**
-   * The destination-side shape of a column set: adds columns the source gained (with their
-   * DEFAULT, read from the source catalog) and creates the session's temp tables for it.
+   * The destination-side shape of a column set: widens columns the source widened (type-sync.ts),
+   * adds columns the source gained (with their DEFAULT, read from the source catalog) and creates
+   * the session's temp tables for it.
    */
   private async shape(dst: pg.Client, rt: TableRuntime, table: TableName, version: number, rel: RelationColumns): Promise<Shape> {
     const cacheKey = `${TableName.format(table)}#${version}`;
     const hit = this.shapes.get(cacheKey);
     if (hit) return hit;
     const target = qualified(table);
-    const destCols = async () =>
-      new Map(
-        (
-          await dst.query(
-            `SELECT attname, format_type(atttypid, atttypmod) AS type FROM pg_attribute
-              WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped`,
-            [target],
-          )
-        ).rows.map((r) => [r.attname as string, r.type as string]),
-      );
+    const destCols = () => columnTypes(dst, table);
+    const source = async () => {
+      if (!this.src) this.src = await connect('source', this.ctx.cfg.source.url, 'sluice-apply');
+      return this.src;
+    };
     let have = await destCols();
+    // A column type the source changed since the previous column set: widened here, or the table stops.
+    const alsoTable = rt.staging && TableName.format(rt.staging.target) !== TableName.format(table) ? rt.staging.target : undefined;
+    const prev = this.ctx.changeLog.previousRelation(rt.name, version);
+    if (await syncColumnTypes(dst, source, { name: rt.name, table, alsoTable, rel, prev, destTypes: have }, this.ctx.logger)) {
+      have = await destCols();
+      rt.info = await introspectTable(await source(), rt.source);
+    }
     const missing = rel.names.filter((n) => !have.has(n));
     if (missing.length > 0) {
-      if (!this.src) this.src = await connect('source', this.ctx.cfg.source.url, 'sluice-apply');
-      const info = await introspectTable(this.src, rt.source);
+      const info = await introspectTable(await source(), rt.source);
       rt.info = info;
       for (const name of missing) {
         const col = info.columns.find((c) => c.name === name);

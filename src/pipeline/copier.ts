@@ -39,12 +39,14 @@ import {
   upsertFromSql,
   type KeysetTable,
 } from '../destinations/postgres/dialect.js';
-import { readRangeChunks, recordChunk, recordRangeChunk, setRunStatus, setTableState, writeCursor, readTable } from '../destinations/postgres/state.js';
+import { deleteCursor, readRangeChunks, recordChunk, recordRangeChunk, setRunStatus, setTableState, writeCursor, readTable } from '../destinations/postgres/state.js';
+import { typeChange } from '../destinations/postgres/type-change.js';
 import { classify } from '../sources/postgres/errors.js';
 import { introspectTable, type TableInfo } from '../sources/postgres/introspect.js';
 import { destinationCollations } from '../destinations/postgres/collations.js';
 import { connect, withTransaction, type PipelineContext } from './context.js';
 import type { TableRuntime } from './runtime.js';
+import { columnTypes } from './type-sync.js';
 
 /** How a run loads (stored with the run in `_sluice.tables.plan`; a resume follows it). */
 export interface LoadPlan {
@@ -468,7 +470,7 @@ export class Copier {
           }
           await dst.query(`DROP TABLE ${qualified(target)} CASCADE`);
         }
-        rt.staging = null;
+        await this.dropStaging(dst, rt);
         const ours = !exists || mode === 'drop' || mode === 'online';
         // ctid may read a row twice: into a table of ours, load without the key and dedupe once at the
         // end; into a kept table (truncate, upsert), upsert each chunk.
@@ -558,15 +560,21 @@ export class Copier {
     await dst.query(createTableSql(target, info.columns, keyLater ? [] : info.primaryKey, collations.clauses));
   }
 
-  /** An existing target must have the source's key; columns the source gained are added. */
+  /**
+   * An existing target must have the source's key; columns the source gained are added, and (when
+   * the load goes into the live table) columns the source widened are widened.
+   */
   private async checkTarget(dst: pg.Client, rt: TableRuntime): Promise<void> {
-    const cols = await dst.query(
-      `SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped`,
-      [qualified(rt.target)],
-    );
-    const have = new Set(cols.rows.map((r) => r.attname as string));
+    const have = await columnTypes(dst, rt.target);
+    const intoLive = this.requestOf(rt).mode !== 'online';
     for (const c of rt.info.columns) {
-      if (!have.has(c.name)) await dst.query(`ALTER TABLE ${qualified(rt.target)} ADD COLUMN ${columnDefSql(c)}`);
+      const type = have.get(c.name);
+      if (type === undefined) {
+        await dst.query(`ALTER TABLE ${qualified(rt.target)} ADD COLUMN ${columnDefSql(c)}`);
+      } else if (intoLive && c.support === 'builtin' && c.generatedSql === null && typeChange(type, c.typeSql).kind === 'widen') {
+        this.ctx.logger.info('widening a column the source widened', { table: rt.name, column: c.name, from: type, to: c.typeSql });
+        await dst.query(`ALTER TABLE ${qualified(rt.target)} ALTER COLUMN ${quoteIdent(c.name)} TYPE ${c.typeSql}`);
+      }
     }
     const pk = await dst.query(
       `SELECT a.attname FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY k(attnum, ord)
@@ -603,8 +611,27 @@ export class Copier {
     const staging = stagingName(live);
     await dst.query(`DROP TABLE IF EXISTS ${qualified(staging)}`);
     await dst.query(`CREATE TABLE ${qualified(staging)} (LIKE ${qualified(live)} INCLUDING ALL EXCLUDING INDEXES)`);
+    // The staging table is loaded from the source as it is now: a column whose type the source has
+    // changed since the live table was made takes the source's type (built-in types; it is empty).
+    const types = await columnTypes(dst, staging);
+    for (const c of rt.info.columns) {
+      const have = types.get(c.name);
+      if (have === undefined || c.support !== 'builtin' || c.generatedSql !== null || typeChange(have, c.typeSql).kind === 'same') continue;
+      this.ctx.logger.info('staging table takes the source\'s column type', { table: rt.name, column: c.name, live: have, source: c.typeSql });
+      await dst.query(`ALTER TABLE ${qualified(staging)} ALTER COLUMN ${quoteIdent(c.name)} TYPE ${c.typeSql}`);
+    }
     if (!keyLater) await this.addStagingPrimaryKey(dst, live, staging);
     return staging;
+  }
+
+  /** A new run starts: the staging table of an earlier online run that failed goes, with its cursor. */
+  private async dropStaging(dst: pg.Client, rt: TableRuntime): Promise<void> {
+    const old = rt.staging;
+    rt.staging = null;
+    if (!old) return;
+    await dst.query(`DROP TABLE IF EXISTS ${qualified(old.target)}`);
+    await deleteCursor(dst, this.ctx.pipeline, rt.name, TableName.format(old.target));
+    this.ctx.logger.info('dropped the staging table of an earlier run', { table: rt.name, staging: TableName.format(old.target) });
   }
 
   /** The live table's primary key on the staging table, under the name the swap renames. */
@@ -681,6 +708,8 @@ export class Copier {
         await setTableState(dst, this.ctx.pipeline, rt.name, 'catching_up', { lastKey: 'done' });
         await setRunStatus(dst, this.ctx.pipeline, rt.name, 'catching_up');
         rt.cursor = cursor;
+        // The live table was loaded again: a failure to apply to the old one is behind it.
+        rt.applyHalted = false;
         rt.state = 'catching_up';
       }),
     );

@@ -201,6 +201,7 @@ export class Streamer {
     const columns: RelationColumns = {
       names: m.columns.map((c) => c.name),
       typeOids: m.columns.map((c) => c.typeOid),
+      typeMods: m.columns.map((c) => c.typeMod),
       keyIndexes,
     };
     const version = this.opts.log.relationVersion(table, columns);

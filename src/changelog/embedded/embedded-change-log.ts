@@ -137,7 +137,8 @@ export class EmbeddedChangeLog implements ChangeLog {
   }
 
   relationVersion(table: string, columns: RelationColumns): number {
-    const json = JSON.stringify({ names: columns.names, typeOids: columns.typeOids, keyIndexes: columns.keyIndexes });
+    // A type modifier change (varchar(120) → varchar(300)) is a new version too: the Applier compares them.
+    const json = JSON.stringify({ names: columns.names, typeOids: columns.typeOids, typeMods: columns.typeMods, keyIndexes: columns.keyIndexes });
     const latest = this.latestVersion.get(table);
     if (latest && latest.key === json) return latest.version;
     const version = this.nextVersion++;
@@ -161,6 +162,13 @@ export class EmbeddedChangeLog implements ChangeLog {
     const r = this.relations.get(version);
     if (!r) throw new SluiceError('CHANGELOG_ERROR', `change log ${this.file}: unknown relation version ${version}`);
     return r;
+  }
+
+  previousRelation(table: string, version: number): RelationColumns | null {
+    const row = this.db.prepare('SELECT version FROM relations WHERE tbl = ? AND version < ? ORDER BY version DESC LIMIT 1').get(table, version) as
+      | { version: number }
+      | undefined;
+    return row ? this.relation(row.version) : null;
   }
 
   append(change: PendingChange): void {
