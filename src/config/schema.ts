@@ -53,6 +53,11 @@ export const sourceSchema = z
     type: z.literal('postgres'),
     url: postgresUrl(),
     replicaUrl: postgresUrl().optional(),
+    /**
+     * The replication connection is treated as dead (dropped and opened again) after this long
+     * without a byte from the source; a ping is sent after half of it. 0 turns the check off.
+     */
+    replicationTimeoutMs: z.number().int().min(0).default(60_000),
   })
   .strict();
 

@@ -3,6 +3,7 @@ import pg from 'pg';
 import type { ChangeLog } from '../changelog/changelog.js';
 import type { SluiceConfig } from '../config/schema.js';
 import type { Logger } from '../core/logger.js';
+import { clientConfig } from '../sources/postgres/connection.js';
 import { connectError, redactUrl } from '../sources/postgres/errors.js';
 import type { Throttler } from './throttler.js';
 
@@ -24,7 +25,7 @@ export interface PipelineContext {
 }
 
 export async function connect(side: 'source' | 'destination', url: string, applicationName: string): Promise<pg.Client> {
-  const client = new pg.Client({ connectionString: url, application_name: applicationName, options: SESSION_OPTIONS });
+  const client = new pg.Client(clientConfig(url, { application_name: applicationName, options: SESSION_OPTIONS }));
   try {
     await client.connect();
   } catch (err) {

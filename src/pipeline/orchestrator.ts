@@ -225,6 +225,7 @@ class Orchestrator implements Pipeline {
         fsync: cfg.log.type === 'embedded' ? cfg.log.fsync : true,
         logger: this.log.child({ part: 'capture' }),
         heartbeatIntervalMs: cfg.pipeline.heartbeatIntervalMs,
+        replicationTimeoutMs: cfg.source.replicationTimeoutMs,
         onFatal: (err) => void this.fail(err),
         onDurable: () => this.applier?.poke(),
       });

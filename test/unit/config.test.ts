@@ -30,7 +30,7 @@ test('a minimal config gets every default', () => {
   assert.deepEqual(cfg.pipeline, { name: 'app', concurrency: 10, workers: 4, heartbeatIntervalMs: 10000, statusIntervalMs: 1000 });
   assert.equal(slotNameOf(cfg), 'sluice_app');
   assert.equal(publicationNameOf(cfg), 'sluice_app');
-  assert.deepEqual(cfg.source, { type: 'postgres', url: 'postgres://u:secret@src:5432/db' });
+  assert.deepEqual(cfg.source, { type: 'postgres', url: 'postgres://u:secret@src:5432/db', replicationTimeoutMs: 60000 });
   assert.deepEqual(cfg.destination, { type: 'postgres', url: 'postgresql://u:pw@dst/db', schema: 'public' });
   assert.deepEqual(cfg.log, { type: 'embedded', path: '.sluice/app', fsync: true });
   assert.deepEqual(cfg.throttle, {
