@@ -30,6 +30,7 @@ import {
 import { setRunStatus, setTableState, writeCursor } from '../destinations/postgres/state.js';
 import { classify } from '../sources/postgres/errors.js';
 import { introspectTable } from '../sources/postgres/introspect.js';
+import { closeClient } from '../sources/postgres/connection.js';
 import { connect, withTransaction, type PipelineContext } from './context.js';
 import type { TableRuntime } from './runtime.js';
 
@@ -144,9 +145,12 @@ export class Applier {
 
   private async resetSession(): Promise<void> {
     const d = this.dst;
+    const s = this.src;
     this.dst = null;
+    this.src = null;
     this.shapes.clear();
-    await d?.end().catch(() => {});
+    // The source connection (filling unchanged columns) may be the one that was lost.
+    await Promise.all([d && closeClient(d), s && closeClient(s)]);
   }
 
   private async destination(): Promise<pg.Client> {

@@ -37,3 +37,17 @@ export function destroyClient(client: pg.Client): void {
     /* already gone */
   }
 }
+
+/** Ends a connection politely, but never waits more than `ms` for a peer that may be unreachable. */
+export async function closeClient(client: pg.Client, ms = 2000): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    client.end().catch(() => {}),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, ms);
+      timer.unref();
+    }),
+  ]);
+  clearTimeout(timer);
+  destroyClient(client);
+}
