@@ -200,7 +200,8 @@ export class ChunkQueue {
         const connection = isConnectionLoss(err);
         if (connection) lost++;
         if (!retryable || (!connection && attempt - lost >= 6) || e.load.signal.aborted || this.stopped) throw err;
-        const delay = backoffMs(connection ? lost : attempt, 300, 15_000);
+        // An absent server is asked again every few seconds: a connect attempt costs little, and the load resumes soon after it is back.
+        const delay = connection ? backoffMs(lost, 300, 5000) : backoffMs(attempt, 300, 15_000);
         this.log.warn(`${what} failed; retrying`, { table: e.load.rt.name, attempt, inMs: delay, error: (err as Error).message });
         if (c) await closeWorker(c);
         c = null;

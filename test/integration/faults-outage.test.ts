@@ -50,6 +50,7 @@ after(async () => {
     run.kill('SIGKILL');
     await run.exited(10_000).catch(() => undefined);
   }
+  if (process.env.SLUICE_TEST_DUMP && run) (await import('node:fs')).writeFileSync(process.env.SLUICE_TEST_DUMP, run.output());
   await stopAll?.();
   work?.remove();
 });

@@ -1,31 +1,33 @@
 /**
  * A TCP proxy between sluice and a test cluster that can fail the way networks do:
  *
- * - `forward` (the start): bytes flow both ways.
- * - `blackhole()`: bytes stop flowing in both directions, but every socket stays open: neither end
- *   hears a FIN or an RST, exactly like a path whose packets are silently dropped. New connections
- *   are accepted and then held without ever reaching the server (a connect attempt hangs).
+ * - forwarding (the start): bytes flow both ways.
+ * - `blackhole()`: bytes stop flowing in both directions on every open connection, but the sockets
+ *   stay open: neither end hears a FIN or an RST, as on a path whose packets are silently dropped.
+ *   New connections are accepted and then held without ever reaching the server (a connect attempt
+ *   hangs), or, with `{ newConnections: 'forward' }`, forwarded normally (only the existing flows
+ *   died, as when a NAT or firewall forgets its connection table).
  * - `reset()`: every connection is destroyed with an RST on both sides, and new connections are
  *   forwarded again.
  *
- * The kernel still acknowledges bytes on the client's socket while blackholed (the proxy holds it
- * open), so TCP keepalives do not see the break: only a peer that expects to hear from the other
+ * The kernel still acknowledges bytes on the client's socket while it is blackholed (the proxy holds
+ * it open), so TCP keepalives do not see the break: only a peer that expects to hear from the other
  * side within a bounded time does.
  */
 import net from 'node:net';
 
-export type ProxyMode = 'forward' | 'blackhole';
-
 interface Pair {
   client: net.Socket;
   server: net.Socket | null;
+  /** No byte passes either way any more. */
+  blackholed: boolean;
 }
 
 export class TcpProxy {
   private server: net.Server | null = null;
   private readonly pairs = new Set<Pair>();
-  private modeNow: ProxyMode = 'forward';
-  /** Connections accepted since start (for tests that check a reconnect happened). */
+  private holdNew = false;
+  /** Connections accepted since start. */
   accepted = 0;
   port = 0;
 
@@ -33,10 +35,6 @@ export class TcpProxy {
     private readonly targetPort: number,
     private readonly targetHost = '127.0.0.1',
   ) {}
-
-  get mode(): ProxyMode {
-    return this.modeNow;
-  }
 
   /** Open connections right now. */
   get connections(): number {
@@ -62,18 +60,14 @@ export class TcpProxy {
     return u.toString();
   }
 
-  blackhole(): void {
-    this.modeNow = 'blackhole';
-    for (const p of this.pairs) {
-      // Stop reading: whatever arrives stays in the kernel's buffers, nothing is passed on.
-      p.client.pause();
-      p.server?.pause();
-    }
+  blackhole(opts: { newConnections?: 'hold' | 'forward' } = {}): void {
+    this.holdNew = (opts.newConnections ?? 'hold') === 'hold';
+    for (const p of this.pairs) this.silence(p);
   }
 
   /** Destroys every connection with an RST and forwards new ones again. */
   reset(): void {
-    this.modeNow = 'forward';
+    this.holdNew = false;
     for (const p of [...this.pairs]) this.drop(p);
   }
 
@@ -84,34 +78,41 @@ export class TcpProxy {
     if (s) await new Promise<void>((resolve) => s.close(() => resolve()));
   }
 
+  private silence(p: Pair): void {
+    p.blackholed = true;
+    // Stop reading: whatever arrives stays in the kernel's buffers, nothing is passed on.
+    p.client.pause();
+    p.server?.pause();
+  }
+
   private accept(client: net.Socket): void {
     this.accepted++;
-    const pair: Pair = { client, server: null };
+    const pair: Pair = { client, server: null, blackholed: false };
     this.pairs.add(pair);
     client.on('error', () => this.drop(pair));
     client.on('close', () => this.drop(pair));
-    if (this.modeNow === 'blackhole') {
-      // Held: the client's connect "succeeds" at the TCP level and then hears nothing.
-      client.pause();
+    if (this.holdNew) {
+      // Held: the client's TCP connect succeeds, and then it hears nothing.
+      this.silence(pair);
       return;
     }
     const server = net.connect(this.targetPort, this.targetHost);
     pair.server = server;
     // While blackholed the client must not hear that the server went away either.
-    const serverGone = () => (this.modeNow === 'blackhole' ? undefined : this.drop(pair));
+    const serverGone = () => (pair.blackholed ? undefined : this.drop(pair));
     server.on('error', serverGone);
     server.on('close', serverGone);
     client.on('data', (d) => {
-      if (this.modeNow === 'forward') server.write(d);
+      if (!pair.blackholed) server.write(d);
     });
     server.on('data', (d) => {
-      if (this.modeNow === 'forward') client.write(d);
+      if (!pair.blackholed) client.write(d);
     });
   }
 
   private drop(p: Pair): void {
     if (!this.pairs.delete(p)) return;
     p.client.resetAndDestroy();
-    if (p.server) p.server.resetAndDestroy();
+    if (p.server && !p.server.destroyed) p.server.resetAndDestroy();
   }
 }
