@@ -28,7 +28,7 @@ import {
   upsertFromSql,
 } from '../destinations/postgres/dialect.js';
 import { setRunStatus, setTableState, writeCursor } from '../destinations/postgres/state.js';
-import { classify } from '../sources/postgres/errors.js';
+import { classify, isConnectionLoss } from '../sources/postgres/errors.js';
 import { introspectTable } from '../sources/postgres/introspect.js';
 import { closeClient } from '../sources/postgres/connection.js';
 import { connect, withTransaction, type PipelineContext } from './context.js';
@@ -126,7 +126,8 @@ export class Applier {
         const e = err instanceof SluiceError ? err : classify('destination', 'applying changes', err);
         this.ctx.logger.warn('apply failed; retrying', { error: e.message, attempt: this.failures });
         await this.resetSession();
-        await sleep(backoffMs(this.failures, 200, 10_000));
+        // An absent destination is asked again every few seconds, so applies resume soon after it is back.
+        await sleep(backoffMs(this.failures, 200, isConnectionLoss(e) ? 5000 : 10_000));
         continue;
       }
       if (!busy && !this.stopping) {
