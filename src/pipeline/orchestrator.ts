@@ -29,7 +29,7 @@ import { Swapper } from './swapper.js';
 import { classify, isConnectionLoss } from '../sources/postgres/errors.js';
 import { quoteIdent } from '../sources/postgres/introspect.js';
 import { Applier } from './applier.js';
-import { connect, withTransaction, type PipelineContext } from './context.js';
+import { configureConnections, connect, withTransaction, type PipelineContext } from './context.js';
 import { Copier } from './copier.js';
 import { checkBackfillOptions, preflight } from './inspector.js';
 import type { ThrottleLimits } from './throttler.js';
@@ -112,6 +112,7 @@ class Orchestrator implements Pipeline {
 
   async start(): Promise<void> {
     const cfg = this.cfg;
+    configureConnections(cfg);
     const src = await connect('source', cfg.source.url, 'sluice');
     let dst: pg.Client | null = null;
     try {
@@ -409,7 +410,15 @@ class Orchestrator implements Pipeline {
     const c = await connect('destination', this.cfg.destination.url, 'sluice');
     this.watchControl(c);
     try {
-      const locked = (await c.query(`SELECT pg_try_advisory_lock(${LOCK_KEY_SQL}) AS ok`, [this.pipeline])).rows[0].ok;
+      let locked = false;
+      for (let attempt = 0; attempt < 10 && !locked; attempt++) {
+        locked = (await c.query(`SELECT pg_try_advisory_lock(${LOCK_KEY_SQL}) AS ok`, [this.pipeline])).rows[0].ok;
+        if (locked) break;
+        // The old control session may still be there (its path died, the server has not noticed): it is ours, end it.
+        const oldPid = (this.control as unknown as { processID?: number } | null)?.processID;
+        if (oldPid) await c.query(`SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = $1`, [oldPid]);
+        await sleep(500);
+      }
       if (!locked) {
         await c.end().catch(() => {});
         await this.fail(

@@ -10,7 +10,7 @@ import { errorMessage } from '../core/errors.js';
 import { Lsn, TableName } from '../core/types.js';
 import { cursorKey, readCursors, readTables, stateSchemaExists } from '../destinations/postgres/state.js';
 import { describeLockWait, readLockWaits, waitIsOn, type LockWait } from '../destinations/postgres/lock-waits.js';
-import { connect } from './context.js';
+import { configureConnections, connect } from './context.js';
 
 export interface TableStatus {
   name: string;
@@ -52,6 +52,7 @@ export interface PipelineStatus {
 const STALE_HEARTBEAT_SECONDS = 15;
 
 export async function computeStatus(cfg: SluiceConfig): Promise<PipelineStatus> {
+  configureConnections(cfg);
   const dst = await connect('destination', cfg.destination.url, 'sluice-status');
   let src: pg.Client | null = null;
   let sourceError: string | undefined;

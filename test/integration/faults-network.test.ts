@@ -1,11 +1,14 @@
 /**
  * Fault matrix, network paths and locks, under a write load, each ending equal (independent oracle):
  *
- * 3. sluice reaches the source through a TCP proxy (test/support/tcp-proxy.ts) that stops carrying
- *    packets without closing anything. sluice must notice within source.replicationTimeoutMs (10 s
- *    here) plus a status interval, and recover by itself: (a) when only the old flows died (new
- *    connections pass) it ends the walsender that still holds the slot and resumes at once; (b) when
- *    nothing passes, it keeps trying with bounded connect attempts and resumes once the path is reset.
+ * 3. sluice reaches the source and the destination through TCP proxies (test/support/tcp-proxy.ts)
+ *    that stop carrying packets without closing anything. sluice must notice within
+ *    source.replicationTimeoutMs (10 s here) plus a status interval on the replication connection,
+ *    and within pipeline.deadConnectionCheckMs (5 s here) plus the check on a statement waiting for the
+ *    destination, and recover by itself: (a) when only the old flows died (new connections pass) it
+ *    ends the sessions left behind (the walsender that still holds the slot, the idle destination
+ *    sessions) and resumes at once; (b) when nothing passes, it keeps trying with bounded connect
+ *    attempts and resumes once the paths are reset.
  * 4. A user session holds ACCESS EXCLUSIVE on the destination table for 20 s: `sluice status` says
  *    what the table waits for and who holds the lock; nothing times out into a wrong state; after the
  *    lock is released the table streams on and is equal.
@@ -21,15 +24,22 @@ import { TcpProxy } from '../support/tcp-proxy.js';
 const TABLE = 'public.orders';
 const ROWS = 20_000;
 const REPLICATION_TIMEOUT_MS = 10_000;
+const DEAD_CONNECTION_CHECK_MS = 5000;
 /** Detection bound: the timeout, one status interval (1 s), and slack for a loaded machine. */
-/** Longer than the detection bound: the blackhole outlasts the dead connection and the reconnects that follow. */
-const BLACKHOLE_MS = 20_000;
+/**
+ * Longer than the detection bounds: on the destination, with new connections held too, the check's
+ * own connect attempt must time out (15 s) before the path is called dead.
+ */
+const BLACKHOLE_MS = 25_000;
 const DETECT_BOUND_S = REPLICATION_TIMEOUT_MS / 1000 + 1 + 4;
+/** The statement's silence, the check interval, the check itself (its connect timeout when nothing passes), slack. */
+const DST_DETECT_BOUND_S = (held: boolean) => DEAD_CONNECTION_CHECK_MS / 1000 + 2 + (held ? 15 : 1) + 4;
 
 let source: Cluster;
 let destination: Cluster;
 let stopAll: (() => Promise<void>) | undefined;
 let proxy: TcpProxy;
+let proxyDst: TcpProxy;
 let work: Workdir | undefined;
 let run: Running | undefined;
 let workload: Workload | undefined;
@@ -57,10 +67,13 @@ before(async () => {
   await createDemoTable(source.url(), { rows: ROWS });
   proxy = new TcpProxy(source.port);
   await proxy.start();
+  proxyDst = new TcpProxy(destination.port);
+  await proxyDst.start();
   work = makeWorkdir({
     sourceUrl: proxy.url(source.url()),
-    destinationUrl: destination.url(),
+    destinationUrl: proxyDst.url(destination.url()),
     sourceExtra: `replicationTimeoutMs: ${REPLICATION_TIMEOUT_MS}`,
+    pipelineExtra: `deadConnectionCheckMs: ${DEAD_CONNECTION_CHECK_MS}`,
     tables: [{ name: TABLE, chunkRows: 5000 }],
   });
   run = spawnSluice(['run'], { config: work.config });
@@ -76,6 +89,7 @@ after(async () => {
   }
   if (process.env.SLUICE_TEST_DUMP && run) (await import('node:fs')).writeFileSync(process.env.SLUICE_TEST_DUMP, run.output());
   await proxy?.stop();
+  await proxyDst?.stop();
   await stopAll?.();
   work?.remove();
 });
@@ -111,48 +125,65 @@ async function secondsUntil(re: RegExp, before: number, since: number, timeoutMs
 }
 
 const DEAD = /no data from the source for/;
+const DST_DEAD = /dead path: no reply/;
 const BACK = /replication connection re-established/;
 
-test('old flows to the source die silently, new ones pass: noticed within the bound, resumes at once', { timeout: 90_000 }, async () => {
+test('old flows to both servers die silently, new ones pass: noticed within the bounds, resumes at once', { timeout: 90_000 }, async () => {
   startLoad();
   await sleep(2000);
   const dead = count(DEAD);
+  const dstDead = count(DST_DEAD);
   const back = count(BACK);
   const at = Date.now();
   proxy.blackhole({ newConnections: 'forward' });
-  note('existing flows blackholed; new connections pass');
-  const detect = await secondsUntil(DEAD, dead, at, 60_000);
+  proxyDst.blackhole({ newConnections: 'forward' });
+  note('existing flows to the source and the destination blackholed; new connections pass');
+  const [dstDetect, detect] = await Promise.all([secondsUntil(DST_DEAD, dstDead, at, 60_000), secondsUntil(DEAD, dead, at, 60_000)]);
+  note(`dead destination connection noticed after ${dstDetect.toFixed(1)} s (bound ${DST_DETECT_BOUND_S(false)} s)`);
   note(`dead replication connection noticed after ${detect.toFixed(1)} s (bound ${DETECT_BOUND_S} s)`);
   assert.ok(detect <= DETECT_BOUND_S, `noticed within ${DETECT_BOUND_S} s (${detect} s)`);
+  assert.ok(dstDetect <= DST_DETECT_BOUND_S(false), `noticed within ${DST_DETECT_BOUND_S(false)} s (${dstDetect} s)`);
   const recovered = await secondsUntil(BACK, back, at, 60_000);
   note(`capture resumed ${recovered.toFixed(1)} s after the flows died (the old walsender ended: ${/ended the walsender/.test(run!.output())})`);
   await settleEqual('after dead flows');
+  const st = await status();
+  assert.equal(st.json.pipeline.running, true, 'the status heartbeat goes on');
   // The dead flows stay as they are (the heartbeat's is dropped by its own timeout); the next test resets them.
 });
 
-test('the path to the source blackholed for 20 s, then reset: noticed within the bound, resumes by itself', { timeout: 120_000 }, async () => {
+test('the paths to both servers blackholed for 25 s, then reset: noticed within the bounds, resumes by itself', { timeout: 120_000 }, async () => {
   startLoad();
   await sleep(2000);
   const dead = count(DEAD);
+  const dstDead = count(DST_DEAD);
   const back = count(BACK);
   const at = Date.now();
   proxy.blackhole();
-  note('path blackholed (new connections held too)');
-  // status does not hang on the unreachable source: it reports it after the connect timeout.
-  const during = status();
+  proxyDst.blackhole();
+  note('paths blackholed (new connections held too)');
+  // status does not hang on an unreachable destination: it gives up after the connect timeout.
+  const startedStatus = Date.now();
+  const during = sluice(['status', '--json'], { config: work!.config, timeoutMs: 60_000 });
+  const dstDetecting = secondsUntil(DST_DEAD, dstDead, at, 60_000);
   const detect = await secondsUntil(DEAD, dead, at, 60_000);
   note(`dead replication connection noticed after ${detect.toFixed(1)} s (bound ${DETECT_BOUND_S} s)`);
   assert.ok(detect <= DETECT_BOUND_S, `noticed within ${DETECT_BOUND_S} s (${detect} s)`);
   const st = await during;
-  note(`status during the blackhole took ${st.seconds.toFixed(1)} s; source: ${st.json.pipeline.sourceError}`);
-  assert.ok(st.json.pipeline.sourceError, 'status reports the source unreachable');
-  assert.ok(st.seconds < 45, `status answered in ${st.seconds} s`);
+  const statusSeconds = (Date.now() - startedStatus) / 1000;
+  note(`status during the blackhole: exit ${st.code} after ${statusSeconds.toFixed(1)} s: ${st.stderr.trim()}`);
+  assert.equal(st.code, 2);
+  assert.match(st.stderr, /destination .*cannot connect: timeout expired/);
+  assert.ok(statusSeconds < 45, `status answered in ${statusSeconds} s`);
+  const dstDetect = await dstDetecting;
+  note(`dead destination connection noticed after ${dstDetect.toFixed(1)} s (bound ${DST_DETECT_BOUND_S(true)} s)`);
+  assert.ok(dstDetect <= DST_DETECT_BOUND_S(true), `noticed within ${DST_DETECT_BOUND_S(true)} s (${dstDetect} s)`);
 
   await sleep(Math.max(0, BLACKHOLE_MS - (Date.now() - at)));
   assert.equal(count(BACK), back, 'nothing got through while blackholed');
   const resetAt = Date.now();
   proxy.reset();
-  note('path reset');
+  proxyDst.reset();
+  note('paths reset');
   const recovered = await secondsUntil(BACK, back, resetAt, 60_000);
   note(`capture resumed ${recovered.toFixed(1)} s after the reset`);
   await settleEqual('after the blackhole');

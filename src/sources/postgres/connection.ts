@@ -7,13 +7,15 @@
  * - TCP keepalives start after KEEPALIVE_IDLE_MS of silence on the socket: a peer that is gone
  *   (host down, path cut) turns into a socket error once the kernel's probes go unanswered
  *   (Linux: `net.ipv4.tcp_keepalive_intvl` × `tcp_keepalive_probes`, 75 s × 9 by default);
- * - the replication stream has its own, tighter bound (`source.replicationTimeoutMs`,
- *   replication-stream.ts), because it is the connection that legitimately waits the longest.
+ * - the replication stream has its own bound (`source.replicationTimeoutMs`, replication-stream.ts);
+ * - a statement that hears nothing for `pipeline.deadConnectionCheckMs` is checked from a second
+ *   connection (watchForDeadPath), which tells a dead path from a long statement or a lock wait.
  *
  * No statement timeout is set: a chunk, an index build or an apply batch waiting for a user's
  * lock is legitimate, however long it takes; `sluice status` says what it waits for.
  */
-import type pg from 'pg';
+import pg from 'pg';
+import { isConnectionError } from './errors.js';
 
 export const CONNECT_TIMEOUT_MS = 15_000;
 export const KEEPALIVE_IDLE_MS = 10_000;
@@ -50,4 +52,88 @@ export async function closeClient(client: pg.Client, ms = 2000): Promise<void> {
   ]);
   clearTimeout(timer);
   destroyClient(client);
+}
+
+/**
+ * A statement that has heard nothing from its server for `stallMs` is checked from a second
+ * connection (every few seconds while it lasts). The connection is dropped, failing the statement
+ * with a retryable error, when
+ * - the server does not answer a new connection either (the path is dead), or
+ * - the server has no such session any more, or
+ * - the session has been idle for seconds while this side still waits for its reply (the reply was
+ *   lost on the way; the session is ended too, so its locks go with it).
+ * A statement that the server is still running, or that waits for a lock, is left alone however
+ * long it takes. `serverPid` must be the session's pg_backend_pid() (read through the connection
+ * itself: behind a pooler the key the client got is not a server pid, and then nothing is watched).
+ */
+export function watchForDeadPath(client: pg.Client, url: string, serverPid: number, stallMs: number): void {
+  if (stallMs <= 0) return;
+  const internals = client as unknown as {
+    _getActiveQuery(): unknown;
+    connection: { stream: { bytesRead?: number; destroy(err?: Error): void } };
+  };
+  let lastHeard = Date.now();
+  // Bytes read so far, polled (a 'data' listener of our own would upset COPY streams, which take the socket over).
+  let bytesRead = internals.connection.stream.bytesRead ?? 0;
+  let active: unknown = null;
+  let since = Date.now();
+  let probing = false;
+  const timer = setInterval(
+    () => {
+      const q = internals._getActiveQuery();
+      const now = Date.now();
+      const read = internals.connection.stream.bytesRead ?? 0;
+      if (read !== bytesRead) {
+        bytesRead = read;
+        lastHeard = now;
+      }
+      if (q !== active) {
+        active = q;
+        since = now;
+      }
+      if (!q || probing || now - since < stallMs || now - lastHeard < stallMs) return;
+      probing = true;
+      void probeSession(url, serverPid)
+        .then((why) => {
+          if (!why || internals._getActiveQuery() !== q) return;
+          const err = Object.assign(
+            new Error(`dead path: no reply for ${Math.round((Date.now() - lastHeard) / 1000)} s and ${why}; the connection is dropped`),
+            { code: 'ETIMEDOUT' },
+          );
+          internals.connection.stream.destroy(err);
+        })
+        .finally(() => (probing = false));
+    },
+    Math.max(100, Math.min(5000, Math.floor(stallMs / 3))),
+  );
+  timer.unref();
+  client.once('end', () => clearInterval(timer));
+}
+
+/** Why the session `pid` is beyond help, or null when it is alive (or it cannot be told). */
+async function probeSession(url: string, pid: number): Promise<string | null> {
+  const c = new pg.Client(clientConfig(url, { application_name: 'sluice-probe', query_timeout: CONNECT_TIMEOUT_MS }));
+  c.on('error', () => {});
+  try {
+    try {
+      await c.connect();
+    } catch (err) {
+      return isConnectionError(err) ? `the server does not answer a new connection either (${(err as Error).message})` : null;
+    }
+    const r = await c.query(
+      `SELECT state, extract(epoch FROM now() - state_change)::float8 AS for_s FROM pg_stat_activity WHERE pid = $1`,
+      [pid],
+    );
+    if (r.rowCount === 0) return `its server session ${pid} is gone`;
+    const { state, for_s: forS } = r.rows[0] as { state: string | null; for_s: number | null };
+    if (state !== null && state.startsWith('idle') && (forS ?? 0) >= 5) {
+      await c.query(`SELECT pg_terminate_backend($1)`, [pid]).catch(() => {});
+      return `its server session ${pid} has been ${state} for ${Math.round(forS ?? 0)} s (the reply was lost; session ended)`;
+    }
+    return null;
+  } catch (err) {
+    return isConnectionError(err) ? `the server stopped answering a new connection too (${(err as Error).message})` : null;
+  } finally {
+    destroyClient(c);
+  }
 }

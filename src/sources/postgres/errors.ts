@@ -21,7 +21,7 @@ export function isConnectionError(err: unknown): boolean {
   if (e.code && CONNECT_CODES.has(e.code)) return true;
   if (e.code && /^(08|57P0)/.test(e.code)) return true;
   const msg = e.message ?? '';
-  return /Connection terminated|connection.*(closed|terminated)|Client has encountered a connection error|timeout expired|no data from the source/i.test(msg);
+  return /Connection terminated|connection.*(closed|terminated)|Client has encountered a connection error|timeout expired|no data from the source|dead path/i.test(msg);
 }
 
 export function pgFields(err: unknown): Record<string, unknown> {
