@@ -257,7 +257,12 @@ class Orchestrator implements Pipeline {
           () =>
             void this.ensureControl()
               .then(() => this.handleRequests())
-              .catch((e) => this.log.warn('reading requests failed', { error: errorMessage(e) })),
+              .then(() => (this.requestsFailing = false))
+              .catch((e) => {
+                // Once per outage, not every 2 s.
+                this.log[this.requestsFailing ? 'debug' : 'warn']('reading requests failed', { error: errorMessage(e) });
+                this.requestsFailing = true;
+              }),
           2000,
         ),
       );
@@ -390,6 +395,7 @@ class Orchestrator implements Pipeline {
   }
 
   private controlLost = false;
+  private requestsFailing = false;
 
   private watchControl(c: pg.Client): void {
     c.on('error', () => {

@@ -133,7 +133,8 @@ export class Streamer {
       // Drop whatever part of a transaction was buffered: the slot sends it again.
       while (!this.stopping) {
         this.failures++;
-        const delay = backoffMs(this.failures, 500, 15_000);
+        // An absent source is asked again every few seconds, so capture resumes soon after it is back.
+        const delay = backoffMs(this.failures, 500, isConnectionLoss(err) ? 5000 : 15_000);
         this.opts.logger.warn('replication connection lost; reconnecting', { error: err.message, inMs: delay });
         await sleep(delay);
         if (this.stopping) return;

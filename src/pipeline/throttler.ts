@@ -257,7 +257,8 @@ class Bucket {
 }
 
 async function open(url: string): Promise<pg.Client> {
-  const c = new pg.Client(clientConfig(url, { application_name: 'sluice-throttle' }));
+  // A probe that hears nothing back within 30 s is on a dead path: it fails, and the next probe opens a new connection.
+  const c = new pg.Client(clientConfig(url, { application_name: 'sluice-throttle', query_timeout: 30_000 }));
   c.on('error', () => {});
   await c.connect();
   return c;

@@ -56,7 +56,7 @@ export async function closeClient(client: pg.Client, ms = 2000): Promise<void> {
 
 /**
  * A statement that has heard nothing from its server for `stallMs` is checked from a second
- * connection (every few seconds while it lasts). The connection is dropped, failing the statement
+ * connection (again after every further `stallMs` while it lasts). The connection is dropped, failing the statement
  * with a retryable error, when
  * - the server does not answer a new connection either (the path is dead), or
  * - the server has no such session any more, or
@@ -78,6 +78,7 @@ export function watchForDeadPath(client: pg.Client, url: string, serverPid: numb
   let active: unknown = null;
   let since = Date.now();
   let probing = false;
+  let nextProbeAt = 0;
   const timer = setInterval(
     () => {
       const q = internals._getActiveQuery();
@@ -91,11 +92,13 @@ export function watchForDeadPath(client: pg.Client, url: string, serverPid: numb
         active = q;
         since = now;
       }
-      if (!q || probing || now - since < stallMs || now - lastHeard < stallMs) return;
+      if (!q || probing || now - since < stallMs || now - lastHeard < stallMs || now < nextProbeAt) return;
       probing = true;
       void probeSession(url, serverPid)
         .then((why) => {
-          if (!why || internals._getActiveQuery() !== q) return;
+          if (internals._getActiveQuery() !== q) return;
+          // Alive (running, or waiting for a lock): look again after another quiet period.
+          if (!why) return void (nextProbeAt = Date.now() + stallMs);
           const err = Object.assign(
             new Error(`dead path: no reply for ${Math.round((Date.now() - lastHeard) / 1000)} s and ${why}; the connection is dropped`),
             { code: 'ETIMEDOUT' },
