@@ -207,6 +207,7 @@ export class ChunkQueue {
         c = null;
         drop();
         await sleep(delay, e.load.signal);
+        if (e.load.signal.aborted || this.stopped) throw err;
       }
     }
   }
