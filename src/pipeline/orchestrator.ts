@@ -574,8 +574,10 @@ class Orchestrator implements Pipeline {
         await setTableState(dst, this.pipeline, rt.name, rt.cursor ? 'streaming' : 'cancelled', { l0: null, lastKey: null, staging: null, detail: null });
         await setRunStatus(dst, this.pipeline, rt.name, 'cancelled');
       });
+      // Still under the table's lock: a swap requested meanwhile (the staging table had just caught
+      // up) must find no staging table when it gets the lock, not one that vanishes under it.
+      rt.staging = null;
     });
-    rt.staging = null;
     rt.state = rt.cursor ? 'streaming' : 'cancelled';
     rt.l0 = null;
     rt.pending = null;
