@@ -45,6 +45,12 @@ export const pipelineSchema = z
       .optional(),
     heartbeatIntervalMs: z.number().int().min(100).default(10_000),
     statusIntervalMs: z.number().int().min(100).default(1_000),
+    /**
+     * A statement that has heard nothing from its server for this long is checked from a second
+     * connection; a dead path, a vanished session or a lost reply drops the connection and the work
+     * is retried. A statement still running or waiting for a lock is left alone. 0 turns it off.
+     */
+    deadConnectionCheckMs: z.number().int().min(0).default(30_000),
   })
   .strict();
 
@@ -59,6 +65,11 @@ export const sourceSchema = z
      * slot and reload every table online).
      */
     onSlotLost: z.enum(['stop', 'rebackfill']).default('stop'),
+    /**
+     * The replication connection is treated as dead (dropped and opened again) after this long
+     * without a byte from the source; a ping is sent after half of it. 0 turns the check off.
+     */
+    replicationTimeoutMs: z.number().int().min(0).default(60_000),
   })
   .strict();
 

@@ -28,8 +28,9 @@ import {
   upsertFromSql,
 } from '../destinations/postgres/dialect.js';
 import { setRunStatus, setTableState, writeCursor } from '../destinations/postgres/state.js';
-import { classify } from '../sources/postgres/errors.js';
+import { classify, isConnectionLoss } from '../sources/postgres/errors.js';
 import { introspectTable } from '../sources/postgres/introspect.js';
+import { closeClient } from '../sources/postgres/connection.js';
 import { connect, withTransaction, type PipelineContext } from './context.js';
 import { Mutex, type TableRuntime } from './runtime.js';
 import { columnTypes, syncColumnTypes } from './type-sync.js';
@@ -135,7 +136,8 @@ export class Applier {
         const e = err instanceof SluiceError ? err : classify('destination', 'applying changes', err);
         this.ctx.logger.warn('apply failed; retrying', { error: e.message, attempt: this.failures });
         await this.session.run(() => this.resetSession());
-        await sleep(backoffMs(this.failures, 200, 10_000));
+        // An absent destination is asked again every few seconds, so applies resume soon after it is back.
+        await sleep(backoffMs(this.failures, 200, isConnectionLoss(e) ? 5000 : 10_000));
         continue;
       }
       if (!busy && !this.stopping) {
@@ -154,12 +156,12 @@ export class Applier {
 
   private async resetSession(): Promise<void> {
     const d = this.dst;
-    const src = this.src;
+    const s = this.src;
     this.dst = null;
     this.src = null;
     this.shapes.clear();
-    await d?.end().catch(() => {});
-    await src?.end().catch(() => {});
+    // The source connection (filling unchanged columns) may be the one that was lost.
+    await Promise.all([d && closeClient(d), s && closeClient(s)]);
   }
 
   private async destination(): Promise<pg.Client> {

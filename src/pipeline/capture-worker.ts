@@ -18,6 +18,7 @@ export interface CaptureWorkerData {
   logFile: string;
   fsync: boolean;
   heartbeatIntervalMs: number;
+  replicationTimeoutMs: number;
 }
 
 export type CaptureMessage =
@@ -59,6 +60,7 @@ async function main(): Promise<void> {
     log,
     logger: workerLogger(),
     heartbeatIntervalMs: d.heartbeatIntervalMs,
+    replicationTimeoutMs: d.replicationTimeoutMs,
     onFatal: (err) => post({ type: 'fatal', code: err.code, message: err.message, retryable: err.retryable }),
     onDurable: report,
   });

@@ -11,6 +11,8 @@ import type pg from 'pg';
 import { SluiceError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { backoffMs, sleep } from '../core/retry.js';
+import { closeClient } from '../sources/postgres/connection.js';
+import { isConnectionLoss } from '../sources/postgres/errors.js';
 import type { Chunk, Planner } from './chunking.js';
 import type { TableRuntime } from './runtime.js';
 
@@ -138,8 +140,10 @@ export class ChunkQueue {
         let planning = true;
         e.planning = true;
         try {
-          if (!conns) conns = await this.connectWorker();
-          const chunk = await e.load.planner.next(conns.src);
+          const chunk = await this.withRetry(e, 'planning a chunk', conns, (c) => {
+            conns = c;
+            return e.load.planner.next(c.src);
+          }, () => (conns = null));
           planning = false;
           e.planning = false;
           this.wake();
@@ -149,12 +153,10 @@ export class ChunkQueue {
           }
           await e.load.admit(chunk);
           const started = Date.now();
-          const rows = await this.copyWithRetry(e, chunk, conns, () => {
-            conns = null;
-          }, async () => {
-            if (!conns) conns = await this.connectWorker();
-            return conns;
-          });
+          const rows = await this.withRetry(e, 'chunk', conns, (c) => {
+            conns = c;
+            return e.load.copy(chunk, c);
+          }, () => (conns = null));
           e.load.planner.done(chunk, rows, (Date.now() - started) / 1000);
         } catch (err) {
           e.error ??= err;
@@ -175,31 +177,42 @@ export class ChunkQueue {
     }
   }
 
-  private async copyWithRetry(
+  /**
+   * Runs `fn` on the worker's connections (opened when missing). A retryable failure closes them
+   * and runs `fn` again on new ones after a backoff: up to 6 attempts, and for as long as it takes
+   * when the server or the path to it is away (a restart, an outage), so the load resumes by itself.
+   */
+  private async withRetry<T>(
     e: Entry,
-    chunk: Chunk,
-    conns: WorkerConnections,
+    what: string,
+    conns: WorkerConnections | null,
+    fn: (c: WorkerConnections) => Promise<T>,
     drop: () => void,
-    reconnect: () => Promise<WorkerConnections>,
-  ): Promise<number> {
+  ): Promise<T> {
     let c = conns;
+    let lost = 0;
     for (let attempt = 1; ; attempt++) {
       try {
-        return await e.load.copy(chunk, c);
+        c ??= await this.connectWorker();
+        return await fn(c);
       } catch (err) {
-        const retryable = err instanceof SluiceError ? err.retryable : false;
-        if (!retryable || attempt >= 6 || e.load.signal.aborted) throw err;
-        const delay = backoffMs(attempt, 300, 15_000);
-        this.log.warn('chunk failed; retrying', { table: e.load.rt.name, attempt, inMs: delay, error: (err as Error).message });
-        await closeWorker(c);
+        const retryable = err instanceof SluiceError ? err.retryable : isConnectionLoss(err);
+        const connection = isConnectionLoss(err);
+        if (connection) lost++;
+        if (!retryable || (!connection && attempt - lost >= 6) || e.load.signal.aborted || this.stopped) throw err;
+        // An absent server is asked again every few seconds: a connect attempt costs little, and the load resumes soon after it is back.
+        const delay = connection ? backoffMs(lost, 300, 5000) : backoffMs(attempt, 300, 15_000);
+        this.log.warn(`${what} failed; retrying`, { table: e.load.rt.name, attempt, inMs: delay, error: (err as Error).message });
+        if (c) await closeWorker(c);
+        c = null;
         drop();
-        await sleep(delay);
-        c = await reconnect();
+        await sleep(delay, e.load.signal);
+        if (e.load.signal.aborted || this.stopped) throw err;
       }
     }
   }
 }
 
 async function closeWorker(c: WorkerConnections): Promise<void> {
-  await Promise.allSettled([c.src.end(), c.dst.end()]);
+  await Promise.allSettled([closeClient(c.src), closeClient(c.dst)]);
 }

@@ -4,6 +4,7 @@
  */
 import pg from 'pg';
 import { connectError, redactUrl } from '../sources/postgres/errors.js';
+import { clientConfig } from '../sources/postgres/connection.js';
 import type { SluiceConfig, TableConfig } from '../config/schema.js';
 import { SluiceError } from '../core/errors.js';
 import { TableName } from '../core/types.js';
@@ -73,7 +74,7 @@ function qname(t: TableName): string {
 
 /** A configured replica must be reachable and a standby. */
 export async function checkReplica(url: string): Promise<void> {
-  const c = new pg.Client({ connectionString: url, application_name: 'sluice' });
+  const c = new pg.Client(clientConfig(url, { application_name: 'sluice' }));
   try {
     await c.connect();
   } catch (err) {

@@ -27,10 +27,10 @@ import { uncarriable } from '../destinations/postgres/swap.js';
 import { onlineAlternative, truncateBlockers, truncateRefusal } from '../destinations/postgres/references.js';
 import { inBackfill } from '../core/table-state.js';
 import { Swapper } from './swapper.js';
-import { classify } from '../sources/postgres/errors.js';
+import { classify, isConnectionLoss } from '../sources/postgres/errors.js';
 import { quoteIdent } from '../sources/postgres/introspect.js';
 import { Applier } from './applier.js';
-import { connect, withTransaction, type PipelineContext } from './context.js';
+import { configureConnections, connect, withTransaction, type PipelineContext } from './context.js';
 import { Copier } from './copier.js';
 import { checkBackfillOptions, preflight } from './inspector.js';
 import type { ThrottleLimits } from './throttler.js';
@@ -120,6 +120,7 @@ class Orchestrator implements Pipeline {
 
   async start(): Promise<void> {
     const cfg = this.cfg;
+    configureConnections(cfg);
     const src = await connect('source', cfg.source.url, 'sluice');
     let dst: pg.Client | null = null;
     try {
@@ -139,6 +140,7 @@ class Orchestrator implements Pipeline {
         );
       }
       this.control = dst;
+      this.watchControl(dst);
       const pre = await preflight(cfg, src, dst, this.slot);
       // Creates `_sluice`, migrates an older format (logged), refuses a newer one (exit 2).
       await ensureStateSchema(dst, this.log);
@@ -241,6 +243,7 @@ class Orchestrator implements Pipeline {
         fsync: cfg.log.type === 'embedded' ? cfg.log.fsync : true,
         logger: this.log.child({ part: 'capture' }),
         heartbeatIntervalMs: cfg.pipeline.heartbeatIntervalMs,
+        replicationTimeoutMs: cfg.source.replicationTimeoutMs,
         onFatal: (err) => void this.fail(err),
         onDurable: () => this.applier?.poke(),
       });
@@ -261,7 +264,20 @@ class Orchestrator implements Pipeline {
       }
       await this.listenForRequests();
       await this.handleRequests();
-      this.timers.push(setInterval(() => void this.handleRequests().catch((e) => this.log.warn('reading requests failed', { error: errorMessage(e) })), 2000));
+      this.timers.push(
+        setInterval(
+          () =>
+            void this.ensureControl()
+              .then(() => this.handleRequests())
+              .then(() => (this.requestsFailing = false))
+              .catch((e) => {
+                // Once per outage, not every 2 s.
+                this.log[this.requestsFailing ? 'debug' : 'warn']('reading requests failed', { error: errorMessage(e) });
+                this.requestsFailing = true;
+              }),
+          2000,
+        ),
+      );
       this.timers.push(setInterval(() => void this.writeStatus().catch(() => {}), cfg.pipeline.statusIntervalMs));
       await this.sweepArchives().catch((e) => this.log.warn('dropping expired archives failed', { error: errorMessage(e) }));
       this.timers.push(setInterval(() => void this.sweepArchives().catch((e) => this.log.warn('dropping expired archives failed', { error: errorMessage(e) })), 60_000));
@@ -352,9 +368,10 @@ class Orchestrator implements Pipeline {
         } catch (err) {
           const e = err instanceof SluiceError ? err : classify('source', `backfilling ${rt.name}`, err);
           if (this.stopping || abort.signal.aborted) return;
-          if (e.retryable && attempt < 10) {
+          // A server that is away (restart, outage) is waited for however long; other retryable errors 10 times.
+          if (e.retryable && (attempt < 10 || isConnectionLoss(e))) {
             attempt++;
-            const delay = backoffMs(attempt, 500, 30_000);
+            const delay = backoffMs(Math.min(attempt, 10), 500, 30_000);
             this.log.warn('backfill interrupted; resuming', { table: rt.name, error: e.message, inMs: delay });
             await sleep(delay, abort.signal);
             continue;
@@ -416,6 +433,56 @@ class Orchestrator implements Pipeline {
       JSON.stringify({ mode }),
     ]));
     await this.handleRequests();
+  }
+
+  private controlLost = false;
+  private requestsFailing = false;
+
+  private watchControl(c: pg.Client): void {
+    c.on('error', () => {
+      if (this.control === c) this.controlLost = true;
+    });
+    c.on('end', () => {
+      if (this.control === c) this.controlLost = true;
+    });
+  }
+
+  /**
+   * The control connection holds the pipeline lock and listens for requests. When the destination
+   * went away (restart, outage), it is opened again and takes the lock back; if another process of
+   * this pipeline took it in the meantime, this one stops.
+   */
+  private async ensureControl(): Promise<void> {
+    if (!this.controlLost || this.stopping) return;
+    const c = await connect('destination', this.cfg.destination.url, 'sluice');
+    this.watchControl(c);
+    try {
+      let locked = false;
+      for (let attempt = 0; attempt < 10 && !locked; attempt++) {
+        locked = (await c.query(`SELECT pg_try_advisory_lock(${LOCK_KEY_SQL}) AS ok`, [this.pipeline])).rows[0].ok;
+        if (locked) break;
+        // The old control session may still be there (its path died, the server has not noticed): it is ours, end it.
+        const oldPid = (this.control as unknown as { processID?: number } | null)?.processID;
+        if (oldPid) await c.query(`SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = $1`, [oldPid]);
+        await sleep(500);
+      }
+      if (!locked) {
+        await c.end().catch(() => {});
+        await this.fail(
+          new SluiceError('SLOT_IN_USE', `pipeline ${this.pipeline}: the destination was away and another process of this pipeline holds its lock now; stopping this one`),
+        );
+        return;
+      }
+    } catch (err) {
+      await c.end().catch(() => {});
+      throw err;
+    }
+    const old = this.control;
+    this.control = c;
+    this.controlLost = false;
+    if (old) void old.end().catch(() => {});
+    await this.listenForRequests();
+    this.log.info('control connection to the destination re-established');
   }
 
   private async listenForRequests(): Promise<void> {

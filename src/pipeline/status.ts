@@ -10,7 +10,8 @@ import { errorMessage } from '../core/errors.js';
 import { Lsn, TableName } from '../core/types.js';
 import { cursorKey, readCursors, readTables, stateSchemaExists } from '../destinations/postgres/state.js';
 import { assertStateReadable, readStateFormat, STATE_FORMAT } from '../destinations/postgres/state-format.js';
-import { connect } from './context.js';
+import { describeLockWait, readLockWaits, waitIsOn, type LockWait } from '../destinations/postgres/lock-waits.js';
+import { configureConnections, connect } from './context.js';
 
 export interface TableStatus {
   name: string;
@@ -24,6 +25,8 @@ export interface TableStatus {
   error: string | null;
   /** What the table waits for right now, e.g. "waiting for the swap lock (attempt 3 ...)". */
   detail: string | null;
+  /** sluice's sessions in the destination that wait for a lock on this table, and who holds it. */
+  lockWaits: LockWait[];
   /** Online backfills: the staging table being loaded, and the replaced tables still kept. */
   staging: string | null;
   archives: { name: string; dropAfter: string | null }[];
@@ -52,6 +55,7 @@ export interface PipelineStatus {
 const STALE_HEARTBEAT_SECONDS = 15;
 
 export async function computeStatus(cfg: SluiceConfig): Promise<PipelineStatus> {
+  configureConnections(cfg);
   const dst = await connect('destination', cfg.destination.url, 'sluice-status');
   let src: pg.Client | null = null;
   let sourceError: string | undefined;
@@ -104,6 +108,8 @@ export async function computeStatus(cfg: SluiceConfig): Promise<PipelineStatus> 
           )
         ).rows
       : [];
+    // Read now, from here: a running pipeline's own status row cannot say it is stuck behind a lock.
+    const waits = hasState ? await readLockWaits(dst).catch(() => [] as LockWait[]) : [];
     const names = [...new Set([...cfg.tables.map((t) => TableName.format(TableName.parse(t.name))), ...rows.map((r) => r.name)])];
     const tables: TableStatus[] = [];
     for (const name of names) {
@@ -115,6 +121,9 @@ export async function computeStatus(cfg: SluiceConfig): Promise<PipelineStatus> 
         const d = await dst.query(`SELECT pg_wal_lsn_diff($1::pg_lsn, $2::pg_lsn)::float8 AS d`, [currentLsn, Lsn.format(from)]);
         lagBytes = Math.max(0, Math.round(d.rows[0].d));
       }
+      const targets = [row?.target ?? `${cfg.destination.schema}.${TableName.parse(name).name}`, row?.staging].filter((t): t is string => !!t);
+      const lockWaits = waits.filter((w) => targets.some((t) => waitIsOn(w, t)));
+      const lockDetail = lockWaits.map((w) => describeLockWait(w, targets[0])).join('; ');
       tables.push({
         name,
         state: row?.state ?? 'queued',
@@ -125,7 +134,8 @@ export async function computeStatus(cfg: SluiceConfig): Promise<PipelineStatus> 
         lagBytes: cursor ? lagBytes : null,
         lagSeconds: cursor ? (running ? row?.lagSeconds ?? null : cursor.commitTime ? Math.max(0, (Date.now() - cursor.commitTime.getTime()) / 1000) : null) : null,
         error: row?.error ?? null,
-        detail: row?.detail ?? null,
+        detail: [lockDetail, row?.detail].filter((d) => !!d).join('; ') || null,
+        lockWaits,
         staging: row?.staging ?? null,
         archives: archives
           .filter((a) => a.table_name === name)

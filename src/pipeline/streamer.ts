@@ -14,7 +14,11 @@ import type { Logger } from '../core/logger.js';
 import { backoffMs, sleep } from '../core/retry.js';
 import { Lsn, type RelationColumns } from '../core/types.js';
 import type { PgoutputMessage, RelationMessage } from '../sources/postgres/pgoutput-decoder.js';
+import { clientConfig, destroyClient } from '../sources/postgres/connection.js';
+import { isConnectionLoss } from '../sources/postgres/errors.js';
 import { ReplicationStream } from '../sources/postgres/replication-stream.js';
+
+const HEARTBEAT_TIMEOUT_MS = 30_000;
 
 export interface StreamerOptions {
   readonly url: string;
@@ -23,6 +27,8 @@ export interface StreamerOptions {
   readonly log: ChangeLog;
   readonly logger: Logger;
   readonly heartbeatIntervalMs: number;
+  /** The replication connection is treated as dead after this long without a byte from the source (0: never). */
+  readonly replicationTimeoutMs?: number;
   /** Flush the log at least this often while transactions are pending. */
   readonly flushIntervalMs?: number;
   /** Flush as soon as this many changes are buffered. */
@@ -52,6 +58,7 @@ export class Streamer {
   private broken = false;
   private restarting = false;
   private failures = 0;
+  private walsenderPid: number | null = null;
   /** Changes captured since start (for status and benchmarks). */
   captured = 0;
 
@@ -72,22 +79,55 @@ export class Streamer {
       slot: this.opts.slot,
       publication: this.opts.publication,
       startLsn: head.endLsn,
+      timeoutMs: this.opts.replicationTimeoutMs,
       onMessage: (m) => this.onMessage(m),
       onKeepalive: (walEnd) => this.onKeepalive(walEnd),
       onError: (err) => void this.onStreamError(err),
     });
     await stream.start();
     this.stream = stream;
+    this.walsenderPid = stream.backendPid;
     this.failures = 0;
   }
 
-  private async onStreamError(err: SluiceError): Promise<void> {
+  /**
+   * After a connection given up as dead, its walsender may still hold the slot until the source's
+   * wal_sender_timeout: end it, but only if it is the one this process had.
+   */
+  private async endOldWalsender(): Promise<boolean> {
+    const pid = this.walsenderPid;
+    if (pid === null) return false;
+    const c = new pg.Client(clientConfig(this.opts.url, { application_name: 'sluice' }));
+    c.on('error', () => {});
+    try {
+      await c.connect();
+      const r = await c.query(
+        `SELECT pg_terminate_backend(active_pid) AS ended FROM pg_replication_slots WHERE slot_name = $1 AND active_pid = $2`,
+        [this.opts.slot, pid],
+      );
+      if (r.rows[0]?.ended) {
+        this.opts.logger.warn('ended the walsender of the dropped replication connection, which still held the slot', { pid });
+        this.walsenderPid = null;
+        return true;
+      }
+      return false;
+    } catch (err) {
+      this.opts.logger.debug('could not end the old walsender', { pid, error: (err as Error).message });
+      return false;
+    } finally {
+      void c.end().catch(() => {});
+    }
+  }
+
+  private async onStreamError(lost: SluiceError): Promise<void> {
+    let err = lost;
     if (this.stopping || this.restarting || this.broken) return;
     if (err.code === 'SLOT_IN_USE' || !err.retryable) {
       // A decode error or a refused slot cannot be fixed by reconnecting.
       if (!err.retryable && err.code !== 'SOURCE_ERROR') return this.opts.onFatal(err);
     }
     this.restarting = true;
+    const lostAt = Date.now();
     try {
       const old = this.stream;
       this.stream = null;
@@ -95,18 +135,23 @@ export class Streamer {
       // Drop whatever part of a transaction was buffered: the slot sends it again.
       while (!this.stopping) {
         this.failures++;
-        const delay = backoffMs(this.failures, 500, 15_000);
+        // An absent source is asked again every few seconds, so capture resumes soon after it is back.
+        const delay = backoffMs(this.failures, 500, isConnectionLoss(err) ? 5000 : 15_000);
         this.opts.logger.warn('replication connection lost; reconnecting', { error: err.message, inMs: delay });
         await sleep(delay);
         if (this.stopping) return;
         try {
           this.discardPartial();
           await this.connect();
-          this.opts.logger.info('replication connection re-established');
+          this.opts.logger.info('replication connection re-established', { afterMs: Date.now() - lostAt });
           return;
         } catch (e) {
           const se = e instanceof SluiceError ? e : new SluiceError('SOURCE_ERROR', String(e), { retryable: true });
+          err = se;
+          if (se.code === 'SLOT_IN_USE' && (await this.endOldWalsender())) continue;
           if (se.code === 'SLOT_IN_USE' && this.failures < 20) continue;
+          // The source (or the path to it) is away: wait for it, however long; the log keeps what was captured.
+          if (isConnectionLoss(se)) continue;
           if (!se.retryable && se.code !== 'SOURCE_UNREACHABLE' && se.code !== 'SLOT_IN_USE') return this.opts.onFatal(se);
           if (this.failures >= 60) return this.opts.onFatal(se);
         }
@@ -256,7 +301,8 @@ export class Streamer {
     this.lastTxnMs = Date.now();
     try {
       if (!this.heartbeatClient) {
-        const c = new pg.Client({ connectionString: this.opts.url, application_name: 'sluice-heartbeat' });
+        // A heartbeat that hears nothing back within the timeout is on a dead path: drop it, open another next time.
+        const c = new pg.Client(clientConfig(this.opts.url, { application_name: 'sluice-heartbeat', query_timeout: HEARTBEAT_TIMEOUT_MS }));
         c.on('error', () => {
           this.heartbeatClient = null;
         });
@@ -268,7 +314,7 @@ export class Streamer {
       this.opts.logger.debug('heartbeat failed', { error: (err as Error).message });
       const c = this.heartbeatClient;
       this.heartbeatClient = null;
-      await c?.end().catch(() => {});
+      if (c) destroyClient(c);
     }
   }
 

@@ -16,6 +16,7 @@ import pg from 'pg';
 import type { ThrottleConfig } from '../config/schema.js';
 import type { Logger } from '../core/logger.js';
 import { sleep } from '../core/retry.js';
+import { clientConfig } from '../sources/postgres/connection.js';
 
 export type ThrottleLimits = ThrottleConfig;
 
@@ -256,7 +257,8 @@ class Bucket {
 }
 
 async function open(url: string): Promise<pg.Client> {
-  const c = new pg.Client({ connectionString: url, application_name: 'sluice-throttle' });
+  // A probe that hears nothing back within 30 s is on a dead path: it fails, and the next probe opens a new connection.
+  const c = new pg.Client(clientConfig(url, { application_name: 'sluice-throttle', query_timeout: 30_000 }));
   c.on('error', () => {});
   await c.connect();
   return c;

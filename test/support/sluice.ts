@@ -42,6 +42,8 @@ export function makeWorkdir(opts: {
   pipelineExtra?: string;
   /** source.replicaUrl */
   replicaUrl?: string;
+  /** more keys of the `source:` mapping, e.g. `replicationTimeoutMs: 10000` */
+  sourceExtra?: string;
   extra?: string;
 }): Workdir {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-work-'));
@@ -61,7 +63,7 @@ export function makeWorkdir(opts: {
   writeFileSync(
     config,
     `pipeline: { name: ${opts.pipeline ?? 'test'}, heartbeatIntervalMs: 1000${opts.pipelineExtra ? `, ${opts.pipelineExtra}` : ''} }
-source: { type: postgres, url: "${opts.sourceUrl}"${opts.replicaUrl ? `, replicaUrl: "${opts.replicaUrl}"` : ''} }
+source: { type: postgres, url: "${opts.sourceUrl}"${opts.replicaUrl ? `, replicaUrl: "${opts.replicaUrl}"` : ''}${opts.sourceExtra ? `, ${opts.sourceExtra}` : ''} }
 destination: { type: postgres, url: "${opts.destinationUrl}" }
 log: { type: embedded, path: "${join(dir, 'log')}" }
 ${opts.extra ?? ''}

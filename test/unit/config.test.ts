@@ -27,10 +27,10 @@ function configError(fn: () => unknown): SluiceError {
 
 test('a minimal config gets every default', () => {
   const cfg = parseConfig(MINIMAL, { env: {} });
-  assert.deepEqual(cfg.pipeline, { name: 'app', concurrency: 10, workers: 4, heartbeatIntervalMs: 10000, statusIntervalMs: 1000 });
+  assert.deepEqual(cfg.pipeline, { name: 'app', concurrency: 10, workers: 4, heartbeatIntervalMs: 10000, statusIntervalMs: 1000, deadConnectionCheckMs: 30000 });
   assert.equal(slotNameOf(cfg), 'sluice_app');
   assert.equal(publicationNameOf(cfg), 'sluice_app');
-  assert.deepEqual(cfg.source, { type: 'postgres', url: 'postgres://u:secret@src:5432/db', onSlotLost: 'stop' });
+  assert.deepEqual(cfg.source, { type: 'postgres', url: 'postgres://u:secret@src:5432/db', onSlotLost: 'stop', replicationTimeoutMs: 60000 });
   assert.deepEqual(cfg.destination, { type: 'postgres', url: 'postgresql://u:pw@dst/db', schema: 'public' });
   assert.deepEqual(cfg.log, { type: 'embedded', path: '.sluice/app', fsync: true });
   assert.deepEqual(cfg.throttle, {

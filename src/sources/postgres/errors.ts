@@ -12,7 +12,7 @@ interface PgLikeError {
   errno?: number;
 }
 
-const CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ETIMEDOUT', 'ECONNRESET', 'EAI_AGAIN']);
+const CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ETIMEDOUT', 'ECONNRESET', 'EAI_AGAIN', 'ENETUNREACH', 'EPIPE']);
 
 /** True for errors that mean the server is not there (or dropped the connection): worth a retry. */
 export function isConnectionError(err: unknown): boolean {
@@ -21,7 +21,7 @@ export function isConnectionError(err: unknown): boolean {
   if (e.code && CONNECT_CODES.has(e.code)) return true;
   if (e.code && /^(08|57P0)/.test(e.code)) return true;
   const msg = e.message ?? '';
-  return /Connection terminated|connection.*(closed|terminated)|Client has encountered a connection error|timeout expired/i.test(msg);
+  return /Connection terminated|connection.*(closed|terminated)|Client has encountered a connection error|timeout expired|no data from the source|dead path/i.test(msg);
 }
 
 export function pgFields(err: unknown): Record<string, unknown> {
@@ -33,7 +33,11 @@ export function pgFields(err: unknown): Record<string, unknown> {
   return out;
 }
 
-/** Wraps a connect failure into the error that names the fix. */
+/**
+ * Wraps a connect failure into the error that names the fix. A server that is not there (refused,
+ * timed out, starting up or shutting down) is retryable: a running pipeline waits for it to come
+ * back; at start the CLI still exits 2 with this message.
+ */
 export function connectError(side: 'source' | 'destination', redactedUrl: string, err: unknown): SluiceError {
   const code: ErrorCode = side === 'source' ? 'SOURCE_UNREACHABLE' : 'DESTINATION_UNREACHABLE';
   const e = err as PgLikeError;
@@ -41,7 +45,20 @@ export function connectError(side: 'source' | 'destination', redactedUrl: string
   if (e?.code === '28P01' || e?.code === '28000') why = `authentication failed (${why}); check the user and password in ${side}.url`;
   else if (e?.code === '3D000') why = `${why}; create the database or fix the database name in ${side}.url`;
   else why = `${why}; check that the server runs and ${side}.url is right`;
-  return new SluiceError(code, `${side} ${redactedUrl}: cannot connect: ${why}`, { cause: err, context: pgFields(err) });
+  return new SluiceError(code, `${side} ${redactedUrl}: cannot connect: ${why}`, {
+    cause: err,
+    context: pgFields(err),
+    retryable: isConnectionError(err),
+  });
+}
+
+/** The server or the path to it is gone (not a statement's own failure): waiting and reconnecting fixes it. */
+export function isConnectionLoss(err: unknown): boolean {
+  if (err instanceof SluiceError) {
+    if (err.code === 'SOURCE_UNREACHABLE' || err.code === 'DESTINATION_UNREACHABLE') return err.retryable;
+    return err.retryable && isConnectionError(err.cause);
+  }
+  return isConnectionError(err);
 }
 
 /** Classifies an error raised while talking to a connected server. */
