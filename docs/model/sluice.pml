@@ -1,5 +1,5 @@
 /*
- * sluice's correctness contract 1-4 and 6 (DESIGN.md) as a Promela model, checked by spin.
+ * sluice's correctness contract 1-4 and 6 (docs/architecture.md) as a Promela model, checked by spin.
  * docs/model/README.md says what is modelled, what is abstracted, the bounds, and how to run it.
  *
  * One table T with K keys; NW single-row writer transactions on the source; one sluice process whose

@@ -1,7 +1,7 @@
 import type { CapturedValue, Change, ChangeKind, Lsn, Position, RelationColumns } from '../core/types.js';
 
 /**
- * The change log: a durable, ordered buffer between capture and apply (DESIGN.md, contract 1 and 2).
+ * The change log: a durable, ordered buffer between capture and apply (contract 1 and 2).
  *
  * Capture appends whole transactions and calls `flush()`; only after `flush()` returns is a
  * transaction durable, and only then may the source slot be acknowledged up to `head().endLsn`.

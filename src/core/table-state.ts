@@ -1,5 +1,5 @@
 /**
- * The table lifecycle (DESIGN.md "Table lifecycle") as an exhaustive transition table: adding a
+ * The table lifecycle (docs/architecture.md, "Table lifecycle") as an exhaustive transition table: adding a
  * state without saying where it may go fails to compile.
  *
  *   queued → backfilling → catching_up → [swapping →] streaming   (swapping: online mode only)

@@ -1,7 +1,7 @@
 /**
  * The Applier: moves every live table's apply cursor towards the change log's head, in batches,
  * committing each batch and its cursor in one destination transaction (contract 2). Replay after
- * a backfill is the same loop starting from L0 (DESIGN.md "One mechanism for apply, replay and
+ * a backfill is the same loop starting from L0 (docs/architecture.md, "One mechanism for apply, replay and
  * catch-up").
  *
  * A batch is compacted per primary key (only the last image of a key matters), then applied set-wise:

@@ -1,5 +1,5 @@
 /**
- * Backfill strategies: how a table is cut into chunks (DESIGN.md "Backfill strategies").
+ * Backfill strategies: how a table is cut into chunks (docs/architecture.md, "Backfill strategies").
  *
  * - keyset: `key > last ORDER BY key LIMIT n`, one reader; any primary key, composite and uuid too.
  * - interval: an integer primary key's range cut into intervals `[lo, hi)` read concurrently. Widths

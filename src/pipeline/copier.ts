@@ -1,5 +1,5 @@
 /**
- * The Copier: one backfill run of one table, keyset strategy (DESIGN.md contract 3 and 4).
+ * The Copier: one backfill run of one table, keyset strategy (contract 3 and 4).
  *
  * 1. T is in the publication, then L0 = pg_current_wal_lsn() is read together with the xmax of
  *    the current snapshot; the first chunk is read only after every transaction in flight at L0

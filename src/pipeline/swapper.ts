@@ -1,5 +1,5 @@
 /**
- * The Swapper: the end of an online backfill (DESIGN.md contract 6). When the staging table's
+ * The Swapper: the end of an online backfill (contract 6). When the staging table's
  * replay has reached the live table's position, it pauses applying to that table, brings both to
  * the same position, and swaps them in one destination transaction under a short lock_timeout:
  * live → archive, staging → live, with grants, owner, comments, policies, triggers and dependent

@@ -1,5 +1,5 @@
 /**
- * Model-based test of the Applier and the embedded change log (DESIGN.md contracts 2 and 5, and the
+ * Model-based test of the Applier and the embedded change log (contracts 2 and 5, and the
  * replay after a backfill): random sequences of source transactions (inserts, updates that leave a
  * TOASTed value out, updates of it, primary-key changes, deletes, truncates), apply steps that stop
  * at batch boundaries (batches of 1-5 rows split transactions and key histories), crashes of the

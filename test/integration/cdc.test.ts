@@ -1,5 +1,5 @@
 /**
- * CDC semantics end to end through `sluice run` (DESIGN.md contract 5, and contract 1 on an idle
+ * CDC semantics end to end through `sluice run` (contract 5, and contract 1 on an idle
  * source): after the initial backfill of a table with a TOASTed column, each kind of source change
  * must reach the destination, checked with the independent oracle after every step.
  */

@@ -1,5 +1,5 @@
 /**
- * The randomized concurrency + crash test (DESIGN.md "Tests"; contracts 1-5): a real write load
+ * The randomized concurrency + crash test (docs/architecture.md, "Tests"; contracts 1-5): a real write load
  * (inserts, updates, TOAST-unchanged updates, deletes, primary-key changes, transactions) runs
  * against the source while `sluice run` backfills public.orders (~40 chunks) and streams it; the
  * process is SIGKILLed at random moments (during startup, the chunks, the replay, streaming) and

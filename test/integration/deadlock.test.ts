@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { createDemoTable, Workload } from '../../src/demo/workload.js';
 import { startClusters, type Cluster } from '../support/clusters.js';
-import { makeWorkdir, sluice, spawnSluice, eventuallyEqual, type Running, type Workdir } from '../support/sluice.js';
+import { makeWorkdir, sluice, spawnSluice, eventuallyEqual, type Running, type Workdir, killIfRunning } from '../support/sluice.js';
 
 const TABLE = 'public.orders';
 let source: Cluster;
@@ -37,10 +37,7 @@ before(async () => {
 });
 
 after(async () => {
-  if (run && run.child.exitCode === null) {
-    run.kill('SIGKILL');
-    await run.exited(10_000).catch(() => undefined);
-  }
+  await killIfRunning(run);
   await stopAll?.();
   work?.remove();
 });

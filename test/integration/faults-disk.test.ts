@@ -17,7 +17,7 @@ import { after, before, test } from 'node:test';
 import Database from 'better-sqlite3';
 import { createDemoTable, Workload } from '../../src/demo/workload.js';
 import { startClusters, type Cluster } from '../support/clusters.js';
-import { makeWorkdir, spawnSluice, type Running, type Workdir, eventuallyEqual } from '../support/sluice.js';
+import { makeWorkdir, spawnSluice, type Running, type Workdir, eventuallyEqual, killIfRunning } from '../support/sluice.js';
 
 const TABLE = 'public.orders';
 const SLOT = 'sluice_test';
@@ -46,10 +46,7 @@ before(async () => {
 });
 
 after(async () => {
-  if (run && run.child.exitCode === null) {
-    run.kill('SIGKILL');
-    await run.exited(10_000).catch(() => undefined);
-  }
+  await killIfRunning(run);
   await stopAll?.();
   work?.remove();
   if (mounted && mnt) {

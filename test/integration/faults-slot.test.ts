@@ -23,7 +23,7 @@ import { after, before, test } from 'node:test';
 import pg from 'pg';
 import { createDemoTable, Workload } from '../../src/demo/workload.js';
 import { startClusters, type Cluster } from '../support/clusters.js';
-import { makeWorkdir, spawnSluice, waitUntil, type Running, type Workdir, eventuallyEqual } from '../support/sluice.js';
+import { makeWorkdir, spawnSluice, waitUntil, type Running, type Workdir, eventuallyEqual, killIfRunning } from '../support/sluice.js';
 
 const TABLE = 'public.orders';
 const SLOT = 'sluice_test';
@@ -53,10 +53,7 @@ before(async () => {
 });
 
 after(async () => {
-  if (run && run.child.exitCode === null) {
-    run.kill('SIGKILL');
-    await run.exited(10_000).catch(() => undefined);
-  }
+  await killIfRunning(run);
   await stopAll?.();
   work?.remove();
 });

@@ -1,5 +1,5 @@
 /**
- * DESIGN.md contract 3, the in-flight wait: a backfill fixes L0 and then waits until every
+ * contract 3, the in-flight wait: a backfill fixes L0 and then waits until every
  * transaction in flight at L0 has ended before it reads the first chunk. A transaction that wrote T
  * before T joined the publication is not decoded (the publication did not contain T in the
  * transaction's catalog snapshot), so only the chunks can carry its effect: they must be read after

@@ -1,5 +1,5 @@
 /**
- * Online backfills (DESIGN.md contract 6): `sluice backfill public.orders --mode online` loads
+ * Online backfills (contract 6): `sluice backfill public.orders --mode online` loads
  * `orders__sluice_staging`, replays the changes since L0 into it and swaps it in, in one
  * destination transaction, while CDC keeps flowing into the live table.
  *

@@ -1,5 +1,5 @@
 /**
- * The backfill queue, the throttle and reading from a replica (DESIGN.md "Table lifecycle",
+ * The backfill queue, the throttle and reading from a replica (docs/architecture.md, "Table lifecycle",
  * "Throttle", contracts 7 and 8), each with its own pipeline on one source, one hot standby of it
  * (startReplica) and one destination cluster (a database per pipeline):
  *

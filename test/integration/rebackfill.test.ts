@@ -8,7 +8,7 @@ import { after, before, test } from 'node:test';
 import { createDemoTable, Workload } from '../../src/demo/workload.js';
 import { startClusters, type Cluster } from '../support/clusters.js';
 import { assertTablesEqual } from '../support/oracle.js';
-import { makeWorkdir, sluice, spawnSluice, type Running, type Workdir, eventuallyEqual as sharedEventuallyEqual } from '../support/sluice.js';
+import { makeWorkdir, sluice, spawnSluice, type Running, type Workdir, eventuallyEqual as sharedEventuallyEqual, killIfRunning } from '../support/sluice.js';
 
 const TABLE = 'public.orders';
 let source: Cluster;
@@ -32,10 +32,7 @@ before(async () => {
 });
 
 after(async () => {
-  if (run && run.child.exitCode === null) {
-    run.kill('SIGKILL');
-    await run.exited(10_000).catch(() => undefined);
-  }
+  await killIfRunning(run);
   await stopAll?.();
   work?.remove();
 });

@@ -1,5 +1,5 @@
 /**
- * `where` scopes (DESIGN.md "Backfill strategies": a scope limits any strategy to a subset): a
+ * `where` scopes (docs/architecture.md, "Backfill strategies": a scope limits any strategy to a subset): a
  * source table with a tenant column is loaded and streams; then the destination drifts, and
  *
  * 1. `sluice backfill public.t --mode upsert --where "tenant = 7" --wait` repairs exactly tenant 7

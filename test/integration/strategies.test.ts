@@ -1,5 +1,5 @@
 /**
- * Backfill strategies (DESIGN.md "Backfill strategies"; contracts 3 and 4): the initial load of a
+ * Backfill strategies (docs/architecture.md, "Backfill strategies"; contracts 3 and 4): the initial load of a
  * demo table (~100k rows) through `sluice run` with each strategy — keyset, interval with
  * parallelism 3, ctid with parallelism 3 — under a running write load. Each load is SIGKILLed
  * after a few chunks are committed and restarted (it resumes the same run); once the table streams

@@ -17,7 +17,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
 import { startClusters, type Cluster } from '../support/clusters.js';
-import { makeWorkdir, sluice, spawnSluice, waitUntil, eventuallyEqual, type Running, type Workdir } from '../support/sluice.js';
+import { makeWorkdir, sluice, spawnSluice, waitUntil, eventuallyEqual, type Running, type Workdir, killIfRunning } from '../support/sluice.js';
 
 const TABLE = 'public.acct';
 const ROWS = 3000;
@@ -160,10 +160,7 @@ before(async () => {
 });
 
 after(async () => {
-  if (run && run.child.exitCode === null) {
-    run.kill('SIGKILL');
-    await run.exited(10_000).catch(() => undefined);
-  }
+  await killIfRunning(run);
   await writer?.end().catch(() => undefined);
   await stopAll?.();
   work?.remove();

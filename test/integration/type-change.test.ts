@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { startClusters, type Cluster } from '../support/clusters.js';
-import { makeWorkdir, sluice, spawnSluice, waitUntil, type Running, type Workdir, eventuallyEqual as sharedEventuallyEqual } from '../support/sluice.js';
+import { makeWorkdir, sluice, spawnSluice, waitUntil, type Running, type Workdir, eventuallyEqual as sharedEventuallyEqual, killIfRunning } from '../support/sluice.js';
 
 let source: Cluster;
 let destination: Cluster;
@@ -42,10 +42,7 @@ before(async () => {
 });
 
 after(async () => {
-  if (run && run.child.exitCode === null) {
-    run.kill('SIGKILL');
-    await run.exited(10_000).catch(() => undefined);
-  }
+  await killIfRunning(run);
   await stopAll?.();
   work?.remove();
 });

@@ -138,6 +138,13 @@ export function spawnSluice(args: string[], opts: { config?: string; env?: NodeJ
   };
 }
 
+/** SIGKILLs a `sluice run` that is still running and waits for it (test teardown). */
+export async function killIfRunning(run: Running | undefined): Promise<void> {
+  if (!run || run.child.exitCode !== null) return;
+  run.kill('SIGKILL');
+  await run.exited(10_000).catch(() => undefined);
+}
+
 /** Polls `check` until it returns true. */
 export async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 60_000, everyMs = 200): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -1,5 +1,5 @@
 /**
- * The online swap (DESIGN.md contract 6): what a live destination table carries that its staging
+ * The online swap (contract 6): what a live destination table carries that its staging
  * replacement must carry too, what cannot be carried (refused before a backfill starts), and the
  * statements of the swap itself.
  *

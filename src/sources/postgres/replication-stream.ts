@@ -3,7 +3,7 @@
  * standby status updates that acknowledge what the caller says is durable.
  *
  * It never acknowledges on its own: `confirm(lsn)` is called by the streamer only after the change
- * log has fsync'd everything up to `lsn` (DESIGN.md contract 1).
+ * log has fsync'd everything up to `lsn` (contract 1).
  *
  * A dead path is noticed like PostgreSQL's own walreceiver does (wal_receiver_timeout): when nothing
  * has arrived for half of `timeoutMs`, a status update asks the walsender to reply at once (a ping);
