@@ -6,6 +6,7 @@
  * Precedence, highest first: flags (`overrides`) > SLUICE_* environment > the file > defaults.
  */
 import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
 import { LineCounter, parseDocument, isMap, isPair, isScalar, isCollection } from 'yaml';
 import type { Document, Node as YamlNode } from 'yaml';
 import type { z } from 'zod';
@@ -443,7 +444,13 @@ export function parseConfig(yamlText: string, opts: ParseConfigOptions = {}): Sl
     throw configInvalid(file, issues);
   }
   if (jetstream) throw configInvalid(file, [jetstreamIssue]);
-  return result.data;
+  const cfg = result.data;
+  // A relative log.path written in the file means "beside the config file", wherever `sluice` runs
+  // from; one given as an override (flag, SLUICE_LOG_PATH) is relative to the current directory.
+  if (file && cfg.log.type === 'embedded' && !isAbsolute(cfg.log.path) && !origins.has('log.path')) {
+    return { ...cfg, log: { ...cfg.log, path: resolve(dirname(file), cfg.log.path) } };
+  }
+  return cfg;
 }
 
 function configInvalid(file: string | undefined, issues: ConfigIssue[]): SluiceError {

@@ -179,7 +179,7 @@ export function findDuplicateTables(tables: readonly unknown[]): DuplicateTable[
   const seen = new Map<string, number>();
   const out: DuplicateTable[] = [];
   tables.forEach((t, index) => {
-    const name = (t as { name?: unknown } | null)?.name;
+    const name = typeof t === 'string' ? t : (t as { name?: unknown } | null)?.name;
     if (typeof name !== 'string') return;
     let qualified: string;
     try {
@@ -201,7 +201,8 @@ export function duplicateTableMessage(d: DuplicateTable): string {
 // zod skips this check when an entry has a type error; load.ts then runs findDuplicateTables on
 // the raw input so duplicates are still reported together with the other issues.
 export const tablesSchema = z
-  .array(tableSchema)
+  // `tables: [public.album, public.track]` is short for `[{ name: public.album }, …]`.
+  .array(z.preprocess((t) => (typeof t === 'string' ? { name: t } : t), tableSchema))
   .min(1)
   .superRefine((tables, ctx) => {
     for (const d of findDuplicateTables(tables)) {

@@ -30,6 +30,7 @@ export function createLogger(opts: LoggerOptions = {}, bound: Record<string, unk
       write(JSON.stringify({ time: new Date().toISOString(), level, msg, ...all }, jsonSafe));
     } else {
       const ctx = Object.entries(all)
+        .filter(([, v]) => v !== undefined)
         .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v, jsonSafe)}`)
         .join(' ');
       const tag = level === 'info' ? '' : `${level.toUpperCase()} `;

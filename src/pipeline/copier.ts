@@ -15,6 +15,7 @@
 import type pg from 'pg';
 import { statfs } from 'node:fs/promises';
 import { crashPoint } from '../core/crash.js';
+import { osUser } from '../core/os-user.js';
 import type { Logger } from '../core/logger.js';
 import { onlineAlternative, referencingKeys, truncateBlockers, truncateRefusal } from '../destinations/postgres/references.js';
 import { stagingIndexSql, stagingName, tableIndexes, uncarriable, withSuffix } from '../destinations/postgres/swap.js';
@@ -506,7 +507,7 @@ export class Copier {
             plan.strategy,
             JSON.stringify({ chunkRows: rt.config.chunkRows, chunkSeconds: rt.config.chunkSeconds, parallelism: plan.parallelism, binary: info.binarySafe }),
             this.ctx.version,
-            process.env.USER ?? process.env.LOGNAME ?? null,
+            osUser(),
             (await import('node:os')).hostname(),
             process.pid,
             Lsn.format(l0),

@@ -217,3 +217,33 @@ test('formatPath', () => {
   assert.equal(formatPath([]), '(root)');
   assert.equal(formatPath(['a b']), '["a b"]');
 });
+
+test('tables: a plain name is short for { name }', () => {
+  const cfg = parseConfig(MINIMAL.replace('tables:\n  - name: orders\n', 'tables: [orders, public.track]\n'), { env: {} });
+  assert.deepEqual(
+    cfg.tables.map((t) => [t.name, t.strategy]),
+    [
+      ['orders', 'keyset'],
+      ['public.track', 'keyset'],
+    ],
+  );
+  const dup = configError(() => parseConfig(MINIMAL.replace('tables:\n  - name: orders\n', 'tables: [orders, public.orders]\n'), { env: {} }));
+  assert.match(dup.message, /duplicate table public\.orders: tables\[0\] and tables\[1\]/);
+});
+
+test('a relative log.path in the file resolves against the config file, not the current directory', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-config-'));
+  try {
+    const file = join(dir, 'sluice.yaml');
+    writeFileSync(file, `${MINIMAL}log: { type: embedded, path: state/app }\n`);
+    const cfg = loadConfig(file, { env: {} });
+    assert.equal(cfg.log.type === 'embedded' && cfg.log.path, join(dir, 'state/app'));
+    writeFileSync(file, MINIMAL);
+    const dflt = loadConfig(file, { env: {} });
+    assert.equal(dflt.log.type === 'embedded' && dflt.log.path, join(dir, '.sluice/app'), 'the default too');
+    const over = loadConfig(file, { env: { SLUICE_LOG_PATH: 'elsewhere' } });
+    assert.equal(over.log.type === 'embedded' && over.log.path, 'elsewhere', 'an override stays relative to the current directory');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

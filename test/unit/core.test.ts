@@ -43,3 +43,30 @@ test('backoff grows and is capped', () => {
     assert.ok(backoffMs(20, 100, 1000) >= 500);
   }
 });
+
+test('pretty log lines leave out fields that are undefined', async () => {
+  const { createLogger } = await import('../../src/core/logger.js');
+  const lines: string[] = [];
+  const log = createLogger({ format: 'pretty', write: (l: string) => lines.push(l) });
+  log.info('backfill started', { scope: undefined, mode: 'upsert' });
+  assert.match(lines[0], /backfill started {2}mode=upsert$/);
+  assert.doesNotMatch(lines[0], /undefined/);
+});
+
+test('osUser falls back to the process account when $USER and $LOGNAME are empty', async () => {
+  const { osUser } = await import('../../src/core/os-user.js');
+  const { userInfo } = await import('node:os');
+  const saved = { USER: process.env.USER, LOGNAME: process.env.LOGNAME };
+  try {
+    process.env.USER = '';
+    delete process.env.LOGNAME;
+    assert.equal(osUser(), userInfo().username);
+    process.env.USER = 'alice';
+    assert.equal(osUser(), 'alice');
+  } finally {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
+});

@@ -1,4 +1,5 @@
 /** `sluice backfill` and `sluice cancel`: recorded in the destination; a running `sluice run` acts at once. */
+import { osUser } from '../../core/os-user.js';
 import { SluiceError } from '../../core/errors.js';
 import { sleep } from '../../core/retry.js';
 import { TableName, type BackfillMode } from '../../core/types.js';
@@ -202,7 +203,7 @@ async function record(cfg: SluiceConfig, kind: string, tables: string[], params:
       for (const t of tables) {
         const r = await dst.query(
           `INSERT INTO _sluice.requests (pipeline, kind, table_name, params, requested_by) VALUES ($1, $2, $3, $4, $5) RETURNING id`,
-          [cfg.pipeline.name, kind, t, JSON.stringify(params), process.env.USER ?? null],
+          [cfg.pipeline.name, kind, t, JSON.stringify(params), osUser()],
         );
         ids.push(Number(r.rows[0].id));
       }
