@@ -97,6 +97,14 @@ const MAX_DEPTH = 12;
 
 async function verifyTable(src: Side, dst: Side, opts: VerifyOptions): Promise<TableVerdict> {
   const info = await introspectTable(src.client, src.table);
+  const there = await dst.client.query(`SELECT to_regclass($1) IS NOT NULL AS ok`, [qualified(dst.table)]);
+  if (!there.rows[0].ok) {
+    throw new SluiceError(
+      'TABLE_NOT_FOUND',
+      `destination table ${TableName.format(dst.table)} does not exist: it has not been loaded yet (sluice run creates it), or destination.schema names another schema`,
+      { context: { table: TableName.format(dst.table), side: 'destination' } },
+    );
+  }
   if (info.primaryKey.length === 0) {
     throw new SluiceError('NO_PRIMARY_KEY', `source ${TableName.format(src.table)}: verify compares by primary key and the table has none`);
   }

@@ -48,10 +48,18 @@ before(async () => {
     await source.query(`${create(t)}; ${fill(t, n)}; ANALYZE ${t}`);
     await dst(`${create(t)}; ${fill(t, n)}`);
   }
+  await source.query(create('public.v_only_source'));
+  await dst(create('public.v_only_destination'));
   work = makeWorkdir({
     sourceUrl: source.url(),
     destinationUrl: destination.url(DST_DB),
-    tables: [{ name: 'public.v_main' }, { name: 'public.v_crowd' }, { name: 'public.v_empty' }],
+    tables: [
+      { name: 'public.v_main' },
+      { name: 'public.v_crowd' },
+      { name: 'public.v_empty' },
+      { name: 'public.v_only_source' },
+      { name: 'public.v_only_destination' },
+    ],
   });
 });
 
@@ -197,4 +205,13 @@ test('bad flags exit 2 and name the flag', async () => {
     assert.equal(r.code, 2, `${flags.join(' ')}: ${r.stdout}${r.stderr}`);
     assert.match(r.stderr, new RegExp(flags[0]));
   }
+});
+
+test('a table missing on one side: exit 2 naming that side', async () => {
+  const noDst = await sluice(['verify', 'public.v_only_source'], { config: work.config });
+  assert.equal(noDst.code, 2, noDst.stdout + noDst.stderr);
+  assert.match(noDst.stderr, /destination table public\.v_only_source does not exist/);
+  const noSrc = await sluice(['verify', 'public.v_only_destination'], { config: work.config });
+  assert.equal(noSrc.code, 2, noSrc.stdout + noSrc.stderr);
+  assert.match(noSrc.stderr, /source table public\.v_only_destination does not exist/);
 });
