@@ -20,6 +20,7 @@ export type ErrorCode =
   | 'DESTINATION_ERROR'
   | 'CHANGELOG_ERROR'
   | 'STATE_FORMAT'
+  | 'MISSING_PRIVILEGE'
   | 'CHANGELOG_DISK_FULL'
   | 'SLOT_LOST'
   | 'INTERNAL';
@@ -39,6 +40,7 @@ const USAGE_CODES: ReadonlySet<ErrorCode> = new Set([
   'UNSUPPORTED_MODE',
   'BAD_USAGE',
   'STATE_FORMAT',
+  'MISSING_PRIVILEGE',
   // The environment stopped working under a running pipeline; the message names the fix.
   'CHANGELOG_DISK_FULL',
   'SLOT_LOST',

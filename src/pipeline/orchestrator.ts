@@ -301,6 +301,17 @@ class Orchestrator implements Pipeline {
       const pub = await src.query(`SELECT 1 FROM pg_publication WHERE pubname = $1`, [this.publication]);
       if (pub.rowCount === 0) await src.query(`CREATE PUBLICATION ${quoteIdent(this.publication)}`);
     } catch (err) {
+      if ((err as { code?: string }).code === '42501') {
+        const who = await src.query(`SELECT current_user AS role, current_database() AS db`).catch(() => ({ rows: [{ role: '?', db: '?' }] }));
+        const { role, db } = who.rows[0] as { role: string; db: string };
+        throw new SluiceError(
+          'MISSING_PRIVILEGE',
+          `source: role ${role} cannot create the publication ${this.publication} (${(err as Error).message}); ` +
+            `as a superuser run: GRANT CREATE ON DATABASE ${quoteIdent(db)} TO ${quoteIdent(role)}; ` +
+            `or create it yourself: CREATE PUBLICATION ${quoteIdent(this.publication)}; (the role must also own the replicated tables to add them)`,
+          { cause: err },
+        );
+      }
       throw classify('source', 'creating the publication', err);
     }
   }

@@ -37,6 +37,9 @@ before(async () => {
     INSERT INTO public.ext VALUES (1, 'Hello');
     CREATE ROLE app LOGIN PASSWORD 'x';
     GRANT SELECT ON public.t TO app;
+    CREATE ROLE repl LOGIN REPLICATION PASSWORD 'x';
+    GRANT SELECT ON public.t TO repl;
+    REVOKE CREATE ON DATABASE postgres FROM PUBLIC;
   `);
   await noLogical.query(`CREATE TABLE public.t (id int PRIMARY KEY, v text); INSERT INTO public.t VALUES (1, 'a')`);
 });
@@ -116,6 +119,15 @@ test('(b) the source role lacks the REPLICATION privilege', async () => {
   assert.doesNotMatch(res.stderr, /app:x@/, 'the password is not printed');
   await assertDestinationEmpty(dst.name);
   await assertSourceUntouched(source, 'norepl');
+});
+
+test('(b2) a role that may replicate but not create the publication: exit 2 with the grant to run', async () => {
+  const dst = await freshDestination();
+  const url = `postgres://repl:x@127.0.0.1:${source.port}/postgres`;
+  const w = workdir({ sourceUrl: url, destinationUrl: dst.url, pipeline: 'nopub', tables: [{ name: 'public.t' }] });
+  const res = await runOnce(w.config);
+  assertUsageError(res, /role repl cannot create the publication sluice_nopub.*GRANT CREATE ON DATABASE "postgres" TO "repl"/, 'MISSING_PRIVILEGE');
+  await assertSourceUntouched(source, 'nopub');
 });
 
 test('(c) a table that does not exist', async () => {
