@@ -48,6 +48,8 @@ import { destinationCollations } from '../destinations/postgres/collations.js';
 import { connect, withTransaction, type PipelineContext } from './context.js';
 import type { TableRuntime } from './runtime.js';
 import { columnTypes } from './type-sync.js';
+import { incompatibleTarget, targetProblems } from '../destinations/postgres/compat.js';
+import { buildSourceIndexes } from './source-indexes.js';
 
 /** How a run loads (stored with the run in `_sluice.tables.plan`; a resume follows it). */
 export interface LoadPlan {
@@ -61,6 +63,8 @@ export interface LoadPlan {
   pkDeferred: boolean;
   /** Chunks go through a temp table and INSERT … ON CONFLICT (upsert, scoped truncate, ctid into a kept table). */
   viaTemp: boolean;
+  /** sluice created the table (`indexes: source`): the source's secondary indexes are built after the load. */
+  sourceIndexes?: boolean;
   /** interval: the key's range when planned. */
   min?: string;
   max?: string;
@@ -158,6 +162,7 @@ export class Copier {
       const finished = await this.queue.run(this.tableLoad(rt, plan, planner, runId, signal));
       if (!finished) return false;
       await this.finishLoad(dst, rt, plan, log);
+      if (plan.sourceIndexes) await buildSourceIndexes(src, dst, rt, runId, log);
       await this.armReplay(dst, rt, l0);
       log.info('backfill copied; replaying changes since L0', { rowsCopied: rt.rowsCopied, l0: Lsn.format(l0) });
       return true;
@@ -477,6 +482,7 @@ export class Copier {
         // end; into a kept table (truncate, upsert), upsert each chunk.
         plan.pkDeferred = plan.strategy === 'ctid' && ours;
         plan.viaTemp = mode === 'upsert' || (mode === 'truncate' && exists && (plan.scope !== '' || plan.strategy === 'ctid'));
+        plan.sourceIndexes = (!exists || mode === 'drop') && rt.config.indexes !== 'none';
         if (!exists || mode === 'drop') {
           await this.createTarget(dst, info, target, plan.pkDeferred);
         } else {
@@ -577,6 +583,9 @@ export class Copier {
         await dst.query(`ALTER TABLE ${qualified(rt.target)} ALTER COLUMN ${quoteIdent(c.name)} TYPE ${c.typeSql}`);
       }
     }
+    // A schema created first that cannot take the rows: every problem and its fix, before any row moves.
+    const problems = (await targetProblems(dst, rt.info, rt.target, { typesFromSource: !intoLive })).filter((p) => p.column !== null);
+    if (problems.length) throw incompatibleTarget(rt.target, rt.source, problems, `or reload it with: sluice backfill ${rt.name} --mode drop`);
     const pk = await dst.query(
       `SELECT a.attname FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY k(attnum, ord)
          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum

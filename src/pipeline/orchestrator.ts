@@ -32,7 +32,7 @@ import { quoteIdent } from '../sources/postgres/introspect.js';
 import { Applier } from './applier.js';
 import { configureConnections, connect, withTransaction, type PipelineContext } from './context.js';
 import { Copier } from './copier.js';
-import { checkBackfillOptions, preflight } from './inspector.js';
+import { checkBackfillOptions, checkCreatedFirst, preflight } from './inspector.js';
 import type { ThrottleLimits } from './throttler.js';
 import { Mutex, type BackfillRequest, type TableRuntime } from './runtime.js';
 import { Capture } from './capture.js';
@@ -155,6 +155,7 @@ class Orchestrator implements Pipeline {
       const logId = changeLog.identity();
 
       const rows = await readTables(dst, this.pipeline);
+      await checkCreatedFirst(cfg, dst, pre.tables, new Set(rows.filter((r) => r.runId !== null).map((r) => r.name)));
       const cursors = await readCursors(dst, this.pipeline);
       // A dropped or invalidated slot lost changes: stop and say so, or (onSlotLost: rebackfill) reload everything online.
       const slotState = await inspectSlot(src, this.slot);
