@@ -65,6 +65,8 @@ export interface LoadPlan {
   viaTemp: boolean;
   /** sluice created the table (`indexes: source`): the source's secondary indexes are built after the load. */
   sourceIndexes?: boolean;
+  /** The table loaded into has column types other than the source's (a schema created first): COPY as text. */
+  textCopy?: boolean;
   /** interval: the key's range when planned. */
   min?: string;
   max?: string;
@@ -233,8 +235,9 @@ export class Copier {
   /** One table's part in the chunk queue: how a chunk is copied and recorded, and the throttle. */
   private tableLoad(rt: TableRuntime, plan: LoadPlan, planner: Planner, runId: number, signal: AbortSignal): TableLoad {
     const keyset = this.keysetOf(rt.info);
-    const binary = rt.info.binarySafe;
     const viaTemp = plan.viaTemp || rt.mode === 'upsert';
+    // Binary COPY needs the exact types; a temp table has the source's, a table created first may not.
+    const binary = rt.info.binarySafe && (viaTemp || !plan.textCopy);
     const target = rt.staging?.target ?? rt.target;
     return {
       rt,
@@ -503,6 +506,7 @@ export class Copier {
         if (emptiesLive) {
           await dst.query(`DELETE FROM _sluice.cursors WHERE pipeline = $1 AND name = $2`, [this.ctx.pipeline, rt.name]);
         }
+        plan.textCopy = await typesDiffer(dst, rt.staging?.target ?? target, info);
         const run = await dst.query(
           `INSERT INTO _sluice.runs (pipeline, table_name, mode, strategy, params, version, os_user, host, pid, l0_lsn)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::pg_lsn) RETURNING id`,
@@ -724,6 +728,12 @@ export class Copier {
       }),
     );
   }
+}
+
+/** Whether a column the load copies has another type in `table` than in the source. */
+async function typesDiffer(dst: pg.Client, table: TableName, info: TableInfo): Promise<boolean> {
+  const have = await columnTypes(dst, table);
+  return info.copyColumns.some((c) => have.get(c.name) !== c.typeSql);
 }
 
 /** Free bytes of the destination's data directory, when it is on this machine and readable. */
