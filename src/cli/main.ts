@@ -44,7 +44,8 @@ program
   .option('--where <sql>', 'load only the rows matching this condition (upsert: over the existing rows; truncate: delete the matching rows, then load them)')
   .option('--parallelism <n>', 'chunks of the table read at once (interval, ctid)')
   .option('--keep-archive', 'online: keep the replaced table instead of dropping it after online.archiveRetentionHours')
-  .option('--wait', 'wait until the tables stream again; exit 1 if one fails')
+  .option('--wait', 'after the answer, wait until the tables stream again; exit 1 if one fails')
+  .option('--answer-timeout <seconds>', "how long to wait for the running pipeline's answer (default 10; 0: do not wait)")
   .action((tables: string[], flags) => {
     action = backfillCommand(tables, flags, globals());
   });
@@ -53,19 +54,22 @@ program
   .command('cancel')
   .description('stop backfills in progress')
   .argument('<table...>', 'tables')
-  .action((tables: string[]) => {
-    action = cancelCommand(tables, globals());
+  .option('--answer-timeout <seconds>', "how long to wait for the running pipeline's answer (default 10; 0: do not wait)")
+  .action((tables: string[], flags) => {
+    action = cancelCommand(tables, globals(), flags);
   });
 
 program
   .command('throttle')
-  .description('change the throttle of the running pipeline (lasts until it restarts; 0 turns a limit off)')
+  .description("change the throttle of the running pipeline (kept across restarts until --reset; 0 turns a limit off)")
   .option('--max-rows-per-second <n>', 'rows/s ceiling across all backfills')
   .option('--max-chunks-per-second <n>', 'chunks/s ceiling across all backfills')
   .option('--max-active-sessions <n>', 'pause while the source has more active sessions (not counting sluice)')
   .option('--max-replica-lag-seconds <n>', 'pause while the replica lags more')
   .option('--max-slot-lag-bytes <n>', "pause while sluice's slot retains more WAL")
   .option('--query <sql>', 'pause while this query on the source returns a number > 0 ("" removes it)')
+  .option('--reset', "go back to the config's limits")
+  .option('--answer-timeout <seconds>', "how long to wait for the running pipeline's answer (default 10; 0: do not wait)")
   .action((flags) => {
     action = throttleCommand(flags, globals());
   });

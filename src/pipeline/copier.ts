@@ -243,10 +243,10 @@ export class Copier {
         const record = async (rows: number) => {
           const rate = Math.round(rows / Math.max(0.001, (Date.now() - started) / 1000));
           if (chunk.range.kind === 'key') {
-            await recordChunk(dst, this.ctx.pipeline, rt.name, chunk.range.upTo ? [...chunk.range.upTo] : 'done', rows, rate);
+            await recordChunk(dst, this.ctx.pipeline, rt.name, chunk.range.upTo ? [...chunk.range.upTo] : 'done', rows, rt.rowsPerSecond);
           } else {
             const k = rangeKey(chunk.range);
-            await recordRangeChunk(dst, this.ctx.pipeline, rt.name, runId, k.lo, k.hi, rows, rate);
+            await recordRangeChunk(dst, this.ctx.pipeline, rt.name, runId, k.lo, k.hi, rows, rt.rowsPerSecond);
           }
           return { rows, rate };
         };
@@ -266,9 +266,9 @@ export class Copier {
         // holding the table's apply lock. The Applier holds the same lock for each batch, so the two
         // never hold row locks of the same table at once: no deadlock between sluice's own sessions
         // (contract 10), and no wait on the lock while holding one of the table's.
-        const { rows, rate } = viaTemp ? await this.stagedChunk(dst, rt, target, read, record) : await withTransaction(dst, async () => record(await read(qualified(target))));
+        const { rows } = viaTemp ? await this.stagedChunk(dst, rt, target, read, record) : await withTransaction(dst, async () => record(await read(qualified(target))));
+        // rows/s is the orchestrator's average over time (the rate recorded with a chunk is that average too).
         rt.rowsCopied += rows;
-        rt.rowsPerSecond = rate;
         if (rt.staging) crashPoint('online:load');
         this.hooks.onProgress?.(rt);
         return rows;

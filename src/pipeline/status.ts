@@ -12,6 +12,8 @@ import { cursorKey, readCursors, readTables, stateSchemaExists } from '../destin
 import { assertStateReadable, readStateFormat, STATE_FORMAT } from '../destinations/postgres/state-format.js';
 import { describeLockWait, readLockWaits, waitIsOn, type LockWait } from '../destinations/postgres/lock-waits.js';
 import { configureConnections, connect } from './context.js';
+import { pipelineLockHolder } from '../destinations/postgres/pipeline-lock.js';
+import { describeThrottle, etaSeconds, formatDuration, percentCopied } from './status-format.js';
 
 export interface TableStatus {
   name: string;
@@ -19,7 +21,12 @@ export interface TableStatus {
   mode: string | null;
   rowsCopied: number;
   rowsEstimated: number;
+  /** Averaged over the last 30 s by the running pipeline. */
   rowsPerSecond: number;
+  /** Backfilling: rows copied / rows estimated, capped at 99 until done (the estimate is approximate). */
+  percent: number | null;
+  /** Backfilling: seconds left at the averaged rate, from the estimate. */
+  etaSeconds: number | null;
   lagBytes: number | null;
   lagSeconds: number | null;
   error: string | null;
@@ -35,15 +42,24 @@ export interface TableStatus {
 export interface PipelineStatus {
   pipeline: {
     name: string;
+    /** A process holds the pipeline's lock in the destination (it is gone the moment that process is). */
     running: boolean;
     pid: number | null;
+    /** Its last heartbeat (ISO), also when it is not running. */
+    lastSeen: string | null;
     host: string | null;
     slot: string;
     slotActive: boolean | null;
     /** WAL the slot retains: source's current position minus the slot's confirmed position. */
     slotLagBytes: number | null;
     sourceError?: string;
-    /** The running pipeline's throttle: its limits and "open" or why it is paused. */
+    /** Set when the process holding the lock has not written its heartbeat for this long (stuck). */
+    heartbeatAgeSeconds?: number;
+    /**
+     * The running pipeline's throttle: its limits, "open" or why it is paused (`state`), and where the
+     * limits come from (`source`: config, or `sluice throttle` at a time). Not running: the limits a
+     * `sluice throttle` set, which the next start applies again (state "not running").
+     */
     throttle: Record<string, unknown> | null;
     /** Set when `_sluice` is an older format than this sluice's: what `run` will do about it. */
     stateNote?: string;
@@ -51,7 +67,7 @@ export interface PipelineStatus {
   tables: TableStatus[];
 }
 
-/** A pipeline whose heartbeat is older than this is reported as not running. */
+/** A running pipeline (it holds the lock) whose heartbeat is older than this is reported as not answering. */
 const STALE_HEARTBEAT_SECONDS = 15;
 
 export async function computeStatus(cfg: SluiceConfig): Promise<PipelineStatus> {
@@ -91,12 +107,15 @@ export async function computeStatus(cfg: SluiceConfig): Promise<PipelineStatus> 
     const hasState = await stateSchemaExists(dst);
     const pipe = hasState
       ? (
-          await dst.query(`SELECT pid, host, throttle, extract(epoch FROM now() - heartbeat_at)::float8 AS age FROM _sluice.pipelines WHERE name = $1`, [
+          await dst.query(`SELECT pid, host, throttle, heartbeat_at, extract(epoch FROM now() - heartbeat_at)::float8 AS age FROM _sluice.pipelines WHERE name = $1`, [
             cfg.pipeline.name,
           ])
         ).rows[0]
       : undefined;
-    const running = !!pipe && pipe.pid !== null && pipe.age < STALE_HEARTBEAT_SECONDS;
+    // Running means a process holds the pipeline's lock now: a killed one is noticed at once, not when its heartbeat ages.
+    const holder = hasState ? await pipelineLockHolder(dst, cfg.pipeline.name) : null;
+    const running = !!pipe && holder !== null;
+    const stale = running && pipe.age !== null && pipe.age > STALE_HEARTBEAT_SECONDS ? Math.round(pipe.age) : null;
     const rows = hasState ? await readTables(dst, cfg.pipeline.name) : [];
     const cursors = hasState ? await readCursors(dst, cfg.pipeline.name) : new Map();
     const byName = new Map(rows.map((r) => [r.name, r]));
@@ -131,6 +150,8 @@ export async function computeStatus(cfg: SluiceConfig): Promise<PipelineStatus> 
         rowsCopied: row?.rowsCopied ?? 0,
         rowsEstimated: row?.rowsEstimated ?? 0,
         rowsPerSecond: running && row?.state === 'backfilling' ? Math.round(row.rowsPerSecond) : 0,
+        percent: row?.state === 'backfilling' ? percentCopied(row.rowsCopied, row.rowsEstimated) : null,
+        etaSeconds: running && row?.state === 'backfilling' ? etaSeconds(row.rowsCopied, row.rowsEstimated, row.rowsPerSecond) : null,
         lagBytes: cursor ? lagBytes : null,
         lagSeconds: cursor ? (running ? row?.lagSeconds ?? null : cursor.commitTime ? Math.max(0, (Date.now() - cursor.commitTime.getTime()) / 1000) : null) : null,
         error: row?.error ?? null,
@@ -147,12 +168,14 @@ export async function computeStatus(cfg: SluiceConfig): Promise<PipelineStatus> 
         name: cfg.pipeline.name,
         running,
         pid: running ? pipe.pid : null,
+        lastSeen: pipe?.heartbeat_at ? (pipe.heartbeat_at as Date).toISOString() : null,
+        ...(stale !== null ? { heartbeatAgeSeconds: stale } : {}),
         host: pipe?.host ?? null,
         slot,
         slotActive,
         slotLagBytes,
         ...(sourceError ? { sourceError } : {}),
-        throttle: running ? (pipe.throttle ?? null) : null,
+        throttle: running ? (pipe.throttle ?? null) : pipe?.throttle?.override ? { ...pipe.throttle, state: 'not running' } : null,
         ...(stateNote ? { stateNote } : {}),
       },
       tables,
@@ -180,18 +203,25 @@ export function renderStatus(s: PipelineStatus): string {
   const lines: string[] = [];
   const p = s.pipeline;
   lines.push(
-    `pipeline ${p.name}: ${p.running ? `running (pid ${p.pid}${p.host ? ` on ${p.host}` : ''})` : 'not running'}; slot ${p.slot}` +
+    `pipeline ${p.name}: ${
+      p.running
+        ? `running (pid ${p.pid}${p.host ? ` on ${p.host}` : ''}${p.heartbeatAgeSeconds ? `; no heartbeat for ${p.heartbeatAgeSeconds} s` : ''})`
+        : `not running${p.lastSeen ? ` (last seen ${p.lastSeen})` : ''}`
+    }; slot ${p.slot}` +
       `${p.slotActive === null ? ' (missing)' : p.slotActive ? ' (active)' : ''}, retains ${formatBytes(p.slotLagBytes)}` +
       (p.sourceError ? `; source: ${p.sourceError}` : ''),
   );
   if (p.stateNote) lines.push(p.stateNote);
-  if (p.throttle) lines.push(`throttle: ${p.throttle.state}; limits ${JSON.stringify({ ...p.throttle, state: undefined })}`);
-  const header = ['TABLE', 'STATE', 'COPIED', 'ESTIMATED', 'ROWS/S', 'LAG', 'LAG S', 'ERROR'];
+  const throttle = p.throttle ? describeThrottle(p.throttle, s.tables.map((t) => t.detail)) : null;
+  if (throttle) lines.push(`throttle: ${throttle}`);
+  const header = ['TABLE', 'STATE', 'COPIED', 'ESTIMATED', '%', 'ETA', 'ROWS/S', 'LAG', 'LAG S', 'ERROR'];
   const rows = s.tables.map((t) => [
     t.name,
     t.state + (t.mode && (t.state === 'backfilling' || t.state === 'queued') ? ` (${t.mode})` : ''),
     t.rowsCopied.toLocaleString('en-US'),
     t.rowsEstimated.toLocaleString('en-US'),
+    t.percent === null ? '-' : `~${t.percent}%`,
+    t.etaSeconds === null ? '-' : `~${formatDuration(t.etaSeconds)}`,
     t.rowsPerSecond ? t.rowsPerSecond.toLocaleString('en-US') : '-',
     formatBytes(t.lagBytes),
     t.lagSeconds === null ? '-' : t.lagSeconds.toFixed(1),
@@ -202,7 +232,9 @@ export function renderStatus(s: PipelineStatus): string {
   lines.push(fmt(header));
   for (const r of rows) lines.push(fmt(r));
   for (const t of s.tables) {
-    if (t.detail) lines.push(`${t.name}: ${t.detail}`);
+    // A throttle wait is told by the one throttle line above, so table and pipeline lines never disagree.
+    if (t.detail && /^paused: /.test(t.detail) && throttle) lines.push(`${t.name}: waiting for the throttle (see "throttle:" above)`);
+    else if (t.detail) lines.push(`${t.name}: ${t.detail}`);
     if (t.staging) lines.push(`${t.name}: loading staging table ${t.staging}`);
     for (const a of t.archives) lines.push(`${t.name}: replaced table kept as ${a.name} ${a.dropAfter ? `until ${a.dropAfter}` : '(--keep-archive)'}`);
   }

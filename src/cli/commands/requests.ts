@@ -2,6 +2,7 @@
 import { osUser } from '../../core/os-user.js';
 import { SluiceError } from '../../core/errors.js';
 import { sleep } from '../../core/retry.js';
+import { answerTimeout, awaitAnswers, printAnswers } from './answers.js';
 import { TableName, type BackfillMode } from '../../core/types.js';
 import { ensureStateSchema, readTable } from '../../destinations/postgres/state.js';
 import { connect, withTransaction } from '../../pipeline/context.js';
@@ -21,6 +22,13 @@ export interface BackfillFlags {
   parallelism?: string;
   wait?: boolean;
   keepArchive?: boolean;
+  answerTimeout?: string;
+}
+
+function timeoutOf(flag: string | undefined): number {
+  const t = answerTimeout(flag);
+  if (Number.isNaN(t)) throw new SluiceError('BAD_USAGE', `--answer-timeout ${flag}: expected seconds ≥ 0`);
+  return t;
 }
 
 export const MODE_HELP: Record<BackfillMode, string> = {
@@ -52,6 +60,7 @@ export async function backfillCommand(names: string[], flags: BackfillFlags, opt
     throw new SluiceError('BAD_USAGE', `--parallelism ${flags.parallelism}: expected a whole number ≥ 1`);
   }
   const tables = tablesIn(cfg, names);
+  const timeoutS = timeoutOf(flags.answerTimeout);
   await checkOptions(cfg, tables, { mode, strategy: flags.strategy, parallelism, where: flags.where });
   if (mode === 'online') await refuseUncarriable(cfg, tables);
   if (mode === 'truncate') await refuseReferenced(cfg, tables, flags.where);
@@ -61,32 +70,18 @@ export async function backfillCommand(names: string[], flags: BackfillFlags, opt
   if (flags.where !== undefined) params.where = flags.where;
   const ids = await record(cfg, 'backfill', tables, params, makeLogger(opts));
   for (const t of tables) process.stdout.write(`backfill of ${t} requested (mode ${mode})\n`);
-  if (!flags.wait) return 0;
+  const code = printAnswers(await awaitAnswers(cfg, ids, timeoutS), timeoutS);
+  if (code !== 0 || !flags.wait) return code;
   return waitFor(cfg, tables, ids);
 }
 
-export async function cancelCommand(names: string[], opts: GlobalOptions): Promise<number> {
+export async function cancelCommand(names: string[], opts: GlobalOptions, flags: { answerTimeout?: string } = {}): Promise<number> {
   const cfg = readConfig(opts);
   const tables = tablesIn(cfg, names);
+  const timeoutS = timeoutOf(flags.answerTimeout);
   const ids = await record(cfg, 'cancel', tables, {}, makeLogger(opts));
   for (const t of tables) process.stdout.write(`cancel of ${t} requested\n`);
-  // Report the outcome when a running pipeline handles it promptly.
-  const dst = await connect('destination', cfg.destination.url, 'sluice-cli');
-  try {
-    const deadline = Date.now() + 5000;
-    while (Date.now() < deadline) {
-      const r = await dst.query(`SELECT table_name, outcome FROM _sluice.requests WHERE id = ANY($1) AND handled_at IS NOT NULL`, [ids]);
-      if (r.rowCount === ids.length) {
-        for (const row of r.rows) process.stdout.write(`${row.table_name}: ${row.outcome}\n`);
-        return 0;
-      }
-      await sleep(200);
-    }
-    process.stdout.write('no running pipeline answered yet: the request is recorded and acted on at the next start\n');
-    return 0;
-  } finally {
-    await dst.end().catch(() => {});
-  }
+  return printAnswers(await awaitAnswers(cfg, ids, timeoutS), timeoutS);
 }
 
 /** Strategy, parallelism and scope checked against each source table now: bad input exits 2 before anything is recorded. */
@@ -113,7 +108,7 @@ async function checkOptions(
   }
 }
 
-/** `sluice throttle`: change limits of the running pipeline (they last until it restarts). */
+/** `sluice throttle`: change limits of the running pipeline; they are kept across restarts until `--reset`. */
 export async function throttleCommand(flags: Record<string, string | undefined>, opts: GlobalOptions): Promise<number> {
   const cfg = readConfig(opts);
   const params: Record<string, unknown> = {};
@@ -130,24 +125,14 @@ export async function throttleCommand(flags: Record<string, string | undefined>,
   num('maxReplicaLagSeconds', 'maxReplicaLagSeconds');
   num('maxSlotLagBytes', 'maxSlotLagBytes');
   if (flags.query !== undefined) params.query = flags.query;
-  if (Object.keys(params).length === 0) throw new SluiceError('BAD_USAGE', 'sluice throttle: give at least one limit (see sluice throttle --help)');
-  const ids = await record(cfg, 'throttle', ['*'], params, makeLogger(opts));
-  const dst = await connect('destination', cfg.destination.url, 'sluice-cli');
-  try {
-    const deadline = Date.now() + 5000;
-    while (Date.now() < deadline) {
-      const r = await dst.query(`SELECT outcome FROM _sluice.requests WHERE id = ANY($1) AND handled_at IS NOT NULL`, [ids]);
-      if (r.rowCount) {
-        process.stdout.write(`${r.rows[0].outcome}\n`);
-        return 0;
-      }
-      await sleep(200);
-    }
-  } finally {
-    await dst.end().catch(() => {});
+  if (flags.reset) {
+    if (Object.keys(params).length) throw new SluiceError('BAD_USAGE', 'sluice throttle --reset goes back to the config: give it no limits');
+    params.reset = true;
   }
-  process.stdout.write('no running pipeline answered: the change is recorded and applied when `sluice run` starts (until it stops)\n');
-  return 0;
+  if (Object.keys(params).length === 0) throw new SluiceError('BAD_USAGE', 'sluice throttle: give at least one limit, or --reset (see sluice throttle --help)');
+  const timeoutS = timeoutOf(flags.answerTimeout);
+  const ids = await record(cfg, 'throttle', ['*'], params, makeLogger(opts));
+  return printAnswers(await awaitAnswers(cfg, ids, timeoutS), timeoutS, () => '');
 }
 
 /** The running pipeline checks again; checking here too gives the answer without one running. */
