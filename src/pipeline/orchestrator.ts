@@ -695,10 +695,16 @@ class Orchestrator implements Pipeline {
     }
   }
 
-  /** Rows copied by the table's last finished run (what a table that keeps streaming holds), or its count now. */
+  /**
+   * Rows of the copy the live table holds when a cancelled run did not replace it: its last finished
+   * run's, or a cancelled truncate/drop reload's partial copy if that came later. Called before the
+   * cancelled run's own status is set. Without such a run, the count now.
+   */
   private async lastDoneRows(c: pg.ClientBase, rt: TableRuntime): Promise<number> {
     const r = await c.query(
-      `SELECT rows_copied FROM _sluice.runs WHERE pipeline = $1 AND table_name = $2 AND status = 'done' ORDER BY id DESC LIMIT 1`,
+      `SELECT rows_copied FROM _sluice.runs WHERE pipeline = $1 AND table_name = $2
+          AND (status = 'done' OR (status = 'cancelled' AND mode IN ('truncate', 'drop')))
+        ORDER BY id DESC LIMIT 1`,
       [this.pipeline, rt.name],
     );
     return r.rowCount ? Number(r.rows[0].rows_copied) : rt.rowsCopied;
