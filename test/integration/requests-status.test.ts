@@ -7,8 +7,9 @@
  *    "queued #1", "queued #2 (1 ahead: …)" while one runs; a second backfill of a queued table is
  *    refused (exit 2, on stderr); status shows an averaged rows/s near the ceiling (not a chunk's
  *    copy speed), "~N%" and an ETA, and one throttle line naming `sluice throttle` as the source.
- * 2. Cancelling the running upsert reload (started here if 1 did not) and the queued ones: COPIED is the rows of the copy the
- *    table holds (its last finished run), not the cancelled run's partial count.
+ * 2. Cancelling the running upsert reload (started here if 1 did not) and the queued ones, then an
+ *    online reload: COPIED is the rows of the copy the table holds (its last finished run), not the
+ *    cancelled run's partial count.
  * 3. A table added to the config file after `sluice run` started: "not in the running config", exit 2.
  * 4. After a clean stop: status says "not running (last seen …)"; a backfill is answered at once,
  *    "recorded; no pipeline is running", exit 0.
@@ -163,6 +164,24 @@ test('cancelled reloads: COPIED counts the copy the table holds, not the cancell
   // Still so after the next status writes.
   await new Promise((r) => setTimeout(r, 2500));
   assert.equal((await table('public.t1')).rowsCopied, BIG);
+
+  // An online reload cancelled: the staging table goes, the live table and its COPIED stay.
+  const b = await sluice(['backfill', 'public.t1', '--mode', 'online'], { config: work.config });
+  assert.equal(b.code, 0, b.stdout + b.stderr);
+  assert.match(b.stdout, /public\.t1: started \(mode online\)/);
+  await waitUntil(
+    't1 to load its staging table',
+    async () => {
+      const t = await table('public.t1');
+      return t.state === 'backfilling' && t.rowsCopied > 0 && t.rowsCopied < BIG;
+    },
+    30_000,
+    200,
+  );
+  const c = await sluice(['cancel', 'public.t1'], { config: work.config });
+  assert.equal(c.code, 0, c.stdout + c.stderr);
+  assert.match(c.stdout, /public\.t1: cancelled; staging table \S+ dropped, the live table is untouched and streaming/);
+  assert.equal((await table('public.t1')).rowsCopied, BIG, 'COPIED after the online cancel');
 });
 
 test('a table added to the config file after start: "not in the running config", exit 2', async () => {
