@@ -36,6 +36,6 @@ export function describeThrottle(t: Record<string, unknown>, tableDetails: (stri
   const limits = Object.entries(t)
     .filter(([k, v]) => !['state', 'source', 'override'].includes(k) && v !== 0 && v !== '' && v !== null && v !== undefined)
     .map(([k, v]) => `${k}=${typeof v === 'string' ? JSON.stringify(v) : v}`);
-  const head = ceiling ? `open, held to the ${ceiling.replace(/^paused: /, '')}` : state;
+  const head = ceiling ? `open, held to the ${ceiling.replace(/^paused: /, '')}` : state === 'not running' ? 'not running; applied again at the next start' : state;
   return `${head}; limits ${limits.length ? limits.join(' ') : 'none'}; from ${t.source ?? 'config'}`;
 }
