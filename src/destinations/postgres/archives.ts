@@ -106,7 +106,7 @@ export async function dropArchive(client: pg.ClientBase, pipeline: string, archi
  */
 export async function ensureArchiveSchema(client: pg.ClientBase, schema: string): Promise<void> {
   const q = quoteIdent(schema);
-  const exists = async () => (await client.query(`SELECT to_regnamespace($1) IS NOT NULL AS ok`, [q])).rows[0].ok as boolean;
+  const exists = async () => (await client.query(`SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1) AS ok`, [schema])).rows[0].ok as boolean;
   if (!(await exists())) {
     try {
       await client.query(`CREATE SCHEMA IF NOT EXISTS ${q}`);
@@ -124,7 +124,7 @@ export async function ensureArchiveSchema(client: pg.ClientBase, schema: string)
       if (!(code === '23505' || code === '42P06') || !(await exists())) throw err;
     }
   }
-  const ok = (await client.query(`SELECT has_schema_privilege($1, 'CREATE') AS ok`, [q])).rows[0].ok as boolean;
+  const ok = (await client.query(`SELECT has_schema_privilege(oid, 'CREATE') AS ok FROM pg_namespace WHERE nspname = $1`, [schema])).rows[0].ok as boolean;
   if (!ok) {
     throw new SluiceError(
       'MISSING_PRIVILEGE',
