@@ -11,6 +11,7 @@
  * recognisably the old table), and the new live table equals the source.
  */
 import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
 import { dropArchive } from '../../src/destinations/postgres/archives.js';
@@ -217,4 +218,36 @@ test('--all-expired and the sweeper race on expired archives: every one ends dro
   assert.equal(await relationExists(n), false);
   const row = await destination.query(`SELECT dropped_at IS NOT NULL AS d FROM _sluice.archives WHERE archive = $1`, [n]);
   assert.equal(row.rows[0].d, true);
+});
+
+/** Restarts `sluice run` with `online` settings appended to the config. */
+async function restartWith(online: string): Promise<void> {
+  run!.kill('SIGTERM');
+  assert.equal((await run!.exited(30_000)).code, 0);
+  const base = readFileSync(work.config, 'utf8').replace(/\nonline: .*\n?$/, '\n');
+  writeFileSync(work.config, `${base}online: ${online}\n`);
+  run = spawnSluice(['run'], { config: work.config });
+  await run.waitForOutput(/pipeline running/, 60_000);
+}
+
+test('free space: under online.lowFreeSpacePercent after a swap, the log and status warn, naming the archives kept', { timeout: 180_000 }, async () => {
+  // Every disk is under 100 %: the warning's path, with the embedded destination's readable data directory.
+  await restartWith('{ lowFreeSpacePercent: 100 }');
+  const r = await sluice(['backfill', TABLE, '--wait'], { config: work.config, timeoutMs: 150_000 });
+  assert.equal(r.code, 0, `${r.stdout}${r.stderr}\n${run?.output().slice(-3000)}`);
+  await run!.waitForOutput(/destination short of space after the swap: the destination has .* free of .* \(under online\.lowFreeSpacePercent 100 %\); 1 archive of online backfills kept holds \d+(\.\d)? (KiB|MiB) \(sluice archives list; free it with sluice archives drop/, 30_000);
+  const st = await sluice(['status'], { config: work.config });
+  assert.match(st.stdout, /^archives: 1 \(.*\), next drop in 2[34] h; sluice archives list$/m, st.stdout);
+  assert.match(st.stdout, /^warning: destination free space .* is under online\.lowFreeSpacePercent \(100 %\); archives hold .*: sluice archives drop$/m, st.stdout);
+});
+
+test('free space: an online backfill refused for lack of room names the archives kept and how to drop them', { timeout: 180_000 }, async () => {
+  await restartWith('{ minFreeSpaceRatio: 1000000000 }');
+  const r = await sluice(['backfill', TABLE, '--wait'], { config: work.config, timeoutMs: 150_000 });
+  assert.notEqual(r.code, 0, r.stdout + r.stderr);
+  assert.match(
+    r.stdout + r.stderr,
+    /needs about .* for the staging table, and the destination has .* free; 1 archive of online backfills kept holds .*\(sluice archives list; free it with sluice archives drop <archive>\|--table <table>\|--all-expired\); free space, or use --mode truncate/,
+  );
+  assert.equal((await destination.query(`SELECT to_regclass('public.items__sluice_staging') IS NULL AS ok`)).rows[0].ok, true, 'nothing was loaded');
 });
