@@ -2,8 +2,8 @@
  * The Swapper: the end of an online backfill (contract 6). When the staging table's
  * replay has reached the live table's position, it pauses applying to that table, brings both to
  * the same position, and swaps them in one destination transaction under a short lock_timeout:
- * live → archive, staging → live, with grants, owner, comments, policies, triggers and dependent
- * views carried over (destinations/postgres/swap.ts). A lock timeout rolls everything back; the
+ * live → archive (moved into online.archiveSchema), staging → live, with grants, owner, comments,
+ * policies, triggers and dependent views carried over (destinations/postgres/swap.ts). A lock timeout rolls everything back; the
  * table resumes streaming and the swap is retried with backoff, so it never queues long behind a
  * reader nor blocks readers for long. Any other failure rolls back the same way (the archive row,
  * the cursors and the run's status are statements of the swap's transaction) and is retried with a

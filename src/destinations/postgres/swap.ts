@@ -7,8 +7,8 @@
  * queues long behind a reader), capture its grants, owner, comments, policies, triggers and
  * dependent views, rename live → archive and staging → live (indexes too, so their names stay),
  * then re-apply what was captured to the new live table by NAME: views are re-created with their
- * own definition text, which now resolves to the new table. Readers see the old table or the new
- * one, never neither.
+ * own definition text, which now resolves to the new table; last, the archive moves into the archive
+ * schema (destinations/postgres/archives.ts). Readers see the old table or the new one, never neither.
  */
 import type pg from 'pg';
 import type { TableName } from '../../core/types.js';
