@@ -4,6 +4,7 @@ import { Command, Option } from 'commander';
 import { backfillCommand, cancelCommand, MODE_HELP, throttleCommand } from './commands/requests.js';
 import { runCommand } from './commands/run.js';
 import { statusCommand } from './commands/status.js';
+import { archivesDropCommand, archivesListCommand } from './commands/archives.js';
 import { verifyCommand } from './commands/verify.js';
 import { demoCommand } from './commands/demo.js';
 import { exitCodeOf, reportError, type GlobalOptions } from './shared.js';
@@ -80,6 +81,25 @@ program
   .option('--json', 'machine-readable output')
   .action((flags) => {
     action = statusCommand(flags, globals());
+  });
+
+const archives = program.command('archives').description('the tables online backfills replaced, kept for online.archiveRetentionHours: list and drop them');
+archives
+  .command('list')
+  .description('each archive kept: its table, run, creation, when it is dropped, and its size; the total')
+  .option('--json', 'machine-readable output')
+  .action((flags) => {
+    action = archivesListCommand(flags, globals());
+  });
+archives
+  .command('drop')
+  .description('drop archives now (only archive tables, never a live one; safe while `sluice run` runs)')
+  .argument('[archive]', 'an archive, as `sluice archives list` names it')
+  .option('--table <table>', 'every archive of this table')
+  .option('--all-expired', 'every archive past its retention')
+  .option('--json', 'machine-readable output')
+  .action((archive: string | undefined, flags) => {
+    action = archivesDropCommand(archive, flags, globals());
   });
 
 program

@@ -28,6 +28,7 @@ import {
   upsertFromSql,
 } from '../destinations/postgres/dialect.js';
 import { setRunStatus, setTableState, writeCursor } from '../destinations/postgres/state.js';
+import { destinationCollations } from '../destinations/postgres/collations.js';
 import { classify, isConnectionLoss } from '../sources/postgres/errors.js';
 import { introspectTable } from '../sources/postgres/introspect.js';
 import { closeClient } from '../sources/postgres/connection.js';
@@ -489,9 +490,13 @@ export class Applier {
       for (const name of missing) {
         const col = info.columns.find((c) => c.name === name);
         if (!col) throw new SluiceError('SOURCE_ERROR', `source ${rt.name}: column ${name} is in the change stream but not in the catalog`);
-        this.ctx.logger.info('adding a column the source gained', { table: rt.name, column: name, definition: columnDefSql(col) });
+        // Sorted as in the source, whatever the destination's default collation (as when the table was made).
+        const collations = await destinationCollations(dst, [col]);
+        for (const w of collations.warnings) this.ctx.logger.warn(`adding a column to ${target}: ${w}`, { table: rt.name });
+        const definition = columnDefSql(col, collations.clauses.get(col.name));
+        this.ctx.logger.info('adding a column the source gained', { table: rt.name, column: name, definition });
         // Serialised with readers; the source already rewrote or defaulted its existing rows the same way.
-        await dst.query(`ALTER TABLE ${target} ADD COLUMN IF NOT EXISTS ${columnDefSql(col)}`);
+        await dst.query(`ALTER TABLE ${target} ADD COLUMN IF NOT EXISTS ${definition}`);
       }
       have = await destCols();
     }

@@ -13,12 +13,14 @@
  * Chunk reads are single READ COMMITTED statements: no snapshot is held across the backfill.
  */
 import type pg from 'pg';
-import { statfs } from 'node:fs/promises';
 import { crashPoint } from '../core/crash.js';
 import { osUser } from '../core/os-user.js';
 import type { Logger } from '../core/logger.js';
 import { onlineAlternative, referencingKeys, truncateBlockers, truncateRefusal } from '../destinations/postgres/references.js';
 import { stagingIndexSql, stagingName, tableIndexes, uncarriable, withSuffix } from '../destinations/postgres/swap.js';
+import { ensureArchiveSchema, listArchives } from '../destinations/postgres/archives.js';
+import { diskSpace } from '../destinations/postgres/space.js';
+import { keptArchivesNote } from './archive-space.js';
 import { pipeline as pipe } from 'node:stream/promises';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { SluiceError } from '../core/errors.js';
@@ -609,6 +611,8 @@ export class Copier {
       );
     }
     await this.checkSpace(dst, live);
+    // Where the swap will move the replaced table: made (or its privilege refused) before the load, not at the swap.
+    await ensureArchiveSchema(dst, this.ctx.cfg.online.archiveSchema);
     const staging = stagingName(live);
     await dst.query(`DROP TABLE IF EXISTS ${qualified(staging)}`);
     await dst.query(`CREATE TABLE ${qualified(staging)} (LIKE ${qualified(live)} INCLUDING ALL EXCLUDING INDEXES)`);
@@ -651,20 +655,33 @@ export class Copier {
   private async checkSpace(dst: pg.Client, live: TableName): Promise<void> {
     const size = Number((await dst.query(`SELECT pg_total_relation_size($1::regclass)::float8 AS n`, [qualified(live)])).rows[0].n);
     const need = Math.ceil(size * this.ctx.cfg.online.minFreeSpaceRatio);
-    const free = await freeSpace(dst);
+    const free = (await diskSpace(dst))?.freeBytes ?? null;
     const fmt = (n: number) => `${(n / 1024 / 1024).toFixed(1)} MiB`;
+    // Archives of earlier online backfills still hold space until they are dropped: say so, and how.
+    const kept = async () => {
+      const note = keptArchivesNote(await listArchives(dst, null).catch(() => []));
+      return note ? `; ${note}` : '';
+    };
     if (free === null) {
+      const note = await kept();
       this.ctx.logger.warn('online backfill: cannot tell the destination\'s free space; it needs about the live table\'s size again', {
         table: TableName.format(live),
         needs: fmt(size),
+        ...(note ? { archives: note.slice(2) } : {}),
       });
     } else if (free < need) {
       throw new SluiceError(
         'BAD_USAGE',
-        `online backfill of ${TableName.format(live)} needs about ${fmt(size)} for the staging table, and the destination has ${fmt(free)} free; free space, or use --mode truncate`,
+        `online backfill of ${TableName.format(live)} needs about ${fmt(size)} for the staging table, and the destination has ${fmt(free)} free${await kept()}; free space, or use --mode truncate`,
       );
     } else if (free < 2 * size) {
-      this.ctx.logger.warn('online backfill: the destination is short of space', { table: TableName.format(live), needs: fmt(size), free: fmt(free) });
+      const note = await kept();
+      this.ctx.logger.warn('online backfill: the destination is short of space', {
+        table: TableName.format(live),
+        needs: fmt(size),
+        free: fmt(free),
+        ...(note ? { archives: note.slice(2) } : {}),
+      });
     }
   }
 
@@ -714,19 +731,6 @@ export class Copier {
         rt.state = 'catching_up';
       }),
     );
-  }
-}
-
-/** Free bytes of the destination's data directory, when it is on this machine and readable. */
-async function freeSpace(dst: pg.Client): Promise<number | null> {
-  try {
-    const dir = (await dst.query(`SELECT current_setting('data_directory') AS d`)).rows[0].d as string;
-    const host = (dst as unknown as { host?: string }).host ?? '';
-    if (!['localhost', '127.0.0.1', '::1', ''].includes(host) && !host.startsWith('/')) return null;
-    const s = await statfs(dir);
-    return s.bavail * s.bsize;
-  } catch {
-    return null;
   }
 }
 

@@ -25,6 +25,7 @@ import { cursorKey, deleteCursor, ensureStateSchema, readCursors, readTables, se
 import { qualified } from '../destinations/postgres/dialect.js';
 import { uncarriable } from '../destinations/postgres/swap.js';
 import { LOCK_KEY_SQL } from '../destinations/postgres/pipeline-lock.js';
+import { dropArchive } from '../destinations/postgres/archives.js';
 import { onlineAlternative, truncateBlockers, truncateRefusal } from '../destinations/postgres/references.js';
 import { inBackfill } from '../core/table-state.js';
 import { Swapper } from './swapper.js';
@@ -720,15 +721,12 @@ class Orchestrator implements Pipeline {
     );
     for (const r of due.rows) {
       try {
-        await this.onControl((c) =>
-          withTransaction(c, async () => {
-            await c.query(`DROP TABLE IF EXISTS ${qualified(TableName.parse(r.archive))}`);
-            await c.query(`UPDATE _sluice.archives SET dropped_at = now() WHERE pipeline = $1 AND archive = $2`, [this.pipeline, r.archive]);
-          }),
-        );
-        this.log.info('dropped archived table after its retention', { archive: r.archive });
+        // By its recorded name (archive schema, or the table's schema for archives of an older sluice);
+        // idempotent against `sluice archives drop` doing the same meanwhile.
+        const outcome = await this.onControl((c) => dropArchive(c, this.pipeline, r.archive, 5000));
+        if (outcome !== 'already dropped') this.log.info('dropped archived table after its retention', { archive: r.archive, outcome });
       } catch (err) {
-        this.log.warn('could not drop archived table; something still depends on it', { archive: r.archive, error: errorMessage(err) });
+        this.log.warn('could not drop archived table (a dependent object, or a lock held on it); retrying in a minute', { archive: r.archive, error: errorMessage(err) });
       }
     }
   }

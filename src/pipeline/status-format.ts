@@ -12,7 +12,7 @@ export function etaSeconds(copied: number, estimated: number, rate: number): num
   return Math.max(0, Math.round((estimated - copied) / rate));
 }
 
-export function formatDuration(seconds: number): string {
+export function formatEta(seconds: number): string {
   if (seconds < 60) return `${Math.max(1, Math.round(seconds))}s`;
   if (seconds < 3600) return `${Math.round(seconds / 60)}m`;
   const h = Math.floor(seconds / 3600);

@@ -11,9 +11,11 @@ import { Lsn, TableName } from '../core/types.js';
 import { cursorKey, readCursors, readTables, stateSchemaExists } from '../destinations/postgres/state.js';
 import { assertStateReadable, readStateFormat, STATE_FORMAT } from '../destinations/postgres/state-format.js';
 import { describeLockWait, readLockWaits, waitIsOn, type LockWait } from '../destinations/postgres/lock-waits.js';
+import { listArchives } from '../destinations/postgres/archives.js';
+import { diskSpace } from '../destinations/postgres/space.js';
 import { configureConnections, connect } from './context.js';
 import { pipelineLockHolder } from '../destinations/postgres/pipeline-lock.js';
-import { describeThrottle, etaSeconds, formatDuration, percentCopied } from './status-format.js';
+import { describeThrottle, etaSeconds, formatEta, percentCopied } from './status-format.js';
 
 export interface TableStatus {
   name: string;
@@ -65,6 +67,21 @@ export interface PipelineStatus {
     stateNote?: string;
   };
   tables: TableStatus[];
+  /** The replaced tables of online backfills still kept (they hold disk space until dropped). */
+  archives: ArchivesSummary;
+}
+
+export interface ArchivesSummary {
+  count: number;
+  /** Their total size (pg_total_relation_size). */
+  bytes: number;
+  /** When the sweeper drops the next one (ISO); null when every one is kept until dropped by hand. */
+  nextDropAt: string | null;
+  /** The destination's free space, when it can be read (a server on this machine). */
+  freeBytes: number | null;
+  totalBytes: number | null;
+  /** Set when the free space is under online.lowFreeSpacePercent of the disk. */
+  lowSpace?: string;
 }
 
 /** A running pipeline (it holds the lock) whose heartbeat is older than this is reported as not answering. */
@@ -119,14 +136,22 @@ export async function computeStatus(cfg: SluiceConfig): Promise<PipelineStatus> 
     const rows = hasState ? await readTables(dst, cfg.pipeline.name) : [];
     const cursors = hasState ? await readCursors(dst, cfg.pipeline.name) : new Map();
     const byName = new Map(rows.map((r) => [r.name, r]));
-    const archives = hasState
-      ? (
-          await dst.query(
-            `SELECT table_name, archive, drop_after FROM _sluice.archives WHERE pipeline = $1 AND dropped_at IS NULL ORDER BY created_at`,
-            [cfg.pipeline.name],
-          )
-        ).rows
-      : [];
+    const archives = hasState ? await listArchives(dst, cfg.pipeline.name) : [];
+    const space = await diskSpace(dst);
+    const dropTimes = archives.map((a) => a.dropAfter?.getTime()).filter((t): t is number => t !== undefined);
+    const archiveSummary: ArchivesSummary = {
+      count: archives.length,
+      bytes: archives.reduce((n, a) => n + (a.bytes ?? 0), 0),
+      nextDropAt: dropTimes.length ? new Date(Math.min(...dropTimes)).toISOString() : null,
+      freeBytes: space?.freeBytes ?? null,
+      totalBytes: space?.totalBytes ?? null,
+    };
+    const pct = cfg.online.lowFreeSpacePercent;
+    if (space && space.totalBytes > 0 && space.freeBytes < (space.totalBytes * pct) / 100) {
+      archiveSummary.lowSpace =
+        `destination free space ${formatBytes(space.freeBytes)} of ${formatBytes(space.totalBytes)} is under online.lowFreeSpacePercent (${pct} %)` +
+        (archives.length ? `; archives hold ${formatBytes(archiveSummary.bytes)}: sluice archives drop` : '');
+    }
     // Read now, from here: a running pipeline's own status row cannot say it is stuck behind a lock.
     const waits = hasState ? await readLockWaits(dst).catch(() => [] as LockWait[]) : [];
     const names = [...new Set([...cfg.tables.map((t) => TableName.format(TableName.parse(t.name))), ...rows.map((r) => r.name)])];
@@ -159,8 +184,8 @@ export async function computeStatus(cfg: SluiceConfig): Promise<PipelineStatus> 
         lockWaits,
         staging: row?.staging ?? null,
         archives: archives
-          .filter((a) => a.table_name === name)
-          .map((a) => ({ name: a.archive as string, dropAfter: a.drop_after ? (a.drop_after as Date).toISOString() : null })),
+          .filter((a) => a.table === name)
+          .map((a) => ({ name: a.archive, dropAfter: a.dropAfter ? a.dropAfter.toISOString() : null })),
       });
     }
     return {
@@ -179,6 +204,7 @@ export async function computeStatus(cfg: SluiceConfig): Promise<PipelineStatus> 
         ...(stateNote ? { stateNote } : {}),
       },
       tables,
+      archives: archiveSummary,
     };
   } finally {
     await dst.end().catch(() => {});
@@ -197,6 +223,17 @@ export function formatBytes(n: number | null): string {
     u++;
   }
   return `${v < 10 && u > 0 ? v.toFixed(1) : Math.round(v)} ${units[u]}`;
+}
+
+/** "23 h", "41 min", "now". */
+export function formatDuration(ms: number): string {
+  if (ms <= 0) return 'now';
+  const min = ms / 60_000;
+  if (min < 1) return '< 1 min';
+  if (min < 90) return `${Math.round(min)} min`;
+  const h = min / 60;
+  if (h < 48) return `${Math.round(h)} h`;
+  return `${Math.round(h / 24)} d`;
 }
 
 export function renderStatus(s: PipelineStatus): string {
@@ -221,7 +258,7 @@ export function renderStatus(s: PipelineStatus): string {
     t.rowsCopied.toLocaleString('en-US'),
     t.rowsEstimated.toLocaleString('en-US'),
     t.percent === null ? '-' : `~${t.percent}%`,
-    t.etaSeconds === null ? '-' : `~${formatDuration(t.etaSeconds)}`,
+    t.etaSeconds === null ? '-' : `~${formatEta(t.etaSeconds)}`,
     t.rowsPerSecond ? t.rowsPerSecond.toLocaleString('en-US') : '-',
     formatBytes(t.lagBytes),
     t.lagSeconds === null ? '-' : t.lagSeconds.toFixed(1),
@@ -238,5 +275,11 @@ export function renderStatus(s: PipelineStatus): string {
     if (t.staging) lines.push(`${t.name}: loading staging table ${t.staging}`);
     for (const a of t.archives) lines.push(`${t.name}: replaced table kept as ${a.name} ${a.dropAfter ? `until ${a.dropAfter}` : '(--keep-archive)'}`);
   }
+  const a = s.archives;
+  if (a.count > 0) {
+    const next = a.nextDropAt === null ? 'kept until dropped by hand' : `next drop in ${formatDuration(Date.parse(a.nextDropAt) - Date.now())}`;
+    lines.push(`archives: ${a.count} (${formatBytes(a.bytes)}), ${next}; sluice archives list`);
+  }
+  if (a.lowSpace) lines.push(`warning: ${a.lowSpace}`);
   return lines.join('\n');
 }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { RateWindow } from '../../src/pipeline/rate-window.js';
-import { describeThrottle, etaSeconds, formatDuration, percentCopied } from '../../src/pipeline/status-format.js';
+import { describeThrottle, etaSeconds, formatEta, percentCopied } from '../../src/pipeline/status-format.js';
 
 test('rows/s is averaged over the window, not the last step', () => {
   const w = new RateWindow(30_000);
@@ -25,9 +25,9 @@ test('percent is capped below 100 until done; ETA from the rate', () => {
   assert.equal(percentCopied(5, 0), null);
   assert.equal(etaSeconds(0, 1000, 10), 100);
   assert.equal(etaSeconds(0, 1000, 0), null);
-  assert.equal(formatDuration(42), '42s');
-  assert.equal(formatDuration(150), '3m');
-  assert.equal(formatDuration(3 * 3600 + 600), '3h10m');
+  assert.equal(formatEta(42), '42s');
+  assert.equal(formatEta(150), '3m');
+  assert.equal(formatEta(3 * 3600 + 600), '3h10m');
 });
 
 test('one throttle description: a ceiling that holds tables back is on the pipeline line', () => {

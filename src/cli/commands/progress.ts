@@ -3,7 +3,7 @@ import type { SluiceConfig } from '../../config/schema.js';
 import type { Logger } from '../../core/logger.js';
 import { redactUrl } from '../../config/load.js';
 import type { Pipeline } from '../../pipeline/orchestrator.js';
-import { etaSeconds, formatCount, formatDuration, percentCopied } from '../../pipeline/status-format.js';
+import { etaSeconds, formatCount, formatEta, percentCopied } from '../../pipeline/status-format.js';
 
 /** The config on one line, passwords replaced: what this run works with. */
 export function startLine(cfg: SluiceConfig): string {
@@ -47,7 +47,7 @@ export function startProgress(pipeline: Pipeline, log: Logger, everyMs = 5000): 
         if (rt.state !== 'backfilling') return `${rt.name} ${rt.state}`;
         const pct = percentCopied(rt.rowsCopied, rt.rowsEstimated);
         const eta = etaSeconds(rt.rowsCopied, rt.rowsEstimated, rt.rowsPerSecond);
-        return `${rt.name} backfilling${pct === null ? '' : ` ~${pct}%`}${eta === null ? '' : ` ~${formatDuration(eta)}`}`;
+        return `${rt.name} backfilling${pct === null ? '' : ` ~${pct}%`}${eta === null ? '' : ` ~${formatEta(eta)}`}`;
       });
     const key = `${streaming}|${busy.join(';')}`;
     if (key === lastKey && now - lastPrinted < 60_000) return;

@@ -7,8 +7,8 @@
  * queues long behind a reader), capture its grants, owner, comments, policies, triggers and
  * dependent views, rename live → archive and staging → live (indexes too, so their names stay),
  * then re-apply what was captured to the new live table by NAME: views are re-created with their
- * own definition text, which now resolves to the new table. Readers see the old table or the new
- * one, never neither.
+ * own definition text, which now resolves to the new table; last, the archive moves into the archive
+ * schema (destinations/postgres/archives.ts). Readers see the old table or the new one, never neither.
  */
 import type pg from 'pg';
 import type { TableName } from '../../core/types.js';
@@ -21,8 +21,14 @@ export function stagingName(live: TableName): TableName {
   return { schema: live.schema, name: withSuffix(live.name, STAGING_SUFFIX) };
 }
 
-export function archiveName(live: TableName, runId: number): TableName {
-  return { schema: live.schema, name: withSuffix(live.name, `__sluice_archive_${runId}`) };
+/**
+ * Where the swap puts the replaced table: `<archiveSchema>.<schema>_<table>__<run>`, cut to 63 bytes
+ * (the run id is unique in the destination, so the name is too). Archives written by an older sluice
+ * stand at `<schema>.<table>__sluice_archive_<run>`; everything that handles archives goes by the
+ * name recorded in `_sluice.archives`, so both kinds work.
+ */
+export function archiveName(live: TableName, runId: number, archiveSchema: string): TableName {
+  return { schema: archiveSchema, name: withSuffix(`${live.schema}_${live.name}`, `__${runId}`) };
 }
 
 /** Appends a suffix, cutting the base so the whole stays within 63 bytes. */
@@ -209,6 +215,8 @@ function escapeRegExp(s: string): string {
  */
 export function swapSql(live: TableName, staging: TableName, archive: TableName, carried: Carried, runId: number): string[] {
   const out: string[] = [];
+  // Renamed in place first (its name and its indexes' names leave the live schema free for the new
+  // table), moved to the archive schema last.
   out.push(`ALTER TABLE ${qualified(live)} RENAME TO ${quoteIdent(archive.name)}`);
   for (const idx of carried.indexes) {
     out.push(`ALTER INDEX ${quoteIdent(live.schema)}.${quoteIdent(idx.name)} RENAME TO ${quoteIdent(withSuffix(idx.name, `__sluice_a${runId}`))}`);
@@ -225,6 +233,13 @@ export function swapSql(live: TableName, staging: TableName, archive: TableName,
   for (const v of carried.views) {
     const opts = v.options.length ? ` WITH (${v.options.join(', ')})` : '';
     out.push(`CREATE OR REPLACE VIEW ${qualified(v.name)}${opts} AS ${v.definition.replace(/;\s*$/, '')}`);
+  }
+  // Last: by now the sequences the old table owned (serial columns) are owned by the new live table,
+  // so they stay in the live schema (SET SCHEMA moves a table's owned sequences with it) and the
+  // archive's drop never drops them; its indexes, constraints, triggers and policies go with it,
+  // and so does an identity column's sequence, which only the archive uses.
+  if (archive.schema !== live.schema) {
+    out.push(`ALTER TABLE ${quoteIdent(live.schema)}.${quoteIdent(archive.name)} SET SCHEMA ${quoteIdent(archive.schema)}`);
   }
   return out;
 }
