@@ -18,7 +18,9 @@ import { crashPoint } from '../core/crash.js';
 import { osUser } from '../core/os-user.js';
 import type { Logger } from '../core/logger.js';
 import { onlineAlternative, referencingKeys, truncateBlockers, truncateRefusal } from '../destinations/postgres/references.js';
-import { stagingIndexSql, stagingName, tableIndexes, uncarriable, withSuffix } from '../destinations/postgres/swap.js';
+import { firstLoadInPlace, stagingIndexSql, stagingName, tableIndexes, uncarriable, withSuffix } from '../destinations/postgres/swap.js';
+import { dropDependents, dropRefusal, foreignKeysOf, setReplicaRole, type ForeignKey } from '../destinations/postgres/foreign-keys.js';
+import { recreateForeignKeys, validateForeignKeysLater, withGrantHint } from './foreign-keys.js';
 import { pipeline as pipe } from 'node:stream/promises';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { SluiceError } from '../core/errors.js';
@@ -77,6 +79,10 @@ export interface CopierHooks {
 
 export class Copier {
   private readonly queue: ChunkQueue;
+  /** False once a chunk session could not set session_replication_role = replica. */
+  private replicaRole = true;
+  /** `--mode drop`: the foreign keys to add back after the load (ctid) and to validate once loaded, by table. */
+  private readonly foreignKeys = new Map<string, { fks: ForeignKey[]; added: boolean }>();
 
   constructor(
     private readonly ctx: PipelineContext,
@@ -88,7 +94,11 @@ export class Copier {
       async () => {
         const src = await connect('source', cfg.source.replicaUrl ?? cfg.source.url, 'sluice-chunk');
         try {
-          return { src, dst: await connect('destination', cfg.destination.url, 'sluice-chunk') };
+          const dst = await connect('destination', cfg.destination.url, 'sluice-chunk');
+          // Chunks of a child table may land before its parent's (foreign keys in the destination):
+          // the role keeps foreign-key triggers from firing for sluice's writes (foreign-keys.ts).
+          if (!(await setReplicaRole(dst).catch(() => false))) this.replicaRole = false;
+          return { src, dst };
         } catch (err) {
           await src.end().catch(() => {});
           throw err;
@@ -158,7 +168,11 @@ export class Copier {
       const finished = await this.queue.run(this.tableLoad(rt, plan, planner, runId, signal));
       if (!finished) return false;
       await this.finishLoad(dst, rt, plan, log);
+      const fks = this.foreignKeys.get(rt.name);
+      if (fks && !fks.added) await recreateForeignKeys(dst, fks.fks, log, false);
       await this.armReplay(dst, rt, l0);
+      this.foreignKeys.delete(rt.name);
+      if (fks) validateForeignKeysLater(this.ctx, fks.fks.filter((f) => f.validated), log);
       log.info('backfill copied; replaying changes since L0', { rowsCopied: rt.rowsCopied, l0: Lsn.format(l0) });
       return true;
     } finally {
@@ -176,6 +190,7 @@ export class Copier {
       parallelism: p?.parallelism ?? rt.config.parallelism,
       where: p?.where ?? rt.config.where,
       keepArchive: p?.keepArchive ?? false,
+      cascade: p?.cascade ?? false,
     };
   }
 
@@ -256,7 +271,7 @@ export class Copier {
           return pipe(out, inp).then(
             () => Number((inp as unknown as { rowCount: number }).rowCount ?? 0),
             (err) => {
-              throw classify('destination', `copying a chunk of ${rt.name}`, err);
+              throw withGrantHint(classify('destination', `copying a chunk of ${rt.name}`, err), this.replicaRole);
             },
           );
         };
@@ -460,7 +475,15 @@ export class Copier {
     return rt.lock.run(() =>
       withTransaction(dst, async () => {
         const exists = (await dst.query(`SELECT to_regclass($1) IS NOT NULL AS ok`, [qualified(target)])).rows[0].ok as boolean;
+        let fks: ForeignKey[] = [];
         if (mode === 'drop' && exists) {
+          // Bug 2: a drop once took other tables' foreign keys with it silently. Name every dependent
+          // and go on only when the user said --cascade; the table's own foreign keys and those of
+          // other tables are added back after it is recreated (NOT VALID, validated after the load).
+          const dependents = await dropDependents(dst, target);
+          if (dependents.length && !req.cascade) throw new SluiceError('BAD_USAGE', dropRefusal(target, dependents));
+          fks = await foreignKeysOf(dst, target);
+          if (dependents.length) this.ctx.logger.warn('mode drop --cascade: dropping the table with its dependents', { table: rt.name, dependents });
           const deps = await dst.query(
             `SELECT DISTINCT v.oid::regclass::text AS name FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
                JOIN pg_class v ON v.oid = r.ev_class WHERE d.refobjid = $1::regclass AND v.oid <> d.refobjid`,
@@ -472,13 +495,21 @@ export class Copier {
           await dst.query(`DROP TABLE ${qualified(target)} CASCADE`);
         }
         await this.dropStaging(dst, rt);
-        const ours = !exists || mode === 'drop' || mode === 'online';
+        // A schema created first (empty, never replicated): an online backfill loads in place.
+        const inPlace = mode === 'online' && exists && (await firstLoadInPlace(dst, this.ctx.pipeline, rt.name, target));
+        if (inPlace) this.ctx.logger.info('online backfill loads in place: the destination table is empty and was never replicated, so readers lose nothing and no swap is needed', { table: rt.name });
+        const ours = !exists || mode === 'drop' || (mode === 'online' && !inPlace);
         // ctid may read a row twice: into a table of ours, load without the key and dedupe once at the
         // end; into a kept table (truncate, upsert), upsert each chunk.
         plan.pkDeferred = plan.strategy === 'ctid' && ours;
-        plan.viaTemp = mode === 'upsert' || (mode === 'truncate' && exists && (plan.scope !== '' || plan.strategy === 'ctid'));
+        plan.viaTemp = mode === 'upsert' || (mode === 'truncate' && exists && (plan.scope !== '' || plan.strategy === 'ctid')) || (inPlace && plan.strategy === 'ctid');
         if (!exists || mode === 'drop') {
           await this.createTarget(dst, info, target, plan.pkDeferred);
+          if (fks.length) {
+            // A key built after a ctid load: the foreign keys that reference it wait for it.
+            if (!plan.pkDeferred) await recreateForeignKeys(dst, fks, this.ctx.logger.child({ table: rt.name }));
+            this.foreignKeys.set(rt.name, { fks, added: !plan.pkDeferred });
+          }
         } else {
           await this.checkTarget(dst, rt);
           if (mode === 'truncate' && plan.scope === '') {
@@ -490,10 +521,10 @@ export class Copier {
               if (refs.length) throw new SluiceError('BAD_USAGE', truncateRefusal(target, refs));
             }
           }
-          if (mode === 'online') rt.staging = { target: await this.createStaging(dst, rt, plan.pkDeferred), cursor: null };
+          if (mode === 'online' && !inPlace) rt.staging = { target: await this.createStaging(dst, rt, plan.pkDeferred), cursor: null };
         }
         // A reload that empties the table restarts its cursor at L0 after the load; until then nothing applies to it.
-        const emptiesLive = mode === 'drop' || !exists || (mode === 'truncate' && plan.scope === '');
+        const emptiesLive = mode === 'drop' || !exists || inPlace || (mode === 'truncate' && plan.scope === '');
         if (emptiesLive) {
           await dst.query(`DELETE FROM _sluice.cursors WHERE pipeline = $1 AND name = $2`, [this.ctx.pipeline, rt.name]);
         }
@@ -603,9 +634,10 @@ export class Copier {
     const live = rt.target;
     const blockers = await uncarriable(dst, live);
     if (blockers.length) {
+      const referenced = (await referencingKeys(dst, live)).length > 0;
       throw new SluiceError(
         'BAD_USAGE',
-        `online backfill of ${TableName.format(live)}: the swap cannot carry ${blockers.join('; ')}; ${onlineAlternative(blockers)}`,
+        `online backfill of ${TableName.format(live)}: the swap cannot carry ${blockers.join('; ')}; ${onlineAlternative(referenced)}`,
       );
     }
     await this.checkSpace(dst, live);

@@ -21,6 +21,7 @@ import { classify } from '../sources/postgres/errors.js';
 import type { Applier } from './applier.js';
 import type { PipelineContext } from './context.js';
 import type { TableRuntime } from './runtime.js';
+import { validateForeignKeysLater } from './foreign-keys.js';
 
 export interface SwapperHooks {
   onSwapped(rt: TableRuntime, archive: TableName, lockHeldMs: number, attempts: number): void;
@@ -137,7 +138,7 @@ export class Swapper {
             rt.state = 'streaming';
             rt.l0 = null;
             rt.error = null;
-            return { archive, heldMs, at };
+            return { archive, heldMs, at, foreignKeys: carried.foreignKeys };
           } catch (err) {
             await dst.query('ROLLBACK').catch(() => {});
             throw err;
@@ -151,6 +152,8 @@ export class Swapper {
           attempts: attempt,
         });
         this.hooks.onSwapped(rt, result.archive, result.heldMs, attempt);
+        // Added back NOT VALID in the swap; validated now, outside its lock (SHARE UPDATE EXCLUSIVE).
+        validateForeignKeysLater(this.ctx, result.foreignKeys.filter((f) => f.validated), log);
         return;
       } catch (err) {
         const e = classify('destination', `swapping ${TableName.format(rt.target)}`, err);
