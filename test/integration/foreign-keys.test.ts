@@ -105,20 +105,25 @@ async function allAgree(what: string): Promise<void> {
 class Writer {
   private stopped = false;
   private done: Promise<void> | null = null;
-  private next = 100_000;
-  private oldAlbum = 200;
+  private static next = 100_000;
+  private static oldAlbum = 200;
   txns = 0;
 
   start(): void {
-    this.done = this.loop();
+    // Caught here and rethrown by stop(): an unhandled rejection would end the test early.
+    this.done = this.loop().catch((err) => {
+      this.error = err as Error;
+    });
   }
+
+  private error: Error | null = null;
 
   private async loop(): Promise<void> {
     const c = new pg.Client({ connectionString: source.url() });
     await c.connect();
     try {
       while (!this.stopped) {
-        const n = this.next++;
+        const n = Writer.next++;
         await c.query(`BEGIN`);
         await c.query(`INSERT INTO public.artist VALUES ($1, 'new artist')`, [n]);
         await c.query(`INSERT INTO public.album VALUES ($1, $1, 'new album')`, [n]);
@@ -136,8 +141,8 @@ class Writer {
           await c.query(`DELETE FROM public.track WHERE id IN ($1, $1 + 500000)`, [m]);
           await c.query(`DELETE FROM public.album WHERE id = $1`, [m]);
           await c.query(`DELETE FROM public.artist WHERE id = $1`, [m]);
-          if (n % 10 === 0 && this.oldAlbum > 150) {
-            const a = this.oldAlbum--;
+          if (n % 10 === 0 && Writer.oldAlbum > 150) {
+            const a = Writer.oldAlbum--;
             await c.query(`DELETE FROM public.track WHERE album_id = $1`, [a]);
             await c.query(`DELETE FROM public.album WHERE id = $1`, [a]);
           }
@@ -154,6 +159,7 @@ class Writer {
   async stop(): Promise<void> {
     this.stopped = true;
     await this.done;
+    if (this.error) throw this.error;
   }
 }
 
