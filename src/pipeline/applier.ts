@@ -34,7 +34,7 @@ import { closeClient } from '../sources/postgres/connection.js';
 import { connect, withTransaction, type PipelineContext } from './context.js';
 import { Mutex, type TableRuntime } from './runtime.js';
 import { columnTypes, syncColumnTypes } from './type-sync.js';
-import { setReplicaRole, replicaRoleGrant } from '../destinations/postgres/foreign-keys.js';
+import { isReferenced, setReplicaRole, replicaRoleGrant } from '../destinations/postgres/foreign-keys.js';
 import { withGrantHint } from './foreign-keys.js';
 
 export interface ApplierHooks {
@@ -359,7 +359,9 @@ export class Applier {
 
   private async applySegment(dst: pg.Client, rt: TableRuntime, target: TableName, changes: Change[], prefetch?: () => void): Promise<void> {
     if (changes[0].kind === 'truncate') {
-      await dst.query(`TRUNCATE ${qualified(target)}`);
+      // PostgreSQL cannot TRUNCATE a table other tables reference; the source truncated those too,
+      // and their own TRUNCATE comes in their own apply: empty this one row by row instead.
+      await dst.query((await isReferenced(dst, target)) ? `DELETE FROM ${qualified(target)}` : `TRUNCATE ${qualified(target)}`);
       return;
     }
     const rel = this.ctx.changeLog.relation(changes[0].relationVersion);

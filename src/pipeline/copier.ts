@@ -122,6 +122,8 @@ export class Copier {
     const src = await connect('source', this.ctx.cfg.source.url, 'sluice-backfill');
     const dst = await connect('destination', this.ctx.cfg.destination.url, 'sluice-backfill');
     try {
+      // A scoped truncate deletes rows other tables may reference: no foreign-key action for sluice's writes.
+      if (!(await setReplicaRole(dst).catch(() => false))) this.replicaRole = false;
       rt.info = await introspectTable(src, rt.source);
       const state = await readTable(dst, this.ctx.pipeline, rt.name);
       let l0: Lsn;

@@ -251,3 +251,21 @@ test('drop --cascade of a referenced table: the foreign keys of other tables are
   });
   await allAgree('after backfill artist --mode drop --cascade');
 });
+
+test('a scoped truncate of a referenced table deletes its rows without tripping the foreign key', { timeout: 180_000 }, async () => {
+  await underWrites(async () => {
+    const r = await cli(['backfill', 'public.album', '--mode', 'truncate', '--where', 'id > 100', '--wait']);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+  });
+  await allAgree('after a scoped truncate of album');
+});
+
+test('TRUNCATE of parent and child at the source: applied although the destination parent is referenced', { timeout: 120_000 }, async () => {
+  await source.query(`TRUNCATE public.track, public.album`);
+  await source.query(`
+    INSERT INTO public.album SELECT i, 1 + i % 40, 'album again ' || i FROM generate_series(1, 20) i;
+    INSERT INTO public.track SELECT i, 1 + i % 20, 'track again ' || i FROM generate_series(1, 100) i;`);
+  await allAgree('after TRUNCATE track, album at the source');
+  const st = await destination.query(`SELECT name, state, error FROM _sluice.tables WHERE pipeline = $1 AND state <> 'streaming'`, [PIPELINE]);
+  assert.deepEqual(st.rows, []);
+});

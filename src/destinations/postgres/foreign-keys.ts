@@ -34,6 +34,15 @@ export function replicaRoleGrant(user: string): string {
   return `GRANT SET ON PARAMETER session_replication_role TO ${who} (PostgreSQL 15+; older versions: make the role a superuser)`;
 }
 
+/** Whether foreign keys of other tables reference `table` (then it cannot be TRUNCATEd alone). */
+export async function isReferenced(client: pg.ClientBase, table: TableName): Promise<boolean> {
+  const r = await client.query(
+    `SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE contype = 'f' AND confrelid = $1::regclass AND conrelid <> confrelid) AS r`,
+    [qualified(table)],
+  );
+  return r.rows[0].r as boolean;
+}
+
 export interface ForeignKey {
   readonly name: string;
   /** The table that has the constraint. */

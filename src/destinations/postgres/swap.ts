@@ -73,7 +73,7 @@ export async function uncarriable(client: pg.ClientBase, live: TableName): Promi
   const out: string[] = [];
   if (oid.kind === 'p') out.push('it is a partitioned table');
   const q = await client.query(
-    `SELECT 'materialized view ' || v.oid::regclass::text FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
+    `SELECT 'materialized view ' || v.oid::regclass::text AS what FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
        JOIN pg_class v ON v.oid = r.ev_class WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjid = $1 AND v.relkind = 'm'
      UNION ALL
      SELECT 'rule ' || r.rulename FROM pg_rewrite r WHERE r.ev_class = $1
