@@ -19,7 +19,7 @@ import { osUser } from '../core/os-user.js';
 import type { Logger } from '../core/logger.js';
 import { onlineAlternative, referencingKeys, truncateBlockers, truncateRefusal } from '../destinations/postgres/references.js';
 import { firstLoadInPlace, stagingIndexSql, stagingName, tableIndexes, uncarriable, withSuffix } from '../destinations/postgres/swap.js';
-import { dropDependents, dropRefusal, foreignKeysOf, setReplicaRole, type ForeignKey } from '../destinations/postgres/foreign-keys.js';
+import { addForeignKeySql, dropDependents, dropRefusal, foreignKeysOf, setReplicaRole, type ForeignKey } from '../destinations/postgres/foreign-keys.js';
 import { recreateForeignKeys, validateForeignKeysLater, withGrantHint } from './foreign-keys.js';
 import { pipeline as pipe } from 'node:stream/promises';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
@@ -174,7 +174,7 @@ export class Copier {
       if (fks && !fks.added) await recreateForeignKeys(dst, fks.fks, log, false);
       await this.armReplay(dst, rt, l0);
       this.foreignKeys.delete(rt.name);
-      if (fks) validateForeignKeysLater(this.ctx, fks.fks.filter((f) => f.validated), log);
+      if (fks) validateForeignKeysLater(this.ctx, fks.fks.filter((f) => f.validated), log, runId);
       log.info('backfill copied; replaying changes since L0', { rowsCopied: rt.rowsCopied, l0: Lsn.format(l0) });
       return true;
     } finally {
@@ -486,6 +486,7 @@ export class Copier {
           if (dependents.length && !req.cascade) throw new SluiceError('BAD_USAGE', dropRefusal(target, dependents));
           fks = await foreignKeysOf(dst, target);
           if (dependents.length) this.ctx.logger.warn('mode drop --cascade: dropping the table with its dependents', { table: rt.name, dependents });
+          if (fks.length) this.ctx.logger.info('mode drop: foreign keys to add back once the table is recreated', { table: rt.name, keys: fks.map(addForeignKeySql) });
           const deps = await dst.query(
             `SELECT DISTINCT v.oid::regclass::text AS name FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
                JOIN pg_class v ON v.oid = r.ev_class WHERE d.refobjid = $1::regclass AND v.oid <> d.refobjid`,
@@ -538,7 +539,14 @@ export class Copier {
             rt.name,
             mode,
             plan.strategy,
-            JSON.stringify({ chunkRows: rt.config.chunkRows, chunkSeconds: rt.config.chunkSeconds, parallelism: plan.parallelism, binary: info.binarySafe }),
+            JSON.stringify({
+              chunkRows: rt.config.chunkRows,
+              chunkSeconds: rt.config.chunkSeconds,
+              parallelism: plan.parallelism,
+              binary: info.binarySafe,
+              // Foreign keys added back NOT VALID: validated after the load (a restart finds them here).
+              ...(fks.some((f) => f.validated) ? { validate: fks.filter((f) => f.validated) } : {}),
+            }),
             this.ctx.version,
             osUser(),
             (await import('node:os')).hostname(),

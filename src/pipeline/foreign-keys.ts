@@ -38,16 +38,21 @@ export async function recreateForeignKeys(dst: pg.ClientBase, fks: readonly Fore
   }
 }
 
-/** Validates the keys in the background, on a session of its own; never throws. */
-export function validateForeignKeysLater(ctx: PipelineContext, fks: readonly ForeignKey[], log: Logger): void {
+/**
+ * Validates the keys in the background, on a session of its own; never throws. The run that added
+ * them back lists them in its params (`validate`, written in the same transaction); when every one
+ * is validated (or gone) the list is removed, so a restart validates what a crash left behind.
+ */
+export function validateForeignKeysLater(ctx: PipelineContext, fks: readonly ForeignKey[], log: Logger, runId?: number): void {
   if (fks.length === 0) return;
-  const p = validate(ctx, fks, log).catch((err) => log.warn('foreign key validation stopped', { error: (err as Error).message }));
+  const p = validate(ctx, fks, log, runId).catch((err) => log.warn('foreign key validation stopped', { error: (err as Error).message }));
   validations.add(p);
   void p.finally(() => validations.delete(p));
 }
 
-async function validate(ctx: PipelineContext, fks: readonly ForeignKey[], log: Logger): Promise<void> {
+async function validate(ctx: PipelineContext, fks: readonly ForeignKey[], log: Logger, runId?: number): Promise<void> {
   const dst = await connect('destination', ctx.cfg.destination.url, 'sluice-validate');
+  let all = true;
   try {
     for (const fk of fks) {
       for (let attempt = 1; ; attempt++) {
@@ -59,6 +64,7 @@ async function validate(ctx: PipelineContext, fks: readonly ForeignKey[], log: L
           const code = (err as { code?: string }).code;
           if (code === '42704' || code === '42P01') break; // dropped meanwhile
           if (code !== '23503' || attempt >= VALIDATE_ATTEMPTS) {
+            all = false;
             log.warn('foreign key left NOT VALID: validate it once the tables agree', { constraint: fk.name, sql: validateForeignKeySql(fk), error: (err as Error).message });
             break;
           }
@@ -66,8 +72,18 @@ async function validate(ctx: PipelineContext, fks: readonly ForeignKey[], log: L
         }
       }
     }
+    if (all && runId !== undefined) await dst.query(`UPDATE _sluice.runs SET params = params - 'validate' WHERE id = $1`, [runId]);
   } finally {
     await dst.end().catch(() => {});
+  }
+}
+
+/** The validations a stop or crash left pending (runs whose params still list keys to validate). */
+export async function resumeValidations(ctx: PipelineContext, dst: pg.ClientBase, log: Logger): Promise<void> {
+  const r = await dst.query(`SELECT id, params->'validate' AS v FROM _sluice.runs WHERE pipeline = $1 AND params ? 'validate' ORDER BY id`, [ctx.pipeline]);
+  for (const row of r.rows) {
+    log.info('validating foreign keys an earlier run added back', { run: Number(row.id), keys: (row.v as ForeignKey[]).map((f) => f.name) });
+    validateForeignKeysLater(ctx, row.v as ForeignKey[], log, Number(row.id));
   }
 }
 

@@ -26,6 +26,7 @@ import { qualified } from '../destinations/postgres/dialect.js';
 import { firstLoadInPlace, uncarriable } from '../destinations/postgres/swap.js';
 import { onlineAlternative, referencingKeys, truncateBlockers, truncateRefusal } from '../destinations/postgres/references.js';
 import { dropDependents, dropRefusal } from '../destinations/postgres/foreign-keys.js';
+import { resumeValidations } from './foreign-keys.js';
 import { inBackfill } from '../core/table-state.js';
 import { Swapper } from './swapper.js';
 import { classify, isConnectionLoss } from '../sources/postgres/errors.js';
@@ -281,6 +282,7 @@ class Orchestrator implements Pipeline {
       );
       this.timers.push(setInterval(() => void this.writeStatus().catch(() => {}), cfg.pipeline.statusIntervalMs));
       await this.sweepArchives().catch((e) => this.log.warn('dropping expired archives failed', { error: errorMessage(e) }));
+      await this.onControl((c) => resumeValidations(this.ctx, c, this.log)).catch((e) => this.log.warn('resuming foreign key validations failed', { error: errorMessage(e) }));
       this.timers.push(setInterval(() => void this.sweepArchives().catch((e) => this.log.warn('dropping expired archives failed', { error: errorMessage(e) })), 60_000));
       this.log.info('pipeline running', {
         slot: this.slot,

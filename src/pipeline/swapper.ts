@@ -122,11 +122,13 @@ export class Swapper {
             await dst.query(swapSql(live, staging, archive, carried, runId).join(';\n'));
             crashPoint('online:in-swap');
             const heldSoFar = performance.now() - lockedAt;
+            const validate = carried.foreignKeys.filter((f) => f.validated);
             await dst.query(
               `UPDATE _sluice.runs SET status = 'done', ended_at = now(),
                  params = params || jsonb_build_object('swapAttempts', $2::int, 'archive', $3::text, 'swapLockMsBeforeCommit', $4::float8)
+                   || CASE WHEN jsonb_array_length($5::jsonb) > 0 THEN jsonb_build_object('validate', $5::jsonb) ELSE '{}' END
                WHERE id = $1`,
-              [runId, attempt, TableName.format(archive), Math.round(heldSoFar * 100) / 100],
+              [runId, attempt, TableName.format(archive), Math.round(heldSoFar * 100) / 100, JSON.stringify(validate)],
             );
             await dst.query('COMMIT');
             const heldMs = performance.now() - lockedAt;
@@ -138,7 +140,7 @@ export class Swapper {
             rt.state = 'streaming';
             rt.l0 = null;
             rt.error = null;
-            return { archive, heldMs, at, foreignKeys: carried.foreignKeys };
+            return { archive, heldMs, at, validate, runId };
           } catch (err) {
             await dst.query('ROLLBACK').catch(() => {});
             throw err;
@@ -153,7 +155,7 @@ export class Swapper {
         });
         this.hooks.onSwapped(rt, result.archive, result.heldMs, attempt);
         // Added back NOT VALID in the swap; validated now, outside its lock (SHARE UPDATE EXCLUSIVE).
-        validateForeignKeysLater(this.ctx, result.foreignKeys.filter((f) => f.validated), log);
+        validateForeignKeysLater(this.ctx, result.validate, log, result.runId);
         return;
       } catch (err) {
         const e = classify('destination', `swapping ${TableName.format(rt.target)}`, err);
