@@ -81,8 +81,6 @@ export class Copier {
   private readonly queue: ChunkQueue;
   /** False once a chunk session could not set session_replication_role = replica. */
   private replicaRole = true;
-  /** `--mode drop`: the foreign keys to add back after the load (ctid) and to validate once loaded, by table. */
-  private readonly foreignKeys = new Map<string, { fks: ForeignKey[]; added: boolean }>();
 
   constructor(
     private readonly ctx: PipelineContext,
@@ -170,11 +168,15 @@ export class Copier {
       const finished = await this.queue.run(this.tableLoad(rt, plan, planner, runId, signal));
       if (!finished) return false;
       await this.finishLoad(dst, rt, plan, log);
-      const fks = this.foreignKeys.get(rt.name);
-      if (fks && !fks.added) await recreateForeignKeys(dst, fks.fks, log, false);
+      // `--mode drop`: the run lists the foreign keys to add back after a ctid load (its key is built
+      // last) and those to validate once loaded; a resumed load finds them there too.
+      const fkParams = (await dst.query(`SELECT params->'addBack' AS add, params->'validate' AS validate FROM _sluice.runs WHERE id = $1`, [runId])).rows[0];
+      if (fkParams?.add) {
+        await recreateForeignKeys(dst, fkParams.add as ForeignKey[], log, false);
+        await dst.query(`UPDATE _sluice.runs SET params = params - 'addBack' WHERE id = $1`, [runId]);
+      }
       await this.armReplay(dst, rt, l0);
-      this.foreignKeys.delete(rt.name);
-      if (fks) validateForeignKeysLater(this.ctx, fks.fks.filter((f) => f.validated), log, runId);
+      if (fkParams?.validate) validateForeignKeysLater(this.ctx, fkParams.validate as ForeignKey[], log, runId);
       log.info('backfill copied; replaying changes since L0', { rowsCopied: rt.rowsCopied, l0: Lsn.format(l0) });
       return true;
     } finally {
@@ -508,11 +510,8 @@ export class Copier {
         plan.viaTemp = mode === 'upsert' || (mode === 'truncate' && exists && (plan.scope !== '' || plan.strategy === 'ctid')) || (inPlace && plan.strategy === 'ctid');
         if (!exists || mode === 'drop') {
           await this.createTarget(dst, info, target, plan.pkDeferred);
-          if (fks.length) {
-            // A key built after a ctid load: the foreign keys that reference it wait for it.
-            if (!plan.pkDeferred) await recreateForeignKeys(dst, fks, this.ctx.logger.child({ table: rt.name }));
-            this.foreignKeys.set(rt.name, { fks, added: !plan.pkDeferred });
-          }
+          // A key built after a ctid load: the foreign keys wait for it (listed in the run meanwhile).
+          if (fks.length && !plan.pkDeferred) await recreateForeignKeys(dst, fks, this.ctx.logger.child({ table: rt.name }));
         } else {
           await this.checkTarget(dst, rt);
           if (mode === 'truncate' && plan.scope === '') {
@@ -546,6 +545,7 @@ export class Copier {
               binary: info.binarySafe,
               // Foreign keys added back NOT VALID: validated after the load (a restart finds them here).
               ...(fks.some((f) => f.validated) ? { validate: fks.filter((f) => f.validated) } : {}),
+              ...(fks.length && plan.pkDeferred ? { addBack: fks } : {}),
             }),
             this.ctx.version,
             osUser(),

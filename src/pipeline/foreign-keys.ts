@@ -13,6 +13,7 @@ import type { Logger } from '../core/logger.js';
 import { backoffMs, sleep } from '../core/retry.js';
 import { TableName } from '../core/types.js';
 import { addForeignKeySql, replicaRoleGrant, validateForeignKeySql, type ForeignKey } from '../destinations/postgres/foreign-keys.js';
+import { qualified } from '../destinations/postgres/dialect.js';
 import { connect, type PipelineContext } from './context.js';
 
 const VALIDATE_ATTEMPTS = 40;
@@ -26,6 +27,8 @@ export const validations = new Set<Promise<void>>();
  */
 export async function recreateForeignKeys(dst: pg.ClientBase, fks: readonly ForeignKey[], log: Logger, inTransaction = true): Promise<void> {
   for (const fk of fks) {
+    const has = await dst.query(`SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass($1) AND conname = $2`, [qualified(fk.table), fk.name]);
+    if (has.rowCount) continue; // added back before a restart
     try {
       if (inTransaction) await dst.query('SAVEPOINT sluice_fk');
       await dst.query(addForeignKeySql(fk));
@@ -80,7 +83,11 @@ async function validate(ctx: PipelineContext, fks: readonly ForeignKey[], log: L
 
 /** The validations a stop or crash left pending (runs whose params still list keys to validate). */
 export async function resumeValidations(ctx: PipelineContext, dst: pg.ClientBase, log: Logger): Promise<void> {
-  const r = await dst.query(`SELECT id, params->'validate' AS v FROM _sluice.runs WHERE pipeline = $1 AND params ? 'validate' ORDER BY id`, [ctx.pipeline]);
+  // A run still loading (status running) validates after its load, when it resumes.
+  const r = await dst.query(
+    `SELECT id, params->'validate' AS v FROM _sluice.runs WHERE pipeline = $1 AND params ? 'validate' AND status IN ('done', 'catching_up') ORDER BY id`,
+    [ctx.pipeline],
+  );
   for (const row of r.rows) {
     log.info('validating foreign keys an earlier run added back', { run: Number(row.id), keys: (row.v as ForeignKey[]).map((f) => f.name) });
     validateForeignKeysLater(ctx, row.v as ForeignKey[], log, Number(row.id));
