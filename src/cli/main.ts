@@ -44,7 +44,7 @@ program
   .option('--where <sql>', 'load only the rows matching this condition (upsert: over the existing rows; truncate: delete the matching rows, then load them)')
   .option('--parallelism <n>', 'chunks of the table read at once (interval, ctid)')
   .option('--keep-archive', 'online: keep the replaced table instead of dropping it after online.archiveRetentionHours')
-  .option('--cascade', 'drop: drop the table even when other objects depend on it; foreign keys of other tables are added back, dependent views are dropped')
+  .option('--cascade', 'drop: drop the table even when other objects depend on it; foreign keys are added back, views created again, materialized views dropped')
   .option('--wait', 'wait until the tables stream again; exit 1 if one fails')
   .action((tables: string[], flags) => {
     action = backfillCommand(tables, flags, globals());

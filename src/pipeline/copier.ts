@@ -20,6 +20,7 @@ import type { Logger } from '../core/logger.js';
 import { onlineAlternative, referencingKeys, truncateBlockers, truncateRefusal } from '../destinations/postgres/references.js';
 import { firstLoadInPlace, stagingIndexSql, stagingName, tableIndexes, uncarriable, withSuffix } from '../destinations/postgres/swap.js';
 import { addForeignKeySql, dropDependents, dropRefusal, foreignKeysOf, setReplicaRole, type ForeignKey } from '../destinations/postgres/foreign-keys.js';
+import { dependentViews, recreateViews, type DependentView } from '../destinations/postgres/dependent-views.js';
 import { recreateForeignKeys, validateForeignKeysLater, withGrantHint } from './foreign-keys.js';
 import { pipeline as pipe } from 'node:stream/promises';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
@@ -480,6 +481,7 @@ export class Copier {
       withTransaction(dst, async () => {
         const exists = (await dst.query(`SELECT to_regclass($1) IS NOT NULL AS ok`, [qualified(target)])).rows[0].ok as boolean;
         let fks: ForeignKey[] = [];
+        let views: DependentView[] = [];
         if (mode === 'drop' && exists) {
           // Bug 2: a drop once took other tables' foreign keys with it silently. Name every dependent
           // and go on only when the user said --cascade; the table's own foreign keys and those of
@@ -487,6 +489,7 @@ export class Copier {
           const dependents = await dropDependents(dst, target);
           if (dependents.length && !req.cascade) throw new SluiceError('BAD_USAGE', dropRefusal(target, dependents));
           fks = await foreignKeysOf(dst, target);
+          views = await dependentViews(dst, target);
           if (dependents.length) this.ctx.logger.warn('mode drop --cascade: dropping the table with its dependents', { table: rt.name, dependents });
           if (fks.length) this.ctx.logger.info('mode drop: foreign keys to add back once the table is recreated', { table: rt.name, keys: fks.map(addForeignKeySql) });
           const deps = await dst.query(
@@ -512,6 +515,7 @@ export class Copier {
           await this.createTarget(dst, info, target, plan.pkDeferred);
           // A key built after a ctid load: the foreign keys wait for it (listed in the run meanwhile).
           if (fks.length && !plan.pkDeferred) await recreateForeignKeys(dst, fks, this.ctx.logger.child({ table: rt.name }));
+          if (views.length) await recreateViews(dst, views, this.ctx.logger.child({ table: rt.name }));
         } else {
           await this.checkTarget(dst, rt);
           if (mode === 'truncate' && plan.scope === '') {

@@ -242,12 +242,25 @@ test('truncate of a referenced table is refused; drop of a referenced table is r
   assert.equal(await foreignKeys(), fksBefore);
 });
 
-test('drop --cascade of a referenced table: the foreign keys of other tables are added back and validated', { timeout: 180_000 }, async () => {
+test('drop --cascade of a referenced table: the foreign keys of other tables are added back and validated, views created again', { timeout: 180_000 }, async () => {
+  await destination.query(`
+    CREATE VIEW public.album_titles WITH (security_barrier) AS SELECT id, title FROM public.album WHERE id > 10;
+    CREATE VIEW public.album_title_count AS SELECT count(*) AS n FROM public.album_titles;
+    CREATE ROLE reader; GRANT SELECT ON public.album_titles TO reader;`);
+  const viewsOf = async () =>
+    (await destination.query(
+      `SELECT c.relname, pg_get_viewdef(c.oid) AS def, c.reloptions, c.relacl::text AS acl FROM pg_class c
+        WHERE c.relkind = 'v' AND c.relnamespace = 'public'::regnamespace ORDER BY 1`,
+    )).rows;
+  const before = await viewsOf();
+  assert.equal(before.length, 2);
   await underWrites(async () => {
     const r = await cli(['backfill', 'public.album', '--mode', 'drop', '--cascade', '--wait']);
     assert.equal(r.code, 0, r.stdout + r.stderr);
   });
   await allAgree('after backfill album --mode drop --cascade');
+  assert.deepEqual(await viewsOf(), before, 'the views are there again, with their options and grants');
+  await destination.query(`DROP VIEW public.album_title_count, public.album_titles; DROP ROLE reader`);
   await underWrites(async () => {
     const r = await cli(['backfill', 'public.artist', '--mode', 'drop', '--cascade', '--wait']);
     assert.equal(r.code, 0, r.stdout + r.stderr);

@@ -115,6 +115,6 @@ export function dropRefusal(table: TableName, dependents: readonly string[]): st
   return (
     `--mode drop of destination ${TableName.format(table)} would also drop ${dependents.join('; ')}. ` +
     `Add --cascade to drop and recreate the table anyway (foreign keys are added back NOT VALID and validated after the load; ` +
-    `dependent views are dropped with it and must be created again), or use --mode online, --mode upsert or --mode truncate, which keep them`
+    `views are created again from their definitions, materialized views are not), or use --mode online, --mode upsert or --mode truncate, which keep them`
   );
 }
