@@ -45,6 +45,7 @@ program
   .option('--where <sql>', 'load only the rows matching this condition (upsert: over the existing rows; truncate: delete the matching rows, then load them)')
   .option('--parallelism <n>', 'chunks of the table read at once (interval, ctid)')
   .option('--keep-archive', 'online: keep the replaced table instead of dropping it after online.archiveRetentionHours')
+  .option('--cascade', 'drop: drop the table even when other objects depend on it; foreign keys are added back, views created again, materialized views dropped')
   .option('--wait', 'after the answer, wait until the tables stream again; exit 1 if one fails')
   .option('--answer-timeout <seconds>', "how long to wait for the running pipeline's answer (default 10; 0: do not wait)")
   .action((tables: string[], flags) => {

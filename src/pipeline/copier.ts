@@ -17,7 +17,10 @@ import { crashPoint } from '../core/crash.js';
 import { osUser } from '../core/os-user.js';
 import type { Logger } from '../core/logger.js';
 import { onlineAlternative, referencingKeys, truncateBlockers, truncateRefusal } from '../destinations/postgres/references.js';
-import { stagingIndexSql, stagingName, tableIndexes, uncarriable, withSuffix } from '../destinations/postgres/swap.js';
+import { firstLoadInPlace, stagingIndexSql, stagingName, tableIndexes, uncarriable, withSuffix } from '../destinations/postgres/swap.js';
+import { addForeignKeySql, dropDependents, dropRefusal, foreignKeysOf, setReplicaRole, type ForeignKey } from '../destinations/postgres/foreign-keys.js';
+import { dependentViews, recreateViews, type DependentView } from '../destinations/postgres/dependent-views.js';
+import { recreateForeignKeys, validateForeignKeysLater, withGrantHint } from './foreign-keys.js';
 import { ensureArchiveSchema, listArchives } from '../destinations/postgres/archives.js';
 import { diskSpace } from '../destinations/postgres/space.js';
 import { keptArchivesNote } from './archive-space.js';
@@ -79,6 +82,8 @@ export interface CopierHooks {
 
 export class Copier {
   private readonly queue: ChunkQueue;
+  /** False once a chunk session could not set session_replication_role = replica. */
+  private replicaRole = true;
 
   constructor(
     private readonly ctx: PipelineContext,
@@ -90,7 +95,11 @@ export class Copier {
       async () => {
         const src = await connect('source', cfg.source.replicaUrl ?? cfg.source.url, 'sluice-chunk');
         try {
-          return { src, dst: await connect('destination', cfg.destination.url, 'sluice-chunk') };
+          const dst = await connect('destination', cfg.destination.url, 'sluice-chunk');
+          // Chunks of a child table may land before its parent's (foreign keys in the destination):
+          // the role keeps foreign-key triggers from firing for sluice's writes (foreign-keys.ts).
+          if (!(await setReplicaRole(dst).catch(() => false))) this.replicaRole = false;
+          return { src, dst };
         } catch (err) {
           await src.end().catch(() => {});
           throw err;
@@ -114,6 +123,8 @@ export class Copier {
     const src = await connect('source', this.ctx.cfg.source.url, 'sluice-backfill');
     const dst = await connect('destination', this.ctx.cfg.destination.url, 'sluice-backfill');
     try {
+      // A scoped truncate deletes rows other tables may reference: no foreign-key action for sluice's writes.
+      if (!(await setReplicaRole(dst).catch(() => false))) this.replicaRole = false;
       rt.info = await introspectTable(src, rt.source);
       const state = await readTable(dst, this.ctx.pipeline, rt.name);
       let l0: Lsn;
@@ -160,7 +171,15 @@ export class Copier {
       const finished = await this.queue.run(this.tableLoad(rt, plan, planner, runId, signal));
       if (!finished) return false;
       await this.finishLoad(dst, rt, plan, log);
+      // `--mode drop`: the run lists the foreign keys to add back after a ctid load (its key is built
+      // last) and those to validate once loaded; a resumed load finds them there too.
+      const fkParams = (await dst.query(`SELECT params->'addBack' AS add, params->'validate' AS validate FROM _sluice.runs WHERE id = $1`, [runId])).rows[0];
+      if (fkParams?.add) {
+        await recreateForeignKeys(dst, fkParams.add as ForeignKey[], log, false);
+        await dst.query(`UPDATE _sluice.runs SET params = params - 'addBack' WHERE id = $1`, [runId]);
+      }
       await this.armReplay(dst, rt, l0);
+      if (fkParams?.validate) validateForeignKeysLater(this.ctx, fkParams.validate as ForeignKey[], log, runId);
       log.info('backfill copied; replaying changes since L0', { rowsCopied: rt.rowsCopied, l0: Lsn.format(l0) });
       return true;
     } finally {
@@ -178,6 +197,7 @@ export class Copier {
       parallelism: p?.parallelism ?? rt.config.parallelism,
       where: p?.where ?? rt.config.where,
       keepArchive: p?.keepArchive ?? false,
+      cascade: p?.cascade ?? false,
     };
   }
 
@@ -258,7 +278,7 @@ export class Copier {
           return pipe(out, inp).then(
             () => Number((inp as unknown as { rowCount: number }).rowCount ?? 0),
             (err) => {
-              throw classify('destination', `copying a chunk of ${rt.name}`, err);
+              throw withGrantHint(classify('destination', `copying a chunk of ${rt.name}`, err), this.replicaRole);
             },
           );
         };
@@ -462,7 +482,18 @@ export class Copier {
     return rt.lock.run(() =>
       withTransaction(dst, async () => {
         const exists = (await dst.query(`SELECT to_regclass($1) IS NOT NULL AS ok`, [qualified(target)])).rows[0].ok as boolean;
+        let fks: ForeignKey[] = [];
+        let views: DependentView[] = [];
         if (mode === 'drop' && exists) {
+          // Bug 2: a drop once took other tables' foreign keys with it silently. Name every dependent
+          // and go on only when the user said --cascade; the table's own foreign keys and those of
+          // other tables are added back after it is recreated (NOT VALID, validated after the load).
+          const dependents = await dropDependents(dst, target);
+          if (dependents.length && !req.cascade) throw new SluiceError('BAD_USAGE', dropRefusal(target, dependents));
+          fks = await foreignKeysOf(dst, target);
+          views = await dependentViews(dst, target);
+          if (dependents.length) this.ctx.logger.warn('mode drop --cascade: dropping the table with its dependents', { table: rt.name, dependents });
+          if (fks.length) this.ctx.logger.info('mode drop: foreign keys to add back once the table is recreated', { table: rt.name, keys: fks.map(addForeignKeySql) });
           const deps = await dst.query(
             `SELECT DISTINCT v.oid::regclass::text AS name FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
                JOIN pg_class v ON v.oid = r.ev_class WHERE d.refobjid = $1::regclass AND v.oid <> d.refobjid`,
@@ -474,13 +505,19 @@ export class Copier {
           await dst.query(`DROP TABLE ${qualified(target)} CASCADE`);
         }
         await this.dropStaging(dst, rt);
-        const ours = !exists || mode === 'drop' || mode === 'online';
+        // A schema created first (empty, never replicated): an online backfill loads in place.
+        const inPlace = mode === 'online' && exists && (await firstLoadInPlace(dst, this.ctx.pipeline, rt.name, target));
+        if (inPlace) this.ctx.logger.info('online backfill loads in place: the destination table is empty and was never replicated, so readers lose nothing and no swap is needed', { table: rt.name });
+        const ours = !exists || mode === 'drop' || (mode === 'online' && !inPlace);
         // ctid may read a row twice: into a table of ours, load without the key and dedupe once at the
         // end; into a kept table (truncate, upsert), upsert each chunk.
         plan.pkDeferred = plan.strategy === 'ctid' && ours;
-        plan.viaTemp = mode === 'upsert' || (mode === 'truncate' && exists && (plan.scope !== '' || plan.strategy === 'ctid'));
+        plan.viaTemp = mode === 'upsert' || (mode === 'truncate' && exists && (plan.scope !== '' || plan.strategy === 'ctid')) || (inPlace && plan.strategy === 'ctid');
         if (!exists || mode === 'drop') {
           await this.createTarget(dst, info, target, plan.pkDeferred);
+          // A key built after a ctid load: the foreign keys wait for it (listed in the run meanwhile).
+          if (fks.length && !plan.pkDeferred) await recreateForeignKeys(dst, fks, this.ctx.logger.child({ table: rt.name }));
+          if (views.length) await recreateViews(dst, views, this.ctx.logger.child({ table: rt.name }));
         } else {
           await this.checkTarget(dst, rt);
           if (mode === 'truncate' && plan.scope === '') {
@@ -492,10 +529,10 @@ export class Copier {
               if (refs.length) throw new SluiceError('BAD_USAGE', truncateRefusal(target, refs));
             }
           }
-          if (mode === 'online') rt.staging = { target: await this.createStaging(dst, rt, plan.pkDeferred), cursor: null };
+          if (mode === 'online' && !inPlace) rt.staging = { target: await this.createStaging(dst, rt, plan.pkDeferred), cursor: null };
         }
         // A reload that empties the table restarts its cursor at L0 after the load; until then nothing applies to it.
-        const emptiesLive = mode === 'drop' || !exists || (mode === 'truncate' && plan.scope === '');
+        const emptiesLive = mode === 'drop' || !exists || inPlace || (mode === 'truncate' && plan.scope === '');
         if (emptiesLive) {
           await dst.query(`DELETE FROM _sluice.cursors WHERE pipeline = $1 AND name = $2`, [this.ctx.pipeline, rt.name]);
         }
@@ -507,7 +544,15 @@ export class Copier {
             rt.name,
             mode,
             plan.strategy,
-            JSON.stringify({ chunkRows: rt.config.chunkRows, chunkSeconds: rt.config.chunkSeconds, parallelism: plan.parallelism, binary: info.binarySafe }),
+            JSON.stringify({
+              chunkRows: rt.config.chunkRows,
+              chunkSeconds: rt.config.chunkSeconds,
+              parallelism: plan.parallelism,
+              binary: info.binarySafe,
+              // Foreign keys added back NOT VALID: validated after the load (a restart finds them here).
+              ...(fks.some((f) => f.validated) ? { validate: fks.filter((f) => f.validated) } : {}),
+              ...(fks.length && plan.pkDeferred ? { addBack: fks } : {}),
+            }),
             this.ctx.version,
             osUser(),
             (await import('node:os')).hostname(),
@@ -605,9 +650,10 @@ export class Copier {
     const live = rt.target;
     const blockers = await uncarriable(dst, live);
     if (blockers.length) {
+      const referenced = (await referencingKeys(dst, live)).length > 0;
       throw new SluiceError(
         'BAD_USAGE',
-        `online backfill of ${TableName.format(live)}: the swap cannot carry ${blockers.join('; ')}; ${onlineAlternative(blockers)}`,
+        `online backfill of ${TableName.format(live)}: the swap cannot carry ${blockers.join('; ')}; ${onlineAlternative(referenced)}`,
       );
     }
     await this.checkSpace(dst, live);

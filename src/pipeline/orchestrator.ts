@@ -23,10 +23,12 @@ import { backoffMs, sleep } from '../core/retry.js';
 import { Lsn, TableName, type BackfillMode } from '../core/types.js';
 import { cursorKey, deleteCursor, ensureStateSchema, readCursors, readTables, setRunStatus, setTableState, type TableRow } from '../destinations/postgres/state.js';
 import { qualified } from '../destinations/postgres/dialect.js';
-import { uncarriable } from '../destinations/postgres/swap.js';
+import { firstLoadInPlace, uncarriable } from '../destinations/postgres/swap.js';
+import { onlineAlternative, referencingKeys, truncateBlockers, truncateRefusal } from '../destinations/postgres/references.js';
+import { dropDependents, dropRefusal } from '../destinations/postgres/foreign-keys.js';
+import { resumeValidations } from './foreign-keys.js';
 import { LOCK_KEY_SQL } from '../destinations/postgres/pipeline-lock.js';
 import { dropArchive } from '../destinations/postgres/archives.js';
-import { onlineAlternative, truncateBlockers, truncateRefusal } from '../destinations/postgres/references.js';
 import { inBackfill } from '../core/table-state.js';
 import { Swapper } from './swapper.js';
 import { classify, isConnectionLoss } from '../sources/postgres/errors.js';
@@ -291,6 +293,7 @@ class Orchestrator implements Pipeline {
       );
       this.timers.push(setInterval(() => void this.writeStatus().catch(() => {}), cfg.pipeline.statusIntervalMs));
       await this.sweepArchives().catch((e) => this.log.warn('dropping expired archives failed', { error: errorMessage(e) }));
+      await this.onControl((c) => resumeValidations(this.ctx, c, this.log)).catch((e) => this.log.warn('resuming foreign key validations failed', { error: errorMessage(e) }));
       this.timers.push(setInterval(() => void this.sweepArchives().catch((e) => this.log.warn('dropping expired archives failed', { error: errorMessage(e) })), 60_000));
       this.log.info('pipeline running', {
         slot: this.slot,
@@ -541,6 +544,7 @@ class Orchestrator implements Pipeline {
           mode: (p.mode ?? rt.config.mode) as BackfillMode,
           requestId: Number(r.id),
           keepArchive: Boolean(p.keepArchive),
+          cascade: Boolean(p.cascade),
           strategy: p.strategy ?? rt.config.strategy,
           parallelism: p.parallelism ?? (p.strategy && p.strategy !== rt.config.strategy ? 1 : rt.config.parallelism),
           where: p.where ?? rt.config.where,
@@ -592,9 +596,16 @@ class Orchestrator implements Pipeline {
     const refusal = await this.onControl(async (c) => {
       const exists = (await c.query(`SELECT to_regclass($1) IS NOT NULL AS ok`, [qualified(rt.target)])).rows[0].ok;
       if (!exists) return null;
-      if (mode === 'online') {
+      if (mode === 'online' && !(await firstLoadInPlace(c, this.pipeline, rt.name, rt.target))) {
         const blockers = await uncarriable(c, rt.target);
-        if (blockers.length) return `the online swap of ${TableName.format(rt.target)} cannot carry ${blockers.join('; ')}; ${onlineAlternative(blockers)}`;
+        if (blockers.length) {
+          const referenced = (await referencingKeys(c, rt.target)).length > 0;
+          return `the online swap of ${TableName.format(rt.target)} cannot carry ${blockers.join('; ')}; ${onlineAlternative(referenced)}`;
+        }
+      }
+      if (mode === 'drop' && !req.cascade) {
+        const deps = await dropDependents(c, rt.target);
+        if (deps.length) return dropRefusal(rt.target, deps);
       }
       if (mode === 'truncate' && (req.where ?? rt.config.where).trim() === '') {
         const refs = await truncateBlockers(c, rt.target);

@@ -23,6 +23,7 @@ import { classify } from '../sources/postgres/errors.js';
 import type { Applier } from './applier.js';
 import type { PipelineContext } from './context.js';
 import type { TableRuntime } from './runtime.js';
+import { validateForeignKeysLater } from './foreign-keys.js';
 
 export interface SwapperHooks {
   onSwapped(rt: TableRuntime, archive: TableName, lockHeldMs: number, attempts: number): void;
@@ -125,11 +126,13 @@ export class Swapper {
             await dst.query(swapSql(live, staging, archive, carried, runId).join(';\n'));
             crashPoint('online:in-swap');
             const heldSoFar = performance.now() - lockedAt;
+            const validate = carried.foreignKeys.filter((f) => f.validated);
             await dst.query(
               `UPDATE _sluice.runs SET status = 'done', ended_at = now(),
                  params = params || jsonb_build_object('swapAttempts', $2::int, 'archive', $3::text, 'swapLockMsBeforeCommit', $4::float8)
+                   || CASE WHEN jsonb_array_length($5::jsonb) > 0 THEN jsonb_build_object('validate', $5::jsonb) ELSE '{}' END
                WHERE id = $1`,
-              [runId, attempt, TableName.format(archive), Math.round(heldSoFar * 100) / 100],
+              [runId, attempt, TableName.format(archive), Math.round(heldSoFar * 100) / 100, JSON.stringify(validate)],
             );
             await dst.query('COMMIT');
             const heldMs = performance.now() - lockedAt;
@@ -142,7 +145,7 @@ export class Swapper {
             rt.l0 = null;
             rt.error = null;
             const lowSpace = await lowSpaceWarning(dst, this.ctx.cfg.online.lowFreeSpacePercent).catch(() => null);
-            return { archive, heldMs, at, lowSpace };
+            return { archive, heldMs, at, lowSpace, validate, runId };
           } catch (err) {
             await dst.query('ROLLBACK').catch(() => {});
             throw err;
@@ -157,6 +160,8 @@ export class Swapper {
         });
         if (result.lowSpace) log.warn(`destination short of space after the swap: ${result.lowSpace}`);
         this.hooks.onSwapped(rt, result.archive, result.heldMs, attempt);
+        // Added back NOT VALID in the swap; validated now, outside its lock (SHARE UPDATE EXCLUSIVE).
+        validateForeignKeysLater(this.ctx, result.validate, log, result.runId);
         return;
       } catch (err) {
         const e = classify('destination', `swapping ${TableName.format(rt.target)}`, err);

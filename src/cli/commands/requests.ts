@@ -9,8 +9,9 @@ import { connect, withTransaction } from '../../pipeline/context.js';
 import { makeLogger, readConfig, type GlobalOptions } from '../shared.js';
 import type { Logger } from '../../core/logger.js';
 import { qualified } from '../../destinations/postgres/dialect.js';
-import { uncarriable } from '../../destinations/postgres/swap.js';
-import { onlineAlternative, truncateBlockers, truncateRefusal } from '../../destinations/postgres/references.js';
+import { firstLoadInPlace, uncarriable } from '../../destinations/postgres/swap.js';
+import { onlineAlternative, referencingKeys, truncateBlockers, truncateRefusal } from '../../destinations/postgres/references.js';
+import { dropDependents, dropRefusal } from '../../destinations/postgres/foreign-keys.js';
 import { checkBackfillOptions } from '../../pipeline/inspector.js';
 import { introspectTable } from '../../sources/postgres/introspect.js';
 import type { SluiceConfig } from '../../config/schema.js';
@@ -22,6 +23,7 @@ export interface BackfillFlags {
   parallelism?: string;
   wait?: boolean;
   keepArchive?: boolean;
+  cascade?: boolean;
   answerTimeout?: string;
 }
 
@@ -35,7 +37,7 @@ export const MODE_HELP: Record<BackfillMode, string> = {
   online: 'load a staging table beside the live one, replay, then swap it in atomically: readers never see a missing, empty or partial table (default)',
   upsert: 'load over the existing rows ("do nothing" first); rows deleted at the source before the run stay',
   truncate: 'empty the table first, keeping its schema, indexes and grants; it is partial until the load ends',
-  drop: 'drop and recreate the table from the source schema; dependent views are dropped with it',
+  drop: 'drop and recreate the table from the source schema; refused when other objects depend on it, unless --cascade',
 };
 
 function tablesIn(cfg: SluiceConfig, names: string[]): string[] {
@@ -52,6 +54,7 @@ export async function backfillCommand(names: string[], flags: BackfillFlags, opt
   const mode = (flags.mode ?? 'online') as BackfillMode;
   if (!(mode in MODE_HELP)) throw new SluiceError('BAD_USAGE', `--mode ${mode}: expected one of ${Object.keys(MODE_HELP).join('|')}`);
   if (flags.keepArchive && mode !== 'online') throw new SluiceError('BAD_USAGE', '--keep-archive applies to --mode online only');
+  if (flags.cascade && mode !== 'drop') throw new SluiceError('BAD_USAGE', '--cascade applies to --mode drop only');
   if (flags.strategy && !['keyset', 'interval', 'ctid'].includes(flags.strategy)) {
     throw new SluiceError('BAD_USAGE', `--strategy ${flags.strategy}: expected one of keyset|interval|ctid`);
   }
@@ -64,7 +67,9 @@ export async function backfillCommand(names: string[], flags: BackfillFlags, opt
   await checkOptions(cfg, tables, { mode, strategy: flags.strategy, parallelism, where: flags.where });
   if (mode === 'online') await refuseUncarriable(cfg, tables);
   if (mode === 'truncate') await refuseReferenced(cfg, tables, flags.where);
+  if (mode === 'drop' && !flags.cascade) await refuseDependents(cfg, tables);
   const params: Record<string, unknown> = { mode, keepArchive: Boolean(flags.keepArchive) };
+  if (flags.cascade) params.cascade = true;
   if (flags.strategy) params.strategy = flags.strategy;
   if (parallelism !== undefined) params.parallelism = parallelism;
   if (flags.where !== undefined) params.where = flags.where;
@@ -142,12 +147,13 @@ async function refuseUncarriable(cfg: SluiceConfig, tables: string[]): Promise<v
     for (const t of tables) {
       const target = { schema: cfg.destination.schema, name: TableName.parse(t).name };
       const exists = (await dst.query(`SELECT to_regclass($1) IS NOT NULL AS ok`, [qualified(target)])).rows[0].ok;
-      if (!exists) continue;
+      if (!exists || (await firstLoadInPlace(dst, cfg.pipeline.name, t, target))) continue;
       const blockers = await uncarriable(dst, target);
       if (blockers.length) {
+        const referenced = (await referencingKeys(dst, target)).length > 0;
         throw new SluiceError(
           'BAD_USAGE',
-          `online backfill of ${TableName.format(target)}: the swap cannot carry ${blockers.join('; ')}; ${onlineAlternative(blockers)}`,
+          `online backfill of ${TableName.format(target)}: the swap cannot carry ${blockers.join('; ')}; ${onlineAlternative(referenced)}`,
         );
       }
     }
@@ -169,6 +175,20 @@ async function refuseReferenced(cfg: SluiceConfig, tables: string[], where: stri
       const target = { schema: cfg.destination.schema, name: TableName.parse(t).name };
       const refs = await truncateBlockers(dst, target);
       if (refs.length) throw new SluiceError('BAD_USAGE', truncateRefusal(target, refs));
+    }
+  } finally {
+    await dst.end().catch(() => {});
+  }
+}
+
+/** `--mode drop` without `--cascade` of a table other objects depend on: refused now (exit 2), naming them. The pipeline checks again. */
+async function refuseDependents(cfg: SluiceConfig, tables: string[]): Promise<void> {
+  const dst = await connect('destination', cfg.destination.url, 'sluice-cli');
+  try {
+    for (const t of tables) {
+      const target = { schema: cfg.destination.schema, name: TableName.parse(t).name };
+      const deps = await dropDependents(dst, target);
+      if (deps.length) throw new SluiceError('BAD_USAGE', dropRefusal(target, deps));
     }
   } finally {
     await dst.end().catch(() => {});
