@@ -3,6 +3,7 @@
  * dashboard render that object. It reads the destination's `_sluice` state and the source's WAL
  * position, so it works whether or not `sluice run` is running.
  */
+import { hostname } from 'node:os';
 import type pg from 'pg';
 import type { SluiceConfig } from '../config/schema.js';
 import { slotNameOf } from '../config/schema.js';
@@ -55,6 +56,8 @@ export interface PipelineStatus {
     /** WAL the slot retains: source's current position minus the slot's confirmed position. */
     slotLagBytes: number | null;
     sourceError?: string;
+    /** Its process is alive on this machine but does not hold the lock now: it is reconnecting to the destination. */
+    reconnecting?: boolean;
     /** Set when the process holding the lock has not written its heartbeat for this long (stuck). */
     heartbeatAgeSeconds?: number;
     /**
@@ -131,7 +134,10 @@ export async function computeStatus(cfg: SluiceConfig): Promise<PipelineStatus> 
       : undefined;
     // Running means a process holds the pipeline's lock now: a killed one is noticed at once, not when its heartbeat ages.
     const holder = hasState ? await pipelineLockHolder(dst, cfg.pipeline.name) : null;
-    const running = !!pipe && holder !== null;
+    // Its process may be alive without the lock for a moment: it lost the destination and is
+    // reconnecting. Only a process on this machine can be asked; elsewhere the lock is the answer.
+    const reconnecting = !!pipe && holder === null && pipe.pid !== null && pipe.host === hostname() && processAlive(Number(pipe.pid));
+    const running = !!pipe && (holder !== null || reconnecting);
     const stale = running && pipe.age !== null && pipe.age > STALE_HEARTBEAT_SECONDS ? Math.round(pipe.age) : null;
     const rows = hasState ? await readTables(dst, cfg.pipeline.name) : [];
     const cursors = hasState ? await readCursors(dst, cfg.pipeline.name) : new Map();
@@ -193,6 +199,7 @@ export async function computeStatus(cfg: SluiceConfig): Promise<PipelineStatus> 
         name: cfg.pipeline.name,
         running,
         pid: running ? pipe.pid : null,
+        ...(reconnecting ? { reconnecting: true } : {}),
         lastSeen: pipe?.heartbeat_at ? (pipe.heartbeat_at as Date).toISOString() : null,
         ...(stale !== null ? { heartbeatAgeSeconds: stale } : {}),
         host: pipe?.host ?? null,
@@ -242,7 +249,7 @@ export function renderStatus(s: PipelineStatus): string {
   lines.push(
     `pipeline ${p.name}: ${
       p.running
-        ? `running (pid ${p.pid}${p.host ? ` on ${p.host}` : ''}${p.heartbeatAgeSeconds ? `; no heartbeat for ${p.heartbeatAgeSeconds} s` : ''})`
+        ? `running (pid ${p.pid}${p.host ? ` on ${p.host}` : ''}${p.reconnecting ? '; reconnecting to the destination' : ''}${p.heartbeatAgeSeconds ? `; no heartbeat for ${p.heartbeatAgeSeconds} s` : ''})`
         : `not running${p.lastSeen ? ` (last seen ${p.lastSeen})` : ''}`
     }; slot ${p.slot}` +
       `${p.slotActive === null ? ' (missing)' : p.slotActive ? ' (active)' : ''}, retains ${formatBytes(p.slotLagBytes)}` +
@@ -273,7 +280,6 @@ export function renderStatus(s: PipelineStatus): string {
     if (t.detail && /^paused: /.test(t.detail) && throttle) lines.push(`${t.name}: waiting for the throttle (see "throttle:" above)`);
     else if (t.detail) lines.push(`${t.name}: ${t.detail}`);
     if (t.staging) lines.push(`${t.name}: loading staging table ${t.staging}`);
-    for (const a of t.archives) lines.push(`${t.name}: replaced table kept as ${a.name} ${a.dropAfter ? `until ${a.dropAfter}` : '(--keep-archive)'}`);
   }
   const a = s.archives;
   if (a.count > 0) {
@@ -282,4 +288,15 @@ export function renderStatus(s: PipelineStatus): string {
   }
   if (a.lowSpace) lines.push(`warning: ${a.lowSpace}`);
   return lines.join('\n');
+}
+
+/** Whether a process of this machine with that pid exists (signal 0 only checks). */
+function processAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
