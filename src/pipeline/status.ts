@@ -14,6 +14,8 @@ import { assertStateReadable, readStateFormat, STATE_FORMAT } from '../destinati
 import { describeLockWait, readLockWaits, waitIsOn, type LockWait } from '../destinations/postgres/lock-waits.js';
 import { listArchives } from '../destinations/postgres/archives.js';
 import { diskSpace } from '../destinations/postgres/space.js';
+import { qualified } from '../destinations/postgres/dialect.js';
+import { replicaRoleGrant, setReplicaRole } from '../destinations/postgres/foreign-keys.js';
 import { configureConnections, connect } from './context.js';
 import { pipelineLockHolder } from '../destinations/postgres/pipeline-lock.js';
 import { describeThrottle, etaSeconds, formatEta, percentCopied } from './status-format.js';
@@ -66,6 +68,11 @@ export interface PipelineStatus {
      * `sluice throttle` set, which the next start applies again (state "not running").
      */
     throttle: Record<string, unknown> | null;
+    /**
+     * Set when foreign keys involve the replicated tables in the destination and sluice's role may not
+     * set session_replication_role (writes across tables then wait for their parents): the grant to run.
+     */
+    replicaRole?: string;
     /** Set when `_sluice` is an older format than this sluice's: what `run` will do about it. */
     stateNote?: string;
   };
@@ -158,6 +165,7 @@ export async function computeStatus(cfg: SluiceConfig): Promise<PipelineStatus> 
         `destination free space ${formatBytes(space.freeBytes)} of ${formatBytes(space.totalBytes)} is under online.lowFreeSpacePercent (${pct} %)` +
         (archives.length ? `; archives hold ${formatBytes(archiveSummary.bytes)}: sluice archives drop` : '');
     }
+    const replicaRoleNote = hasState ? await replicaRoleWarning(dst, rows.map((r) => r.target)) : undefined;
     // Read now, from here: a running pipeline's own status row cannot say it is stuck behind a lock.
     const waits = hasState ? await readLockWaits(dst).catch(() => [] as LockWait[]) : [];
     const names = [...new Set([...cfg.tables.map((t) => TableName.format(TableName.parse(t.name))), ...rows.map((r) => r.name)])];
@@ -200,6 +208,7 @@ export async function computeStatus(cfg: SluiceConfig): Promise<PipelineStatus> 
         running,
         pid: running ? pipe.pid : null,
         ...(reconnecting ? { reconnecting: true } : {}),
+        ...(replicaRoleNote ? { replicaRole: replicaRoleNote } : {}),
         lastSeen: pipe?.heartbeat_at ? (pipe.heartbeat_at as Date).toISOString() : null,
         ...(stale !== null ? { heartbeatAgeSeconds: stale } : {}),
         host: pipe?.host ?? null,
@@ -256,6 +265,7 @@ export function renderStatus(s: PipelineStatus): string {
       (p.sourceError ? `; source: ${p.sourceError}` : ''),
   );
   if (p.stateNote) lines.push(p.stateNote);
+  if (p.replicaRole) lines.push(`warning: ${p.replicaRole}`);
   const throttle = p.throttle ? describeThrottle(p.throttle, s.tables.map((t) => t.detail)) : null;
   if (throttle) lines.push(`throttle: ${throttle}`);
   const header = ['TABLE', 'STATE', 'COPIED', 'ESTIMATED', '%', 'ETA', 'ROWS/S', 'LAG', 'LAG S', 'ERROR'];
@@ -299,4 +309,30 @@ function processAlive(pid: number): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/**
+ * When foreign keys involve the replicated destination tables, sluice writes them with
+ * session_replication_role = replica; tried here (and rolled back) with the same role.
+ */
+async function replicaRoleWarning(dst: pg.Client, targets: readonly string[]): Promise<string | undefined> {
+  if (targets.length === 0) return undefined;
+  const fks = await dst.query(
+    `SELECT EXISTS (SELECT 1 FROM pg_constraint c
+        WHERE c.contype = 'f' AND (c.conrelid = ANY (SELECT to_regclass(t) FROM unnest($1::text[]) t)
+                                OR c.confrelid = ANY (SELECT to_regclass(t) FROM unnest($1::text[]) t))) AS any`,
+    [targets.map((t) => qualified(TableName.parse(t)))],
+  );
+  if (!fks.rows[0].any) return undefined;
+  await dst.query('BEGIN');
+  try {
+    if (await setReplicaRole(dst)) return undefined;
+  } finally {
+    await dst.query('ROLLBACK').catch(() => {});
+  }
+  const user = (await dst.query(`SELECT current_user AS u`)).rows[0].u as string;
+  return (
+    `foreign keys involve the replicated tables and role ${user} may not set session_replication_role: ` +
+    `changes to a child wait until its parent arrives, and a load can fail on a missing parent; run ${replicaRoleGrant(user)}`
+  );
 }

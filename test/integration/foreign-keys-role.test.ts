@@ -64,6 +64,9 @@ test('without the right to set session_replication_role: a warning with the gran
   const s = await states();
   assert.match(s['public.track'].error ?? '', /track_album_fk/);
   assert.match(s['public.track'].error ?? '', /GRANT SET ON PARAMETER session_replication_role/);
+  // status says it too, with the grant, as long as the role lacks it.
+  const st = await sluice(['status'], { config: work.config });
+  assert.match(st.stdout, /^warning: foreign keys involve the replicated tables and role app may not set session_replication_role.*GRANT SET ON PARAMETER session_replication_role TO "?app"?/m);
 });
 
 test('after the grant and a restart, the failed load resumes and works; a reload works; the foreign key stays valid', { timeout: 120_000 }, async () => {
@@ -89,4 +92,6 @@ test('after the grant and a restart, the failed load resumes and works; a reload
   }, 30_000);
   const fk = await destination.query(`SELECT convalidated FROM pg_constraint WHERE conname = 'track_album_fk'`);
   assert.deepEqual(fk.rows, [{ convalidated: true }]);
+  const st = await sluice(['status'], { config: work.config });
+  assert.doesNotMatch(st.stdout, /session_replication_role/);
 });
