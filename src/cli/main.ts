@@ -4,6 +4,7 @@ import { Command, Option } from 'commander';
 import { backfillCommand, cancelCommand, MODE_HELP, throttleCommand } from './commands/requests.js';
 import { runCommand } from './commands/run.js';
 import { statusCommand } from './commands/status.js';
+import { archivesDropCommand, archivesListCommand } from './commands/archives.js';
 import { verifyCommand } from './commands/verify.js';
 import { demoCommand } from './commands/demo.js';
 import { exitCodeOf, reportError, type GlobalOptions } from './shared.js';
@@ -44,7 +45,9 @@ program
   .option('--where <sql>', 'load only the rows matching this condition (upsert: over the existing rows; truncate: delete the matching rows, then load them)')
   .option('--parallelism <n>', 'chunks of the table read at once (interval, ctid)')
   .option('--keep-archive', 'online: keep the replaced table instead of dropping it after online.archiveRetentionHours')
-  .option('--wait', 'wait until the tables stream again; exit 1 if one fails')
+  .option('--cascade', 'drop: drop the table even when other objects depend on it; foreign keys are added back, views created again, materialized views dropped')
+  .option('--wait', 'after the answer, wait until the tables stream again; exit 1 if one fails')
+  .option('--answer-timeout <seconds>', "how long to wait for the running pipeline's answer (default 10; 0: do not wait)")
   .action((tables: string[], flags) => {
     action = backfillCommand(tables, flags, globals());
   });
@@ -53,19 +56,22 @@ program
   .command('cancel')
   .description('stop backfills in progress')
   .argument('<table...>', 'tables')
-  .action((tables: string[]) => {
-    action = cancelCommand(tables, globals());
+  .option('--answer-timeout <seconds>', "how long to wait for the running pipeline's answer (default 10; 0: do not wait)")
+  .action((tables: string[], flags) => {
+    action = cancelCommand(tables, globals(), flags);
   });
 
 program
   .command('throttle')
-  .description('change the throttle of the running pipeline (lasts until it restarts; 0 turns a limit off)')
+  .description("change the throttle of the running pipeline (kept across restarts until --reset; 0 turns a limit off)")
   .option('--max-rows-per-second <n>', 'rows/s ceiling across all backfills')
   .option('--max-chunks-per-second <n>', 'chunks/s ceiling across all backfills')
   .option('--max-active-sessions <n>', 'pause while the source has more active sessions (not counting sluice)')
   .option('--max-replica-lag-seconds <n>', 'pause while the replica lags more')
   .option('--max-slot-lag-bytes <n>', "pause while sluice's slot retains more WAL")
   .option('--query <sql>', 'pause while this query on the source returns a number > 0 ("" removes it)')
+  .option('--reset', "go back to the config's limits")
+  .option('--answer-timeout <seconds>', "how long to wait for the running pipeline's answer (default 10; 0: do not wait)")
   .action((flags) => {
     action = throttleCommand(flags, globals());
   });
@@ -76,6 +82,25 @@ program
   .option('--json', 'machine-readable output')
   .action((flags) => {
     action = statusCommand(flags, globals());
+  });
+
+const archives = program.command('archives').description('the tables online backfills replaced, kept for online.archiveRetentionHours: list and drop them');
+archives
+  .command('list')
+  .description('each archive kept: its table, run, creation, when it is dropped, and its size; the total')
+  .option('--json', 'machine-readable output')
+  .action((flags) => {
+    action = archivesListCommand(flags, globals());
+  });
+archives
+  .command('drop')
+  .description('drop archives now (only archive tables, never a live one; safe while `sluice run` runs)')
+  .argument('[archive]', 'an archive, as `sluice archives list` names it')
+  .option('--table <table>', 'every archive of this table')
+  .option('--all-expired', 'every archive past its retention')
+  .option('--json', 'machine-readable output')
+  .action((archive: string | undefined, flags) => {
+    action = archivesDropCommand(archive, flags, globals());
   });
 
 program

@@ -128,6 +128,15 @@ export const onlineSchema = z
     swapLockTimeoutMs: z.number().int().min(1).default(100),
     /** Refuse an online backfill when the destination has less free space than this many times the live table's size (when it can tell). */
     minFreeSpaceRatio: z.number().min(0).default(1.2),
+    /** The schema the swap moves replaced tables into (created when missing). */
+    archiveSchema: z
+      .string()
+      .min(1)
+      .refine((s) => Buffer.byteLength(s) <= 63, 'at most 63 bytes (a PostgreSQL identifier)')
+      .refine((s) => s !== '_sluice' && !s.startsWith('pg_') && s !== 'information_schema', 'not _sluice, information_schema or a pg_ schema')
+      .default('sluice_archive'),
+    /** Warn (log after a swap, `status`) when the destination's free space, when it can tell, is under this percentage of its disk. */
+    lowFreeSpacePercent: z.number().min(0).max(100).default(10),
   })
   .strict();
 

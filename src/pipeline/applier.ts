@@ -28,12 +28,15 @@ import {
   upsertFromSql,
 } from '../destinations/postgres/dialect.js';
 import { setRunStatus, setTableState, writeCursor } from '../destinations/postgres/state.js';
+import { destinationCollations } from '../destinations/postgres/collations.js';
 import { classify, isConnectionLoss } from '../sources/postgres/errors.js';
 import { introspectTable } from '../sources/postgres/introspect.js';
 import { closeClient } from '../sources/postgres/connection.js';
 import { connect, withTransaction, type PipelineContext } from './context.js';
 import { Mutex, type TableRuntime } from './runtime.js';
 import { columnTypes, syncColumnTypes } from './type-sync.js';
+import { isReferenced, setReplicaRole, replicaRoleGrant } from '../destinations/postgres/foreign-keys.js';
+import { withGrantHint } from './foreign-keys.js';
 
 export interface ApplierHooks {
   onCaughtUp(rt: TableRuntime): void;
@@ -88,6 +91,8 @@ export class Applier {
   private readonly readAhead = new Map<string, { after: Position; changes: Change[] }>();
   private lastPurge = 0;
   private failures = 0;
+  /** Whether the apply session runs with session_replication_role = replica (null: not asked yet). */
+  private replicaRole: boolean | null = null;
   /** Changes applied since start (for status and benchmarks). */
   applied = 0;
 
@@ -175,6 +180,18 @@ export class Applier {
       // every apply target having the primary key (checkTarget; a deferred key is built before the replay).
       try {
         await dst.query('SET enable_mergejoin = off; SET enable_hashjoin = off');
+        // Each table applies in its own transactions, so a child row may arrive before its parent
+        // (foreign keys in the destination): as PostgreSQL's logical replication workers do, apply
+        // with foreign-key (and other ordinary) triggers off. Without the right, say what to grant.
+        const had = this.replicaRole;
+        this.replicaRole = await setReplicaRole(dst);
+        if (!this.replicaRole && had === null) {
+          const user = (await dst.query('SELECT current_user AS u')).rows[0].u as string;
+          this.ctx.logger.warn(
+            'cannot set session_replication_role = replica: foreign keys between replicated tables in the destination may stop applies until the parent rows arrive',
+            { grant: replicaRoleGrant(user) },
+          );
+        }
       } catch (err) {
         await dst.end().catch(() => {});
         throw err;
@@ -203,8 +220,13 @@ export class Applier {
         try {
           r = await this.applyBatch(dst, rt, target);
         } catch (err) {
-          const e = classify('destination', `applying changes to ${TableName.format(target.table)}`, err);
+          const e = withGrantHint(classify('destination', `applying changes to ${TableName.format(target.table)}`, err), this.replicaRole !== false);
           if (e.retryable) throw e;
+          // Without the replica role a row may arrive before its parent: the other table's apply
+          // brings the parent, so try again rather than fail the table.
+          if (this.replicaRole === false && (e.context.sqlstate as string | undefined) === '23503') {
+            throw new SluiceError(e.code, e.message, { cause: e, retryable: true, context: e.context });
+          }
           // The temp tables may be gone with the aborted transaction's DDL; rebuild them next time.
           this.shapes.clear();
           if (target.kind === 'live') rt.applyHalted = true;
@@ -338,7 +360,9 @@ export class Applier {
 
   private async applySegment(dst: pg.Client, rt: TableRuntime, target: TableName, changes: Change[], prefetch?: () => void): Promise<void> {
     if (changes[0].kind === 'truncate') {
-      await dst.query(`TRUNCATE ${qualified(target)}`);
+      // PostgreSQL cannot TRUNCATE a table other tables reference; the source truncated those too,
+      // and their own TRUNCATE comes in their own apply: empty this one row by row instead.
+      await dst.query((await isReferenced(dst, target)) ? `DELETE FROM ${qualified(target)}` : `TRUNCATE ${qualified(target)}`);
       return;
     }
     const rel = this.ctx.changeLog.relation(changes[0].relationVersion);
@@ -489,9 +513,13 @@ export class Applier {
       for (const name of missing) {
         const col = info.columns.find((c) => c.name === name);
         if (!col) throw new SluiceError('SOURCE_ERROR', `source ${rt.name}: column ${name} is in the change stream but not in the catalog`);
-        this.ctx.logger.info('adding a column the source gained', { table: rt.name, column: name, definition: columnDefSql(col) });
+        // Sorted as in the source, whatever the destination's default collation (as when the table was made).
+        const collations = await destinationCollations(dst, [col]);
+        for (const w of collations.warnings) this.ctx.logger.warn(`adding a column to ${target}: ${w}`, { table: rt.name });
+        const definition = columnDefSql(col, collations.clauses.get(col.name));
+        this.ctx.logger.info('adding a column the source gained', { table: rt.name, column: name, definition });
         // Serialised with readers; the source already rewrote or defaulted its existing rows the same way.
-        await dst.query(`ALTER TABLE ${target} ADD COLUMN IF NOT EXISTS ${columnDefSql(col)}`);
+        await dst.query(`ALTER TABLE ${target} ADD COLUMN IF NOT EXISTS ${definition}`);
       }
       have = await destCols();
     }

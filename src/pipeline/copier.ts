@@ -13,12 +13,17 @@
  * Chunk reads are single READ COMMITTED statements: no snapshot is held across the backfill.
  */
 import type pg from 'pg';
-import { statfs } from 'node:fs/promises';
 import { crashPoint } from '../core/crash.js';
 import { osUser } from '../core/os-user.js';
 import type { Logger } from '../core/logger.js';
 import { onlineAlternative, referencingKeys, truncateBlockers, truncateRefusal } from '../destinations/postgres/references.js';
-import { stagingIndexSql, stagingName, tableIndexes, uncarriable, withSuffix } from '../destinations/postgres/swap.js';
+import { firstLoadInPlace, stagingIndexSql, stagingName, tableIndexes, uncarriable, withSuffix } from '../destinations/postgres/swap.js';
+import { addForeignKeySql, dropDependents, dropRefusal, foreignKeysOf, setReplicaRole, type ForeignKey } from '../destinations/postgres/foreign-keys.js';
+import { dependentViews, recreateViews, type DependentView } from '../destinations/postgres/dependent-views.js';
+import { recreateForeignKeys, validateForeignKeysLater, withGrantHint } from './foreign-keys.js';
+import { ensureArchiveSchema, listArchives } from '../destinations/postgres/archives.js';
+import { diskSpace } from '../destinations/postgres/space.js';
+import { keptArchivesNote } from './archive-space.js';
 import { pipeline as pipe } from 'node:stream/promises';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { SluiceError } from '../core/errors.js';
@@ -83,6 +88,8 @@ export interface CopierHooks {
 
 export class Copier {
   private readonly queue: ChunkQueue;
+  /** False once a chunk session could not set session_replication_role = replica. */
+  private replicaRole = true;
 
   constructor(
     private readonly ctx: PipelineContext,
@@ -94,7 +101,11 @@ export class Copier {
       async () => {
         const src = await connect('source', cfg.source.replicaUrl ?? cfg.source.url, 'sluice-chunk');
         try {
-          return { src, dst: await connect('destination', cfg.destination.url, 'sluice-chunk') };
+          const dst = await connect('destination', cfg.destination.url, 'sluice-chunk');
+          // Chunks of a child table may land before its parent's (foreign keys in the destination):
+          // the role keeps foreign-key triggers from firing for sluice's writes (foreign-keys.ts).
+          if (!(await setReplicaRole(dst).catch(() => false))) this.replicaRole = false;
+          return { src, dst };
         } catch (err) {
           await src.end().catch(() => {});
           throw err;
@@ -118,6 +129,8 @@ export class Copier {
     const src = await connect('source', this.ctx.cfg.source.url, 'sluice-backfill');
     const dst = await connect('destination', this.ctx.cfg.destination.url, 'sluice-backfill');
     try {
+      // A scoped truncate deletes rows other tables may reference: no foreign-key action for sluice's writes.
+      if (!(await setReplicaRole(dst).catch(() => false))) this.replicaRole = false;
       rt.info = await introspectTable(src, rt.source);
       const state = await readTable(dst, this.ctx.pipeline, rt.name);
       let l0: Lsn;
@@ -165,7 +178,15 @@ export class Copier {
       if (!finished) return false;
       await this.finishLoad(dst, rt, plan, log);
       if (plan.sourceIndexes) await buildSourceIndexes(src, dst, rt, runId, log);
+      // `--mode drop`: the run lists the foreign keys to add back after a ctid load (its key is built
+      // last) and those to validate once loaded; a resumed load finds them there too.
+      const fkParams = (await dst.query(`SELECT params->'addBack' AS add, params->'validate' AS validate FROM _sluice.runs WHERE id = $1`, [runId])).rows[0];
+      if (fkParams?.add) {
+        await recreateForeignKeys(dst, fkParams.add as ForeignKey[], log, false);
+        await dst.query(`UPDATE _sluice.runs SET params = params - 'addBack' WHERE id = $1`, [runId]);
+      }
       await this.armReplay(dst, rt, l0);
+      if (fkParams?.validate) validateForeignKeysLater(this.ctx, fkParams.validate as ForeignKey[], log, runId);
       log.info('backfill copied; replaying changes since L0', { rowsCopied: rt.rowsCopied, l0: Lsn.format(l0) });
       return true;
     } finally {
@@ -183,6 +204,7 @@ export class Copier {
       parallelism: p?.parallelism ?? rt.config.parallelism,
       where: p?.where ?? rt.config.where,
       keepArchive: p?.keepArchive ?? false,
+      cascade: p?.cascade ?? false,
     };
   }
 
@@ -251,10 +273,10 @@ export class Copier {
         const record = async (rows: number) => {
           const rate = Math.round(rows / Math.max(0.001, (Date.now() - started) / 1000));
           if (chunk.range.kind === 'key') {
-            await recordChunk(dst, this.ctx.pipeline, rt.name, chunk.range.upTo ? [...chunk.range.upTo] : 'done', rows, rate);
+            await recordChunk(dst, this.ctx.pipeline, rt.name, chunk.range.upTo ? [...chunk.range.upTo] : 'done', rows, rt.rowsPerSecond);
           } else {
             const k = rangeKey(chunk.range);
-            await recordRangeChunk(dst, this.ctx.pipeline, rt.name, runId, k.lo, k.hi, rows, rate);
+            await recordRangeChunk(dst, this.ctx.pipeline, rt.name, runId, k.lo, k.hi, rows, rt.rowsPerSecond);
           }
           return { rows, rate };
         };
@@ -264,7 +286,7 @@ export class Copier {
           return pipe(out, inp).then(
             () => Number((inp as unknown as { rowCount: number }).rowCount ?? 0),
             (err) => {
-              throw classify('destination', `copying a chunk of ${rt.name}`, err);
+              throw withGrantHint(classify('destination', `copying a chunk of ${rt.name}`, err), this.replicaRole);
             },
           );
         };
@@ -274,9 +296,9 @@ export class Copier {
         // holding the table's apply lock. The Applier holds the same lock for each batch, so the two
         // never hold row locks of the same table at once: no deadlock between sluice's own sessions
         // (contract 10), and no wait on the lock while holding one of the table's.
-        const { rows, rate } = viaTemp ? await this.stagedChunk(dst, rt, target, read, record) : await withTransaction(dst, async () => record(await read(qualified(target))));
+        const { rows } = viaTemp ? await this.stagedChunk(dst, rt, target, read, record) : await withTransaction(dst, async () => record(await read(qualified(target))));
+        // rows/s is the orchestrator's average over time (the rate recorded with a chunk is that average too).
         rt.rowsCopied += rows;
-        rt.rowsPerSecond = rate;
         if (rt.staging) crashPoint('online:load');
         this.hooks.onProgress?.(rt);
         return rows;
@@ -468,7 +490,18 @@ export class Copier {
     return rt.lock.run(() =>
       withTransaction(dst, async () => {
         const exists = (await dst.query(`SELECT to_regclass($1) IS NOT NULL AS ok`, [qualified(target)])).rows[0].ok as boolean;
+        let fks: ForeignKey[] = [];
+        let views: DependentView[] = [];
         if (mode === 'drop' && exists) {
+          // Bug 2: a drop once took other tables' foreign keys with it silently. Name every dependent
+          // and go on only when the user said --cascade; the table's own foreign keys and those of
+          // other tables are added back after it is recreated (NOT VALID, validated after the load).
+          const dependents = await dropDependents(dst, target);
+          if (dependents.length && !req.cascade) throw new SluiceError('BAD_USAGE', dropRefusal(target, dependents));
+          fks = await foreignKeysOf(dst, target);
+          views = await dependentViews(dst, target);
+          if (dependents.length) this.ctx.logger.warn('mode drop --cascade: dropping the table with its dependents', { table: rt.name, dependents });
+          if (fks.length) this.ctx.logger.info('mode drop: foreign keys to add back once the table is recreated', { table: rt.name, keys: fks.map(addForeignKeySql) });
           const deps = await dst.query(
             `SELECT DISTINCT v.oid::regclass::text AS name FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
                JOIN pg_class v ON v.oid = r.ev_class WHERE d.refobjid = $1::regclass AND v.oid <> d.refobjid`,
@@ -480,16 +513,22 @@ export class Copier {
           await dst.query(`DROP TABLE ${qualified(target)} CASCADE`);
         }
         await this.dropStaging(dst, rt);
-        const ours = !exists || mode === 'drop' || mode === 'online';
+        // A schema created first (empty, never replicated): an online backfill loads in place.
+        const inPlace = mode === 'online' && exists && (await firstLoadInPlace(dst, this.ctx.pipeline, rt.name, target));
+        if (inPlace) this.ctx.logger.info('online backfill loads in place: the destination table is empty and was never replicated, so readers lose nothing and no swap is needed', { table: rt.name });
+        const ours = !exists || mode === 'drop' || (mode === 'online' && !inPlace);
         // ctid may read a row twice: into a table of ours, load without the key and dedupe once at the
         // end; into a kept table (truncate, upsert), upsert each chunk.
         plan.pkDeferred = plan.strategy === 'ctid' && ours;
-        plan.viaTemp = mode === 'upsert' || (mode === 'truncate' && exists && (plan.scope !== '' || plan.strategy === 'ctid'));
+        plan.viaTemp = mode === 'upsert' || (mode === 'truncate' && exists && (plan.scope !== '' || plan.strategy === 'ctid')) || (inPlace && plan.strategy === 'ctid');
         plan.sourceIndexes = (!exists || mode === 'drop') && rt.config.indexes !== 'none';
         if (!exists || mode === 'drop') {
           await this.createTarget(dst, info, target, plan.pkDeferred);
+          // A key built after a ctid load: the foreign keys wait for it (listed in the run meanwhile).
+          if (fks.length && !plan.pkDeferred) await recreateForeignKeys(dst, fks, this.ctx.logger.child({ table: rt.name }));
+          if (views.length) await recreateViews(dst, views, this.ctx.logger.child({ table: rt.name }));
         } else {
-          await this.checkTarget(dst, rt);
+          await this.checkTarget(dst, rt, inPlace);
           if (mode === 'truncate' && plan.scope === '') {
             // Checked when the request was made; checked again here, where it would fail.
             // An empty referenced table (a first load into a schema created first) needs no TRUNCATE.
@@ -499,10 +538,10 @@ export class Copier {
               if (refs.length) throw new SluiceError('BAD_USAGE', truncateRefusal(target, refs));
             }
           }
-          if (mode === 'online') rt.staging = { target: await this.createStaging(dst, rt, plan.pkDeferred), cursor: null };
+          if (mode === 'online' && !inPlace) rt.staging = { target: await this.createStaging(dst, rt, plan.pkDeferred), cursor: null };
         }
         // A reload that empties the table restarts its cursor at L0 after the load; until then nothing applies to it.
-        const emptiesLive = mode === 'drop' || !exists || (mode === 'truncate' && plan.scope === '');
+        const emptiesLive = mode === 'drop' || !exists || inPlace || (mode === 'truncate' && plan.scope === '');
         if (emptiesLive) {
           await dst.query(`DELETE FROM _sluice.cursors WHERE pipeline = $1 AND name = $2`, [this.ctx.pipeline, rt.name]);
         }
@@ -515,7 +554,15 @@ export class Copier {
             rt.name,
             mode,
             plan.strategy,
-            JSON.stringify({ chunkRows: rt.config.chunkRows, chunkSeconds: rt.config.chunkSeconds, parallelism: plan.parallelism, binary: info.binarySafe }),
+            JSON.stringify({
+              chunkRows: rt.config.chunkRows,
+              chunkSeconds: rt.config.chunkSeconds,
+              parallelism: plan.parallelism,
+              binary: info.binarySafe,
+              // Foreign keys added back NOT VALID: validated after the load (a restart finds them here).
+              ...(fks.some((f) => f.validated) ? { validate: fks.filter((f) => f.validated) } : {}),
+              ...(fks.length && plan.pkDeferred ? { addBack: fks } : {}),
+            }),
             this.ctx.version,
             osUser(),
             (await import('node:os')).hostname(),
@@ -575,7 +622,7 @@ export class Copier {
    * An existing target must have the source's key; columns the source gained are added, and (when
    * the load goes into the live table) columns the source widened are widened.
    */
-  private async checkTarget(dst: pg.Client, rt: TableRuntime): Promise<void> {
+  private async checkTarget(dst: pg.Client, rt: TableRuntime, inPlace: boolean): Promise<void> {
     const have = await columnTypes(dst, rt.target);
     const intoLive = this.requestOf(rt).mode !== 'online';
     for (const c of rt.info.columns) {
@@ -588,7 +635,7 @@ export class Copier {
       }
     }
     // A schema created first that cannot take the rows: every problem and its fix, before any row moves.
-    const problems = (await targetProblems(dst, rt.info, rt.target, { typesFromSource: !intoLive })).filter((p) => p.column !== null);
+    const problems = (await targetProblems(dst, rt.info, rt.target, { typesFromSource: !intoLive && !inPlace })).filter((p) => p.column !== null);
     if (problems.length) throw incompatibleTarget(rt.target, rt.source, problems, `or reload it with: sluice backfill ${rt.name} --mode drop`);
     const pk = await dst.query(
       `SELECT a.attname FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY k(attnum, ord)
@@ -616,12 +663,15 @@ export class Copier {
     const live = rt.target;
     const blockers = await uncarriable(dst, live);
     if (blockers.length) {
+      const referenced = (await referencingKeys(dst, live)).length > 0;
       throw new SluiceError(
         'BAD_USAGE',
-        `online backfill of ${TableName.format(live)}: the swap cannot carry ${blockers.join('; ')}; ${onlineAlternative(blockers)}`,
+        `online backfill of ${TableName.format(live)}: the swap cannot carry ${blockers.join('; ')}; ${onlineAlternative(referenced)}`,
       );
     }
     await this.checkSpace(dst, live);
+    // Where the swap will move the replaced table: made (or its privilege refused) before the load, not at the swap.
+    await ensureArchiveSchema(dst, this.ctx.cfg.online.archiveSchema);
     const staging = stagingName(live);
     await dst.query(`DROP TABLE IF EXISTS ${qualified(staging)}`);
     await dst.query(`CREATE TABLE ${qualified(staging)} (LIKE ${qualified(live)} INCLUDING ALL EXCLUDING INDEXES)`);
@@ -664,20 +714,33 @@ export class Copier {
   private async checkSpace(dst: pg.Client, live: TableName): Promise<void> {
     const size = Number((await dst.query(`SELECT pg_total_relation_size($1::regclass)::float8 AS n`, [qualified(live)])).rows[0].n);
     const need = Math.ceil(size * this.ctx.cfg.online.minFreeSpaceRatio);
-    const free = await freeSpace(dst);
+    const free = (await diskSpace(dst))?.freeBytes ?? null;
     const fmt = (n: number) => `${(n / 1024 / 1024).toFixed(1)} MiB`;
+    // Archives of earlier online backfills still hold space until they are dropped: say so, and how.
+    const kept = async () => {
+      const note = keptArchivesNote(await listArchives(dst, null).catch(() => []));
+      return note ? `; ${note}` : '';
+    };
     if (free === null) {
+      const note = await kept();
       this.ctx.logger.warn('online backfill: cannot tell the destination\'s free space; it needs about the live table\'s size again', {
         table: TableName.format(live),
         needs: fmt(size),
+        ...(note ? { archives: note.slice(2) } : {}),
       });
     } else if (free < need) {
       throw new SluiceError(
         'BAD_USAGE',
-        `online backfill of ${TableName.format(live)} needs about ${fmt(size)} for the staging table, and the destination has ${fmt(free)} free; free space, or use --mode truncate`,
+        `online backfill of ${TableName.format(live)} needs about ${fmt(size)} for the staging table, and the destination has ${fmt(free)} free${await kept()}; free space, or use --mode truncate`,
       );
     } else if (free < 2 * size) {
-      this.ctx.logger.warn('online backfill: the destination is short of space', { table: TableName.format(live), needs: fmt(size), free: fmt(free) });
+      const note = await kept();
+      this.ctx.logger.warn('online backfill: the destination is short of space', {
+        table: TableName.format(live),
+        needs: fmt(size),
+        free: fmt(free),
+        ...(note ? { archives: note.slice(2) } : {}),
+      });
     }
   }
 
@@ -734,19 +797,6 @@ export class Copier {
 async function typesDiffer(dst: pg.Client, table: TableName, info: TableInfo): Promise<boolean> {
   const have = await columnTypes(dst, table);
   return info.copyColumns.some((c) => have.get(c.name) !== c.typeSql);
-}
-
-/** Free bytes of the destination's data directory, when it is on this machine and readable. */
-async function freeSpace(dst: pg.Client): Promise<number | null> {
-  try {
-    const dir = (await dst.query(`SELECT current_setting('data_directory') AS d`)).rows[0].d as string;
-    const host = (dst as unknown as { host?: string }).host ?? '';
-    if (!['localhost', '127.0.0.1', '::1', ''].includes(host) && !host.startsWith('/')) return null;
-    const s = await statfs(dir);
-    return s.bavail * s.bsize;
-  } catch {
-    return null;
-  }
 }
 
 /**

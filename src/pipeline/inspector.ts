@@ -198,7 +198,9 @@ export async function checkCreatedFirst(cfg: SluiceConfig, dst: pg.ClientBase, t
     const target = { schema: cfg.destination.schema, name: source.name };
     const exists = (await dst.query(`SELECT to_regclass($1) IS NOT NULL AS ok`, [qualified(target)])).rows[0].ok;
     if (!exists) continue;
-    const problems = await targetProblems(dst, info, target, { typesFromSource: t.mode === 'online' });
+    // Online loads an empty table created first in place (no staging table taking the source's types).
+    const inPlace = t.mode === 'online' && !(await dst.query(`SELECT EXISTS (SELECT 1 FROM ${qualified(target)}) AS any`)).rows[0].any;
+    const problems = await targetProblems(dst, info, target, { typesFromSource: t.mode === 'online' && !inPlace });
     if (problems.length === 0) continue;
     errors.push(incompatibleTarget(target, source, problems, `or set tables[${i}].mode: drop to have sluice create the table again`).message);
     for (const p of problems) if (p.column) columns.push(`${name}.${p.column}`);

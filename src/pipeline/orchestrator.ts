@@ -23,8 +23,12 @@ import { backoffMs, sleep } from '../core/retry.js';
 import { Lsn, TableName, type BackfillMode } from '../core/types.js';
 import { cursorKey, deleteCursor, ensureStateSchema, readCursors, readTables, setRunStatus, setTableState, type TableRow } from '../destinations/postgres/state.js';
 import { qualified } from '../destinations/postgres/dialect.js';
-import { uncarriable } from '../destinations/postgres/swap.js';
-import { onlineAlternative, truncateBlockers, truncateRefusal } from '../destinations/postgres/references.js';
+import { firstLoadInPlace, uncarriable } from '../destinations/postgres/swap.js';
+import { onlineAlternative, referencingKeys, truncateBlockers, truncateRefusal } from '../destinations/postgres/references.js';
+import { dropDependents, dropRefusal } from '../destinations/postgres/foreign-keys.js';
+import { resumeValidations } from './foreign-keys.js';
+import { LOCK_KEY_SQL } from '../destinations/postgres/pipeline-lock.js';
+import { dropArchive } from '../destinations/postgres/archives.js';
 import { inBackfill } from '../core/table-state.js';
 import { Swapper } from './swapper.js';
 import { classify, isConnectionLoss } from '../sources/postgres/errors.js';
@@ -33,14 +37,14 @@ import { Applier } from './applier.js';
 import { configureConnections, connect, withTransaction, type PipelineContext } from './context.js';
 import { Copier } from './copier.js';
 import { checkBackfillOptions, checkCreatedFirst, preflight } from './inspector.js';
-import type { ThrottleLimits } from './throttler.js';
 import { Mutex, type BackfillRequest, type TableRuntime } from './runtime.js';
 import { Capture } from './capture.js';
 import { describeSlot, hasReplicatedState, inspectSlot, planReload, recreateSlot, slotLostError } from './slot-guard.js';
 import { Throttler } from './throttler.js';
+import { RateWindow } from './rate-window.js';
+import { limitsOf, readOverride, throttleRecord, throttleSource, type ThrottleOverride } from './throttle-override.js';
 
 export const VERSION = '0.1.0';
-const LOCK_KEY_SQL = `hashtextextended('sluice:' || $1, 0)`;
 
 export interface PipelineOptions {
   readonly logger: Logger;
@@ -86,6 +90,10 @@ class Orchestrator implements Pipeline {
   private writingStatus = false;
   private changeLog: EmbeddedChangeLog | null = null;
   private readonly queue: TableRuntime[] = [];
+  /** Limits set by `sluice throttle` (kept across restarts), or null: the config's. */
+  private throttleOverride: ThrottleOverride | null = null;
+  /** Rows copied sampled at each status write: the averaged rows/s. */
+  private readonly rates = new Map<string, RateWindow>();
   private readonly running = new Map<string, Promise<void>>();
   private stopping = false;
   private failed: SluiceError | null = null;
@@ -182,6 +190,11 @@ class Orchestrator implements Pipeline {
         throttler: new Throttler(cfg.throttle, { sourceUrl: cfg.source.url, replicaUrl: cfg.source.replicaUrl, slot: this.slot }, this.log.child({ part: 'throttle' })),
         version: VERSION,
       };
+      this.throttleOverride = await readOverride(dst, this.pipeline);
+      if (this.throttleOverride) {
+        this.ctx.throttler.setLimits(this.throttleOverride.limits);
+        this.log.info(`throttle from \`sluice throttle\` at ${this.throttleOverride.at} kept: ${JSON.stringify(this.throttleOverride.limits)}; \`sluice throttle --reset\` goes back to the config`);
+      }
 
       const byName = new Map(rows.map((r) => [r.name, r]));
       for (const t of cfg.tables) {
@@ -281,6 +294,7 @@ class Orchestrator implements Pipeline {
       );
       this.timers.push(setInterval(() => void this.writeStatus().catch(() => {}), cfg.pipeline.statusIntervalMs));
       await this.sweepArchives().catch((e) => this.log.warn('dropping expired archives failed', { error: errorMessage(e) }));
+      await this.onControl((c) => resumeValidations(this.ctx, c, this.log)).catch((e) => this.log.warn('resuming foreign key validations failed', { error: errorMessage(e) }));
       this.timers.push(setInterval(() => void this.sweepArchives().catch((e) => this.log.warn('dropping expired archives failed', { error: errorMessage(e) })), 60_000));
       this.log.info('pipeline running', {
         slot: this.slot,
@@ -523,14 +537,15 @@ class Orchestrator implements Pipeline {
       const name = TableName.format(TableName.parse(r.table_name));
       const rt = this.tables.get(name);
       let outcome: string;
-      if (r.kind === 'throttle') outcome = this.changeThrottle(r.params ?? {});
-      else if (!rt) outcome = `unknown table ${name}: it is not in this pipeline's config`;
+      if (r.kind === 'throttle') outcome = await this.changeThrottle(r.params ?? {});
+      else if (!rt) outcome = `not in the running config: ${name} was added to the config file after \`sluice run\` started; restart \`sluice run\` to pick it up`;
       else if (r.kind === 'backfill') {
         const p = r.params ?? {};
         outcome = await this.acceptBackfill(rt, {
           mode: (p.mode ?? rt.config.mode) as BackfillMode,
           requestId: Number(r.id),
           keepArchive: Boolean(p.keepArchive),
+          cascade: Boolean(p.cascade),
           strategy: p.strategy ?? rt.config.strategy,
           parallelism: p.parallelism ?? (p.strategy && p.strategy !== rt.config.strategy ? 1 : rt.config.parallelism),
           where: p.where ?? rt.config.where,
@@ -543,14 +558,21 @@ class Orchestrator implements Pipeline {
     }
   }
 
-  private changeThrottle(params: Record<string, unknown>): string {
-    const change: Partial<ThrottleLimits> = {};
-    for (const k of ['maxRowsPerSecond', 'maxChunksPerSecond', 'maxActiveSessions', 'maxReplicaLagSeconds', 'maxSlotLagBytes'] as const) {
-      if (params[k] !== undefined) change[k] = Math.max(0, Number(params[k]));
+  /** Applies and keeps (across restarts) the limits of `sluice throttle`; `--reset` goes back to the config's. */
+  private async changeThrottle(params: Record<string, unknown>): Promise<string> {
+    if (params.reset) {
+      this.throttleOverride = null;
+      this.ctx.throttler.setLimits(this.cfg.throttle);
+    } else {
+      const change = limitsOf(params);
+      this.throttleOverride = { at: new Date().toISOString(), limits: { ...this.throttleOverride?.limits, ...change } };
+      this.ctx.throttler.setLimits(change);
     }
-    if (typeof params.query === 'string') change.query = params.query;
-    this.ctx.throttler.setLimits(change);
-    return `throttle now ${JSON.stringify(this.ctx.throttler.limits)}`;
+    const t = this.ctx.throttler;
+    await this.onControl((c) =>
+      c.query(`UPDATE _sluice.pipelines SET throttle = $2 WHERE name = $1`, [this.pipeline, throttleRecord(t.limits, t.reason, this.throttleOverride)]),
+    );
+    return `throttle now ${JSON.stringify(t.limits)}; from ${throttleSource(this.throttleOverride)}`;
   }
 
   private async acceptBackfill(rt: TableRuntime, req: BackfillRequest): Promise<string> {
@@ -575,9 +597,16 @@ class Orchestrator implements Pipeline {
     const refusal = await this.onControl(async (c) => {
       const exists = (await c.query(`SELECT to_regclass($1) IS NOT NULL AS ok`, [qualified(rt.target)])).rows[0].ok;
       if (!exists) return null;
-      if (mode === 'online') {
+      if (mode === 'online' && !(await firstLoadInPlace(c, this.pipeline, rt.name, rt.target))) {
         const blockers = await uncarriable(c, rt.target);
-        if (blockers.length) return `the online swap of ${TableName.format(rt.target)} cannot carry ${blockers.join('; ')}; ${onlineAlternative(blockers)}`;
+        if (blockers.length) {
+          const referenced = (await referencingKeys(c, rt.target)).length > 0;
+          return `the online swap of ${TableName.format(rt.target)} cannot carry ${blockers.join('; ')}; ${onlineAlternative(referenced)}`;
+        }
+      }
+      if (mode === 'drop' && !req.cascade) {
+        const deps = await dropDependents(c, rt.target);
+        if (deps.length) return dropRefusal(rt.target, deps);
       }
       if (mode === 'truncate' && (req.where ?? rt.config.where).trim() === '') {
         const refs = await truncateBlockers(c, rt.target);
@@ -597,7 +626,11 @@ class Orchestrator implements Pipeline {
     );
     this.enqueue(rt);
     this.pump();
-    return `queued (mode ${mode})`;
+    if (this.running.has(rt.name)) return `started (mode ${mode})`;
+    const pos = this.queue.indexOf(rt);
+    const ahead = this.queue.slice(0, pos).map((x) => x.name);
+    const busy = [...this.running.keys()];
+    return `queued #${pos + 1} (mode ${mode}; ${ahead.length} ahead${ahead.length ? `: ${ahead.join(', ')}` : ''}; backfilling now: ${busy.join(', ') || 'none'})`;
   }
 
   private async cancel(rt: TableRuntime): Promise<string> {
@@ -616,7 +649,9 @@ class Orchestrator implements Pipeline {
     const loaded = rt.state !== 'queued';
     await this.onControl((c) =>
       withTransaction(c, async () => {
-        await setTableState(c, this.pipeline, rt.name, state, { l0: null, lastKey: null });
+        // A table that keeps streaming holds its last finished copy: COPIED counts that run's rows, not the cancelled one's.
+        if (keepsStreaming) rt.rowsCopied = await this.lastDoneRows(c, rt);
+        await setTableState(c, this.pipeline, rt.name, state, { l0: null, lastKey: null, rowsCopied: rt.rowsCopied });
         await setRunStatus(c, this.pipeline, rt.name, 'cancelled');
         if (!keepsStreaming) await c.query(`DELETE FROM _sluice.cursors WHERE pipeline = $1 AND name = $2`, [this.pipeline, rt.name]);
       }),
@@ -650,7 +685,10 @@ class Orchestrator implements Pipeline {
         await withTransaction(dst, async () => {
           await dst.query(`DROP TABLE IF EXISTS ${qualified(staging.target)}`);
           await deleteCursor(dst, this.pipeline, rt.name, TableName.format(staging.target));
-          await setTableState(dst, this.pipeline, rt.name, live, { l0: null, lastKey: null, staging: null, detail: null });
+          // The live table is untouched: COPIED counts the run that loaded it, not the staging table's rows.
+          const rowsCopied = await this.lastDoneRows(dst, rt);
+          await setTableState(dst, this.pipeline, rt.name, live, { l0: null, lastKey: null, staging: null, detail: null, rowsCopied });
+          rt.rowsCopied = rowsCopied;
           await setRunStatus(dst, this.pipeline, rt.name, 'cancelled');
         });
         // Under the table's lock, like the swap that reads it.
@@ -670,6 +708,21 @@ class Orchestrator implements Pipeline {
     }
   }
 
+  /**
+   * Rows of the copy the live table holds when a cancelled run did not replace it: its last finished
+   * run's, or a cancelled truncate/drop reload's partial copy if that came later. Called before the
+   * cancelled run's own status is set. Without such a run, the count now.
+   */
+  private async lastDoneRows(c: pg.ClientBase, rt: TableRuntime): Promise<number> {
+    const r = await c.query(
+      `SELECT rows_copied FROM _sluice.runs WHERE pipeline = $1 AND table_name = $2
+          AND (status = 'done' OR (status = 'cancelled' AND mode IN ('truncate', 'drop')))
+        ORDER BY id DESC LIMIT 1`,
+      [this.pipeline, rt.name],
+    );
+    return r.rowCount ? Number(r.rows[0].rows_copied) : rt.rowsCopied;
+  }
+
   /** Drops archived tables whose retention has passed. */
   private async sweepArchives(): Promise<void> {
     if (!this.control || this.stopping) return;
@@ -680,15 +733,12 @@ class Orchestrator implements Pipeline {
     );
     for (const r of due.rows) {
       try {
-        await this.onControl((c) =>
-          withTransaction(c, async () => {
-            await c.query(`DROP TABLE IF EXISTS ${qualified(TableName.parse(r.archive))}`);
-            await c.query(`UPDATE _sluice.archives SET dropped_at = now() WHERE pipeline = $1 AND archive = $2`, [this.pipeline, r.archive]);
-          }),
-        );
-        this.log.info('dropped archived table after its retention', { archive: r.archive });
+        // By its recorded name (archive schema, or the table's schema for archives of an older sluice);
+        // idempotent against `sluice archives drop` doing the same meanwhile.
+        const outcome = await this.onControl((c) => dropArchive(c, this.pipeline, r.archive, 5000));
+        if (outcome !== 'already dropped') this.log.info('dropped archived table after its retention', { archive: r.archive, outcome });
       } catch (err) {
-        this.log.warn('could not drop archived table; something still depends on it', { archive: r.archive, error: errorMessage(err) });
+        this.log.warn('could not drop archived table (a dependent object, or a lock held on it); retrying in a minute', { archive: r.archive, error: errorMessage(err) });
       }
     }
   }
@@ -722,15 +772,20 @@ class Orchestrator implements Pipeline {
         lagSeconds = next ? Math.max(0, (now - next.commitTimeMs) / 1000) : 0;
         pendingLsn = next ? next.position.lsn : head.endLsn;
       }
+      // Rows/s over the last 30 s, not the last chunk's speed. Rows copied are written by each chunk's
+      // own commit (and by a cancel): not here, where an older figure would overwrite a newer one.
+      let rate = this.rates.get(rt.name);
+      if (!rate) this.rates.set(rt.name, (rate = new RateWindow()));
+      if (rt.state === 'backfilling') rate.add(now, rt.rowsCopied);
+      else rate.reset();
+      rt.rowsPerSecond = Math.round(rate.rate());
       await c.query(
-        `UPDATE _sluice.tables SET rows_per_second = $3, rows_copied = greatest(rows_copied, $4), lag_seconds = $5,
-           pending_lsn = $6::pg_lsn, detail = $7
+        `UPDATE _sluice.tables SET rows_per_second = $3, lag_seconds = $4, pending_lsn = $5::pg_lsn, detail = $6
          WHERE pipeline = $1 AND name = $2`,
         [
           this.pipeline,
           rt.name,
           rt.state === 'backfilling' ? rt.rowsPerSecond : 0,
-          rt.rowsCopied,
           lagSeconds,
           pendingLsn === null ? null : Lsn.format(pendingLsn),
           rt.detail,
@@ -739,7 +794,7 @@ class Orchestrator implements Pipeline {
     }
     await c.query(`UPDATE _sluice.pipelines SET heartbeat_at = now(), throttle = $2 WHERE name = $1`, [
       this.pipeline,
-      JSON.stringify({ ...this.ctx.throttler.limits, state: this.ctx.throttler.reason }),
+      throttleRecord(this.ctx.throttler.limits, this.ctx.throttler.reason, this.throttleOverride),
     ]);
   }
 

@@ -28,6 +28,8 @@ export interface BackfillRequest {
   readonly mode: BackfillMode;
   readonly requestId: number | null;
   readonly keepArchive?: boolean;
+  /** drop: drop even when other objects depend on the table (their foreign keys are added back). */
+  readonly cascade?: boolean;
   readonly strategy?: BackfillStrategy;
   readonly parallelism?: number;
   /** A WHERE scope: only matching rows are loaded. */

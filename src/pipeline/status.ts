@@ -3,6 +3,7 @@
  * dashboard render that object. It reads the destination's `_sluice` state and the source's WAL
  * position, so it works whether or not `sluice run` is running.
  */
+import { hostname } from 'node:os';
 import type pg from 'pg';
 import type { SluiceConfig } from '../config/schema.js';
 import { slotNameOf } from '../config/schema.js';
@@ -11,7 +12,13 @@ import { Lsn, TableName } from '../core/types.js';
 import { cursorKey, readCursors, readTables, stateSchemaExists } from '../destinations/postgres/state.js';
 import { assertStateReadable, readStateFormat, STATE_FORMAT } from '../destinations/postgres/state-format.js';
 import { describeLockWait, readLockWaits, waitIsOn, type LockWait } from '../destinations/postgres/lock-waits.js';
+import { listArchives } from '../destinations/postgres/archives.js';
+import { diskSpace } from '../destinations/postgres/space.js';
+import { qualified } from '../destinations/postgres/dialect.js';
+import { replicaRoleGrant, setReplicaRole } from '../destinations/postgres/foreign-keys.js';
 import { configureConnections, connect } from './context.js';
+import { pipelineLockHolder } from '../destinations/postgres/pipeline-lock.js';
+import { describeThrottle, etaSeconds, formatEta, percentCopied } from './status-format.js';
 
 export interface TableStatus {
   name: string;
@@ -19,7 +26,12 @@ export interface TableStatus {
   mode: string | null;
   rowsCopied: number;
   rowsEstimated: number;
+  /** Averaged over the last 30 s by the running pipeline. */
   rowsPerSecond: number;
+  /** Backfilling: rows copied / rows estimated, capped at 99 until done (the estimate is approximate). */
+  percent: number | null;
+  /** Backfilling: seconds left at the averaged rate, from the estimate. */
+  etaSeconds: number | null;
   lagBytes: number | null;
   lagSeconds: number | null;
   error: string | null;
@@ -35,23 +47,54 @@ export interface TableStatus {
 export interface PipelineStatus {
   pipeline: {
     name: string;
+    /** A process holds the pipeline's lock in the destination (it is gone the moment that process is). */
     running: boolean;
     pid: number | null;
+    /** Its last heartbeat (ISO), also when it is not running. */
+    lastSeen: string | null;
     host: string | null;
     slot: string;
     slotActive: boolean | null;
     /** WAL the slot retains: source's current position minus the slot's confirmed position. */
     slotLagBytes: number | null;
     sourceError?: string;
-    /** The running pipeline's throttle: its limits and "open" or why it is paused. */
+    /** Its process is alive on this machine but does not hold the lock now: it is reconnecting to the destination. */
+    reconnecting?: boolean;
+    /** Set when the process holding the lock has not written its heartbeat for this long (stuck). */
+    heartbeatAgeSeconds?: number;
+    /**
+     * The running pipeline's throttle: its limits, "open" or why it is paused (`state`), and where the
+     * limits come from (`source`: config, or `sluice throttle` at a time). Not running: the limits a
+     * `sluice throttle` set, which the next start applies again (state "not running").
+     */
     throttle: Record<string, unknown> | null;
+    /**
+     * Set when foreign keys involve the replicated tables in the destination and sluice's role may not
+     * set session_replication_role (writes across tables then wait for their parents): the grant to run.
+     */
+    replicaRole?: string;
     /** Set when `_sluice` is an older format than this sluice's: what `run` will do about it. */
     stateNote?: string;
   };
   tables: TableStatus[];
+  /** The replaced tables of online backfills still kept (they hold disk space until dropped). */
+  archives: ArchivesSummary;
 }
 
-/** A pipeline whose heartbeat is older than this is reported as not running. */
+export interface ArchivesSummary {
+  count: number;
+  /** Their total size (pg_total_relation_size). */
+  bytes: number;
+  /** When the sweeper drops the next one (ISO); null when every one is kept until dropped by hand. */
+  nextDropAt: string | null;
+  /** The destination's free space, when it can be read (a server on this machine). */
+  freeBytes: number | null;
+  totalBytes: number | null;
+  /** Set when the free space is under online.lowFreeSpacePercent of the disk. */
+  lowSpace?: string;
+}
+
+/** A running pipeline (it holds the lock) whose heartbeat is older than this is reported as not answering. */
 const STALE_HEARTBEAT_SECONDS = 15;
 
 export async function computeStatus(cfg: SluiceConfig): Promise<PipelineStatus> {
@@ -91,23 +134,38 @@ export async function computeStatus(cfg: SluiceConfig): Promise<PipelineStatus> 
     const hasState = await stateSchemaExists(dst);
     const pipe = hasState
       ? (
-          await dst.query(`SELECT pid, host, throttle, extract(epoch FROM now() - heartbeat_at)::float8 AS age FROM _sluice.pipelines WHERE name = $1`, [
+          await dst.query(`SELECT pid, host, throttle, heartbeat_at, extract(epoch FROM now() - heartbeat_at)::float8 AS age FROM _sluice.pipelines WHERE name = $1`, [
             cfg.pipeline.name,
           ])
         ).rows[0]
       : undefined;
-    const running = !!pipe && pipe.pid !== null && pipe.age < STALE_HEARTBEAT_SECONDS;
+    // Running means a process holds the pipeline's lock now: a killed one is noticed at once, not when its heartbeat ages.
+    const holder = hasState ? await pipelineLockHolder(dst, cfg.pipeline.name) : null;
+    // Its process may be alive without the lock for a moment: it lost the destination and is
+    // reconnecting. Only a process on this machine can be asked; elsewhere the lock is the answer.
+    const reconnecting = !!pipe && holder === null && pipe.pid !== null && pipe.host === hostname() && processAlive(Number(pipe.pid));
+    const running = !!pipe && (holder !== null || reconnecting);
+    const stale = running && pipe.age !== null && pipe.age > STALE_HEARTBEAT_SECONDS ? Math.round(pipe.age) : null;
     const rows = hasState ? await readTables(dst, cfg.pipeline.name) : [];
     const cursors = hasState ? await readCursors(dst, cfg.pipeline.name) : new Map();
     const byName = new Map(rows.map((r) => [r.name, r]));
-    const archives = hasState
-      ? (
-          await dst.query(
-            `SELECT table_name, archive, drop_after FROM _sluice.archives WHERE pipeline = $1 AND dropped_at IS NULL ORDER BY created_at`,
-            [cfg.pipeline.name],
-          )
-        ).rows
-      : [];
+    const archives = hasState ? await listArchives(dst, cfg.pipeline.name) : [];
+    const space = await diskSpace(dst);
+    const dropTimes = archives.map((a) => a.dropAfter?.getTime()).filter((t): t is number => t !== undefined);
+    const archiveSummary: ArchivesSummary = {
+      count: archives.length,
+      bytes: archives.reduce((n, a) => n + (a.bytes ?? 0), 0),
+      nextDropAt: dropTimes.length ? new Date(Math.min(...dropTimes)).toISOString() : null,
+      freeBytes: space?.freeBytes ?? null,
+      totalBytes: space?.totalBytes ?? null,
+    };
+    const pct = cfg.online.lowFreeSpacePercent;
+    if (space && space.totalBytes > 0 && space.freeBytes < (space.totalBytes * pct) / 100) {
+      archiveSummary.lowSpace =
+        `destination free space ${formatBytes(space.freeBytes)} of ${formatBytes(space.totalBytes)} is under online.lowFreeSpacePercent (${pct} %)` +
+        (archives.length ? `; archives hold ${formatBytes(archiveSummary.bytes)}: sluice archives drop` : '');
+    }
+    const replicaRoleNote = hasState ? await replicaRoleWarning(dst, rows.map((r) => r.target)) : undefined;
     // Read now, from here: a running pipeline's own status row cannot say it is stuck behind a lock.
     const waits = hasState ? await readLockWaits(dst).catch(() => [] as LockWait[]) : [];
     const names = [...new Set([...cfg.tables.map((t) => TableName.format(TableName.parse(t.name))), ...rows.map((r) => r.name)])];
@@ -131,6 +189,8 @@ export async function computeStatus(cfg: SluiceConfig): Promise<PipelineStatus> 
         rowsCopied: row?.rowsCopied ?? 0,
         rowsEstimated: row?.rowsEstimated ?? 0,
         rowsPerSecond: running && row?.state === 'backfilling' ? Math.round(row.rowsPerSecond) : 0,
+        percent: row?.state === 'backfilling' ? percentCopied(row.rowsCopied, row.rowsEstimated) : null,
+        etaSeconds: running && row?.state === 'backfilling' ? etaSeconds(row.rowsCopied, row.rowsEstimated, row.rowsPerSecond) : null,
         lagBytes: cursor ? lagBytes : null,
         lagSeconds: cursor ? (running ? row?.lagSeconds ?? null : cursor.commitTime ? Math.max(0, (Date.now() - cursor.commitTime.getTime()) / 1000) : null) : null,
         error: row?.error ?? null,
@@ -138,8 +198,8 @@ export async function computeStatus(cfg: SluiceConfig): Promise<PipelineStatus> 
         lockWaits,
         staging: row?.staging ?? null,
         archives: archives
-          .filter((a) => a.table_name === name)
-          .map((a) => ({ name: a.archive as string, dropAfter: a.drop_after ? (a.drop_after as Date).toISOString() : null })),
+          .filter((a) => a.table === name)
+          .map((a) => ({ name: a.archive, dropAfter: a.dropAfter ? a.dropAfter.toISOString() : null })),
       });
     }
     return {
@@ -147,15 +207,20 @@ export async function computeStatus(cfg: SluiceConfig): Promise<PipelineStatus> 
         name: cfg.pipeline.name,
         running,
         pid: running ? pipe.pid : null,
+        ...(reconnecting ? { reconnecting: true } : {}),
+        ...(replicaRoleNote ? { replicaRole: replicaRoleNote } : {}),
+        lastSeen: pipe?.heartbeat_at ? (pipe.heartbeat_at as Date).toISOString() : null,
+        ...(stale !== null ? { heartbeatAgeSeconds: stale } : {}),
         host: pipe?.host ?? null,
         slot,
         slotActive,
         slotLagBytes,
         ...(sourceError ? { sourceError } : {}),
-        throttle: running ? (pipe.throttle ?? null) : null,
+        throttle: running ? (pipe.throttle ?? null) : pipe?.throttle?.override ? { ...pipe.throttle, state: 'not running' } : null,
         ...(stateNote ? { stateNote } : {}),
       },
       tables,
+      archives: archiveSummary,
     };
   } finally {
     await dst.end().catch(() => {});
@@ -176,22 +241,41 @@ export function formatBytes(n: number | null): string {
   return `${v < 10 && u > 0 ? v.toFixed(1) : Math.round(v)} ${units[u]}`;
 }
 
+/** "23 h", "41 min", "now". */
+export function formatDuration(ms: number): string {
+  if (ms <= 0) return 'now';
+  const min = ms / 60_000;
+  if (min < 1) return '< 1 min';
+  if (min < 90) return `${Math.round(min)} min`;
+  const h = min / 60;
+  if (h < 48) return `${Math.round(h)} h`;
+  return `${Math.round(h / 24)} d`;
+}
+
 export function renderStatus(s: PipelineStatus): string {
   const lines: string[] = [];
   const p = s.pipeline;
   lines.push(
-    `pipeline ${p.name}: ${p.running ? `running (pid ${p.pid}${p.host ? ` on ${p.host}` : ''})` : 'not running'}; slot ${p.slot}` +
+    `pipeline ${p.name}: ${
+      p.running
+        ? `running (pid ${p.pid}${p.host ? ` on ${p.host}` : ''}${p.reconnecting ? '; reconnecting to the destination' : ''}${p.heartbeatAgeSeconds ? `; no heartbeat for ${p.heartbeatAgeSeconds} s` : ''})`
+        : `not running${p.lastSeen ? ` (last seen ${p.lastSeen})` : ''}`
+    }; slot ${p.slot}` +
       `${p.slotActive === null ? ' (missing)' : p.slotActive ? ' (active)' : ''}, retains ${formatBytes(p.slotLagBytes)}` +
       (p.sourceError ? `; source: ${p.sourceError}` : ''),
   );
   if (p.stateNote) lines.push(p.stateNote);
-  if (p.throttle) lines.push(`throttle: ${p.throttle.state}; limits ${JSON.stringify({ ...p.throttle, state: undefined })}`);
-  const header = ['TABLE', 'STATE', 'COPIED', 'ESTIMATED', 'ROWS/S', 'LAG', 'LAG S', 'ERROR'];
+  if (p.replicaRole) lines.push(`warning: ${p.replicaRole}`);
+  const throttle = p.throttle ? describeThrottle(p.throttle, s.tables.map((t) => t.detail)) : null;
+  if (throttle) lines.push(`throttle: ${throttle}`);
+  const header = ['TABLE', 'STATE', 'COPIED', 'ESTIMATED', '%', 'ETA', 'ROWS/S', 'LAG', 'LAG S', 'ERROR'];
   const rows = s.tables.map((t) => [
     t.name,
     t.state + (t.mode && (t.state === 'backfilling' || t.state === 'queued') ? ` (${t.mode})` : ''),
     t.rowsCopied.toLocaleString('en-US'),
     t.rowsEstimated.toLocaleString('en-US'),
+    t.percent === null ? '-' : `~${t.percent}%`,
+    t.etaSeconds === null ? '-' : `~${formatEta(t.etaSeconds)}`,
     t.rowsPerSecond ? t.rowsPerSecond.toLocaleString('en-US') : '-',
     formatBytes(t.lagBytes),
     t.lagSeconds === null ? '-' : t.lagSeconds.toFixed(1),
@@ -202,9 +286,53 @@ export function renderStatus(s: PipelineStatus): string {
   lines.push(fmt(header));
   for (const r of rows) lines.push(fmt(r));
   for (const t of s.tables) {
-    if (t.detail) lines.push(`${t.name}: ${t.detail}`);
+    // A throttle wait is told by the one throttle line above, so table and pipeline lines never disagree.
+    if (t.detail && /^paused: /.test(t.detail) && throttle) lines.push(`${t.name}: waiting for the throttle (see "throttle:" above)`);
+    else if (t.detail) lines.push(`${t.name}: ${t.detail}`);
     if (t.staging) lines.push(`${t.name}: loading staging table ${t.staging}`);
-    for (const a of t.archives) lines.push(`${t.name}: replaced table kept as ${a.name} ${a.dropAfter ? `until ${a.dropAfter}` : '(--keep-archive)'}`);
   }
+  const a = s.archives;
+  if (a.count > 0) {
+    const next = a.nextDropAt === null ? 'kept until dropped by hand' : `next drop in ${formatDuration(Date.parse(a.nextDropAt) - Date.now())}`;
+    lines.push(`archives: ${a.count} (${formatBytes(a.bytes)}), ${next}; sluice archives list`);
+  }
+  if (a.lowSpace) lines.push(`warning: ${a.lowSpace}`);
   return lines.join('\n');
+}
+
+/** Whether a process of this machine with that pid exists (signal 0 only checks). */
+function processAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * When foreign keys involve the replicated destination tables, sluice writes them with
+ * session_replication_role = replica; tried here (and rolled back) with the same role.
+ */
+async function replicaRoleWarning(dst: pg.Client, targets: readonly string[]): Promise<string | undefined> {
+  if (targets.length === 0) return undefined;
+  const fks = await dst.query(
+    `SELECT EXISTS (SELECT 1 FROM pg_constraint c
+        WHERE c.contype = 'f' AND (c.conrelid = ANY (SELECT to_regclass(t) FROM unnest($1::text[]) t)
+                                OR c.confrelid = ANY (SELECT to_regclass(t) FROM unnest($1::text[]) t))) AS any`,
+    [targets.map((t) => qualified(TableName.parse(t)))],
+  );
+  if (!fks.rows[0].any) return undefined;
+  await dst.query('BEGIN');
+  try {
+    if (await setReplicaRole(dst)) return undefined;
+  } finally {
+    await dst.query('ROLLBACK').catch(() => {});
+  }
+  const user = (await dst.query(`SELECT current_user AS u`)).rows[0].u as string;
+  return (
+    `foreign keys involve the replicated tables and role ${user} may not set session_replication_role: ` +
+    `changes to a child wait until its parent arrives, and a load can fail on a missing parent; run ${replicaRoleGrant(user)}`
+  );
 }

@@ -2,8 +2,8 @@
  * The Swapper: the end of an online backfill (contract 6). When the staging table's
  * replay has reached the live table's position, it pauses applying to that table, brings both to
  * the same position, and swaps them in one destination transaction under a short lock_timeout:
- * live → archive, staging → live, with grants, owner, comments, policies, triggers and dependent
- * views carried over (destinations/postgres/swap.ts). A lock timeout rolls everything back; the
+ * live → archive (moved into online.archiveSchema), staging → live, with grants, owner, comments,
+ * policies, triggers and dependent views carried over (destinations/postgres/swap.ts). A lock timeout rolls everything back; the
  * table resumes streaming and the swap is retried with backoff, so it never queues long behind a
  * reader nor blocks readers for long. Any other failure rolls back the same way (the archive row,
  * the cursors and the run's status are statements of the swap's transaction) and is retried with a
@@ -17,10 +17,13 @@ import { TableName } from '../core/types.js';
 import { qualified } from '../destinations/postgres/dialect.js';
 import { deleteCursor, setTableState, writeCursor } from '../destinations/postgres/state.js';
 import { archiveName, captureCarried, swapSql } from '../destinations/postgres/swap.js';
+import { ensureArchiveSchema } from '../destinations/postgres/archives.js';
+import { lowSpaceWarning } from './archive-space.js';
 import { classify } from '../sources/postgres/errors.js';
 import type { Applier } from './applier.js';
 import type { PipelineContext } from './context.js';
 import type { TableRuntime } from './runtime.js';
+import { validateForeignKeysLater } from './foreign-keys.js';
 
 export interface SwapperHooks {
   onSwapped(rt: TableRuntime, archive: TableName, lockHeldMs: number, attempts: number): void;
@@ -92,7 +95,9 @@ export class Swapper {
           const live = rt.target;
           const staging = st.target;
           const runId = Number((await dst.query(`SELECT run_id FROM _sluice.tables WHERE pipeline = $1 AND name = $2`, [this.ctx.pipeline, rt.name])).rows[0]?.run_id ?? 0);
-          const archive = archiveName(live, runId);
+          const archive = archiveName(live, runId, this.ctx.cfg.online.archiveSchema);
+          // Before the transaction: creating the schema is not part of the time readers wait.
+          await ensureArchiveSchema(dst, archive.schema);
           await dst.query('BEGIN');
           try {
             await dst.query(`SET LOCAL lock_timeout = '${timeoutMs}ms'`);
@@ -121,11 +126,13 @@ export class Swapper {
             await dst.query(swapSql(live, staging, archive, carried, runId).join(';\n'));
             crashPoint('online:in-swap');
             const heldSoFar = performance.now() - lockedAt;
+            const validate = carried.foreignKeys.filter((f) => f.validated);
             await dst.query(
               `UPDATE _sluice.runs SET status = 'done', ended_at = now(),
                  params = params || jsonb_build_object('swapAttempts', $2::int, 'archive', $3::text, 'swapLockMsBeforeCommit', $4::float8)
+                   || CASE WHEN jsonb_array_length($5::jsonb) > 0 THEN jsonb_build_object('validate', $5::jsonb) ELSE '{}' END
                WHERE id = $1`,
-              [runId, attempt, TableName.format(archive), Math.round(heldSoFar * 100) / 100],
+              [runId, attempt, TableName.format(archive), Math.round(heldSoFar * 100) / 100, JSON.stringify(validate)],
             );
             await dst.query('COMMIT');
             const heldMs = performance.now() - lockedAt;
@@ -137,7 +144,8 @@ export class Swapper {
             rt.state = 'streaming';
             rt.l0 = null;
             rt.error = null;
-            return { archive, heldMs, at };
+            const lowSpace = await lowSpaceWarning(dst, this.ctx.cfg.online.lowFreeSpacePercent).catch(() => null);
+            return { archive, heldMs, at, lowSpace, validate, runId };
           } catch (err) {
             await dst.query('ROLLBACK').catch(() => {});
             throw err;
@@ -150,7 +158,10 @@ export class Swapper {
           lockHeldMs: Math.round(result.heldMs * 10) / 10,
           attempts: attempt,
         });
+        if (result.lowSpace) log.warn(`destination short of space after the swap: ${result.lowSpace}`);
         this.hooks.onSwapped(rt, result.archive, result.heldMs, attempt);
+        // Added back NOT VALID in the swap; validated now, outside its lock (SHARE UPDATE EXCLUSIVE).
+        validateForeignKeysLater(this.ctx, result.validate, log, result.runId);
         return;
       } catch (err) {
         const e = classify('destination', `swapping ${TableName.format(rt.target)}`, err);

@@ -101,3 +101,15 @@ test('changes stream into the collated columns; the oracle agrees and verify say
   assert.equal(v.code, 0, v.stdout + v.stderr);
   assert.match(v.stdout, /^EQUAL +public\.words/m);
 });
+
+test('a column the source gains later gets the collation that sorts as the source column does', async () => {
+  await source.query(`ALTER TABLE ${TABLE} ADD COLUMN later text, ADD COLUMN later_icu text COLLATE "und-x-icu"`);
+  await source.query(`UPDATE ${TABLE} SET later = id, later_icu = id WHERE n % 3 = 0`);
+  await eventuallyEqual(source.url(), destination.url(DST_DB), TABLE, { run, timeoutMs: 60_000 });
+  const d = await collations((sql) => dst(sql));
+  // Without a COLLATE clause the destination's default (ICU en-US) would sort 'a…' before 'B…'.
+  assert.equal(d.later, 'C');
+  assert.equal(d.later_icu, 'und-x-icu');
+  const sql = `SELECT string_agg(later, ',' ORDER BY later) AS v FROM ${TABLE}`;
+  assert.equal((await dst(sql)).rows[0].v, (await source.query(sql)).rows[0].v);
+});

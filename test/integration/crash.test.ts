@@ -91,7 +91,7 @@ async function tableStatus(): Promise<StatusTable | undefined> {
 }
 
 const ANCHOR_PATTERN: Record<'boot' | 'chunks' | 'replay', RegExp> = {
-  boot: /\bstarting\s+config=/,
+  boot: /\bstarting: pipeline=/,
   chunks: /backfill started|resuming backfill/,
   replay: /backfill copied; replaying/,
 };

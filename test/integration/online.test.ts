@@ -144,9 +144,9 @@ async function stagingExists(): Promise<boolean> {
 async function archives(): Promise<string[]> {
   const r = await destination.query(
     `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relname ~ '^orders__sluice_archive_[0-9]+$' ORDER BY c.oid`,
+      WHERE n.nspname = 'sluice_archive' AND c.relkind = 'r' AND c.relname ~ '^public_orders__[0-9]+$' ORDER BY c.oid`,
   );
-  return r.rows.map((x) => `public.${x.relname}`);
+  return r.rows.map((x) => `sluice_archive.${x.relname}`);
 }
 
 async function eventuallyEqual(what: string, timeoutMs = 60_000): Promise<void> {

@@ -12,7 +12,11 @@
  * 2. "Wrong hint, wrong side": a destination table referenced by a foreign key cannot be truncated.
  *    `backfill --mode truncate` is refused at once (exit 2) naming the constraint and what works;
  *    the online refusal no longer suggests truncate; the running pipeline refuses it too, and the
- *    table stays streaming (never `failed`); `--mode upsert`, which the hint names, works.
+ *    table stays streaming (never `failed`); `--mode upsert`, which the hint names, works. An online
+ *    backfill of the referenced table now works too: the swap re-points the foreign key.
+ * 3. Bug 2, "--mode drop silently drops other tables' foreign keys": `backfill album --mode drop`
+ *    with track referencing album is refused (exit 2) naming the constraint; with `--cascade` the
+ *    foreign key is added back and validated.
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -97,10 +101,13 @@ test('truncate of a table referenced by a foreign key in the destination is refu
   // The destination's own schema gains an FK between two replicated tables.
   await destination.query(`ALTER TABLE public.track ADD CONSTRAINT track_album_fk FOREIGN KEY (album_id) REFERENCES public.album (id)`);
 
-  const online = await cli(['backfill', ALBUM, '--mode', 'online']);
-  assert.equal(online.code, 2, 'online refused: the swap cannot carry the foreign key');
-  assert.doesNotMatch(online.stderr, /use --mode truncate/, 'the online refusal must not suggest truncate for a referenced table');
-  assert.match(online.stderr, /--mode upsert/);
+  // The online swap carries the foreign key (re-pointed to the new table, validated after).
+  const online = await cli(['backfill', ALBUM, '--mode', 'online', '--wait'], 90_000);
+  assert.equal(online.code, 0, online.stdout + online.stderr);
+  await waitUntil('the foreign key validated again after the swap', async () => {
+    const r = await destination.query(`SELECT convalidated FROM pg_constraint WHERE conname = 'track_album_fk' AND confrelid = 'public.album'::regclass`);
+    return r.rows[0]?.convalidated === true;
+  }, 30_000);
 
   const truncate = await cli(['backfill', ALBUM, '--mode', 'truncate']);
   assert.equal(truncate.code, 2, 'truncate refused when the request is made');
@@ -135,7 +142,25 @@ test('truncate of a table referenced by a foreign key in the destination is refu
   assert.equal((await tableRow(ALBUM)).state, 'streaming');
 });
 
+test('bug 2: --mode drop of a referenced table is refused naming the foreign key; --cascade adds it back', { timeout: 120_000 }, async () => {
+  const fkOf = async () =>
+    (await destination.query(`SELECT pg_get_constraintdef(oid) AS def, convalidated FROM pg_constraint WHERE conname = 'track_album_fk' AND conrelid = 'public.track'::regclass`)).rows;
+  const before = await fkOf();
+  assert.equal(before.length, 1);
+  // It once exited 0 and the foreign key on track was gone (DROP TABLE … CASCADE).
+  const drop = await cli(['backfill', ALBUM, '--mode', 'drop', '--wait'], 90_000);
+  assert.equal(drop.code, 2, drop.stdout + drop.stderr);
+  assert.match(drop.stderr, /track_album_fk/);
+  assert.match(drop.stderr, /--cascade/);
+  assert.deepEqual(await fkOf(), before, 'the foreign key is still there');
+  const cascade = await cli(['backfill', ALBUM, '--mode', 'drop', '--cascade', '--wait'], 90_000);
+  assert.equal(cascade.code, 0, cascade.stdout + cascade.stderr);
+  await eventuallyEqual(source.url(), destination.url(), ALBUM, { run, what: 'album after drop --cascade' });
+  await waitUntil('the foreign key added back and validated', async () => JSON.stringify(await fkOf()) === JSON.stringify(before), 30_000);
+});
+
 test('online backfill after a cancelled truncate reload, under writes to two tables: the swap runs in its own transaction', { timeout: 240_000 }, async () => {
+  const outputBefore = run!.output().length;
   workloads.push(new Workload(source.url(), { table: ORDERS, ratePerSecond: 150 }), new Workload(source.url(), { table: EVENTS, ratePerSecond: 300 }));
   for (const w of workloads) w.start();
 
@@ -203,15 +228,15 @@ test('online backfill after a cancelled truncate reload, under writes to two tab
   await assertTablesEqual(source.url(), destination.url(), TRACK);
 
   const archives = await destination.query(
-    `SELECT archive, to_regclass(archive) IS NOT NULL AS exists FROM _sluice.archives WHERE pipeline = $1 AND dropped_at IS NULL`,
-    [PIPELINE],
+    `SELECT archive, to_regclass(archive) IS NOT NULL AS exists FROM _sluice.archives WHERE pipeline = $1 AND table_name = $2 AND dropped_at IS NULL`,
+    [PIPELINE, ORDERS],
   );
-  assert.equal(archives.rowCount, 1, 'one swap, one archive');
+  assert.equal(archives.rowCount, 1, 'one swap of orders, one archive');
   for (const a of archives.rows) assert.ok(a.exists, `archive row ${a.archive} is backed by a table`);
   const out = run!.output();
   assert.doesNotMatch(out, /already executing a query/, 'no connection is used by two callers at once');
   assert.doesNotMatch(out, /Cannot read properties of null/);
   assert.doesNotMatch(out, /LOCK TABLE can only be used in transaction blocks/);
-  const swapped = out.match(/swapped: the new table is live/g) ?? [];
+  const swapped = out.slice(outputBefore).match(/swapped: the new table is live/g) ?? [];
   assert.equal(swapped.length, 1);
 });

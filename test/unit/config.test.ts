@@ -45,7 +45,7 @@ test('a minimal config gets every default', () => {
   assert.deepEqual(cfg.tables, [
     { name: 'orders', strategy: 'keyset', chunkRows: 10000, chunkSeconds: 2, parallelism: 1, where: '', mode: 'online' },
   ]);
-  assert.deepEqual(cfg.online, { archiveRetentionHours: 24, swapLockTimeoutMs: 100, minFreeSpaceRatio: 1.2 });
+  assert.deepEqual(cfg.online, { archiveRetentionHours: 24, swapLockTimeoutMs: 100, minFreeSpaceRatio: 1.2, archiveSchema: 'sluice_archive', lowFreeSpacePercent: 10 });
 });
 
 test('a complete config keeps its values', () => {

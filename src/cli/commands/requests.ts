@@ -2,14 +2,16 @@
 import { osUser } from '../../core/os-user.js';
 import { SluiceError } from '../../core/errors.js';
 import { sleep } from '../../core/retry.js';
+import { answerTimeout, awaitAnswers, printAnswers } from './answers.js';
 import { TableName, type BackfillMode } from '../../core/types.js';
 import { ensureStateSchema, readTable } from '../../destinations/postgres/state.js';
 import { connect, withTransaction } from '../../pipeline/context.js';
 import { makeLogger, readConfig, type GlobalOptions } from '../shared.js';
 import type { Logger } from '../../core/logger.js';
 import { qualified } from '../../destinations/postgres/dialect.js';
-import { uncarriable } from '../../destinations/postgres/swap.js';
-import { onlineAlternative, truncateBlockers, truncateRefusal } from '../../destinations/postgres/references.js';
+import { firstLoadInPlace, uncarriable } from '../../destinations/postgres/swap.js';
+import { onlineAlternative, referencingKeys, truncateBlockers, truncateRefusal } from '../../destinations/postgres/references.js';
+import { dropDependents, dropRefusal } from '../../destinations/postgres/foreign-keys.js';
 import { checkBackfillOptions } from '../../pipeline/inspector.js';
 import { introspectTable } from '../../sources/postgres/introspect.js';
 import type { SluiceConfig } from '../../config/schema.js';
@@ -21,13 +23,21 @@ export interface BackfillFlags {
   parallelism?: string;
   wait?: boolean;
   keepArchive?: boolean;
+  cascade?: boolean;
+  answerTimeout?: string;
+}
+
+function timeoutOf(flag: string | undefined): number {
+  const t = answerTimeout(flag);
+  if (Number.isNaN(t)) throw new SluiceError('BAD_USAGE', `--answer-timeout ${flag}: expected seconds ≥ 0`);
+  return t;
 }
 
 export const MODE_HELP: Record<BackfillMode, string> = {
   online: 'load a staging table beside the live one, replay, then swap it in atomically: readers never see a missing, empty or partial table (default)',
   upsert: 'load over the existing rows ("do nothing" first); rows deleted at the source before the run stay',
   truncate: 'empty the table first, keeping its schema, indexes and grants; it is partial until the load ends',
-  drop: 'drop and recreate the table from the source schema; dependent views are dropped with it',
+  drop: 'drop and recreate the table from the source schema; refused when other objects depend on it, unless --cascade',
 };
 
 function tablesIn(cfg: SluiceConfig, names: string[]): string[] {
@@ -44,6 +54,7 @@ export async function backfillCommand(names: string[], flags: BackfillFlags, opt
   const mode = (flags.mode ?? 'online') as BackfillMode;
   if (!(mode in MODE_HELP)) throw new SluiceError('BAD_USAGE', `--mode ${mode}: expected one of ${Object.keys(MODE_HELP).join('|')}`);
   if (flags.keepArchive && mode !== 'online') throw new SluiceError('BAD_USAGE', '--keep-archive applies to --mode online only');
+  if (flags.cascade && mode !== 'drop') throw new SluiceError('BAD_USAGE', '--cascade applies to --mode drop only');
   if (flags.strategy && !['keyset', 'interval', 'ctid'].includes(flags.strategy)) {
     throw new SluiceError('BAD_USAGE', `--strategy ${flags.strategy}: expected one of keyset|interval|ctid`);
   }
@@ -52,41 +63,30 @@ export async function backfillCommand(names: string[], flags: BackfillFlags, opt
     throw new SluiceError('BAD_USAGE', `--parallelism ${flags.parallelism}: expected a whole number ≥ 1`);
   }
   const tables = tablesIn(cfg, names);
+  const timeoutS = timeoutOf(flags.answerTimeout);
   await checkOptions(cfg, tables, { mode, strategy: flags.strategy, parallelism, where: flags.where });
   if (mode === 'online') await refuseUncarriable(cfg, tables);
   if (mode === 'truncate') await refuseReferenced(cfg, tables, flags.where);
+  if (mode === 'drop' && !flags.cascade) await refuseDependents(cfg, tables);
   const params: Record<string, unknown> = { mode, keepArchive: Boolean(flags.keepArchive) };
+  if (flags.cascade) params.cascade = true;
   if (flags.strategy) params.strategy = flags.strategy;
   if (parallelism !== undefined) params.parallelism = parallelism;
   if (flags.where !== undefined) params.where = flags.where;
   const ids = await record(cfg, 'backfill', tables, params, makeLogger(opts));
   for (const t of tables) process.stdout.write(`backfill of ${t} requested (mode ${mode})\n`);
-  if (!flags.wait) return 0;
+  const code = printAnswers(await awaitAnswers(cfg, ids, timeoutS), timeoutS);
+  if (code !== 0 || !flags.wait) return code;
   return waitFor(cfg, tables, ids);
 }
 
-export async function cancelCommand(names: string[], opts: GlobalOptions): Promise<number> {
+export async function cancelCommand(names: string[], opts: GlobalOptions, flags: { answerTimeout?: string } = {}): Promise<number> {
   const cfg = readConfig(opts);
   const tables = tablesIn(cfg, names);
+  const timeoutS = timeoutOf(flags.answerTimeout);
   const ids = await record(cfg, 'cancel', tables, {}, makeLogger(opts));
   for (const t of tables) process.stdout.write(`cancel of ${t} requested\n`);
-  // Report the outcome when a running pipeline handles it promptly.
-  const dst = await connect('destination', cfg.destination.url, 'sluice-cli');
-  try {
-    const deadline = Date.now() + 5000;
-    while (Date.now() < deadline) {
-      const r = await dst.query(`SELECT table_name, outcome FROM _sluice.requests WHERE id = ANY($1) AND handled_at IS NOT NULL`, [ids]);
-      if (r.rowCount === ids.length) {
-        for (const row of r.rows) process.stdout.write(`${row.table_name}: ${row.outcome}\n`);
-        return 0;
-      }
-      await sleep(200);
-    }
-    process.stdout.write('no running pipeline answered yet: the request is recorded and acted on at the next start\n');
-    return 0;
-  } finally {
-    await dst.end().catch(() => {});
-  }
+  return printAnswers(await awaitAnswers(cfg, ids, timeoutS), timeoutS);
 }
 
 /** Strategy, parallelism and scope checked against each source table now: bad input exits 2 before anything is recorded. */
@@ -113,7 +113,7 @@ async function checkOptions(
   }
 }
 
-/** `sluice throttle`: change limits of the running pipeline (they last until it restarts). */
+/** `sluice throttle`: change limits of the running pipeline; they are kept across restarts until `--reset`. */
 export async function throttleCommand(flags: Record<string, string | undefined>, opts: GlobalOptions): Promise<number> {
   const cfg = readConfig(opts);
   const params: Record<string, unknown> = {};
@@ -130,24 +130,14 @@ export async function throttleCommand(flags: Record<string, string | undefined>,
   num('maxReplicaLagSeconds', 'maxReplicaLagSeconds');
   num('maxSlotLagBytes', 'maxSlotLagBytes');
   if (flags.query !== undefined) params.query = flags.query;
-  if (Object.keys(params).length === 0) throw new SluiceError('BAD_USAGE', 'sluice throttle: give at least one limit (see sluice throttle --help)');
-  const ids = await record(cfg, 'throttle', ['*'], params, makeLogger(opts));
-  const dst = await connect('destination', cfg.destination.url, 'sluice-cli');
-  try {
-    const deadline = Date.now() + 5000;
-    while (Date.now() < deadline) {
-      const r = await dst.query(`SELECT outcome FROM _sluice.requests WHERE id = ANY($1) AND handled_at IS NOT NULL`, [ids]);
-      if (r.rowCount) {
-        process.stdout.write(`${r.rows[0].outcome}\n`);
-        return 0;
-      }
-      await sleep(200);
-    }
-  } finally {
-    await dst.end().catch(() => {});
+  if (flags.reset) {
+    if (Object.keys(params).length) throw new SluiceError('BAD_USAGE', 'sluice throttle --reset goes back to the config: give it no limits');
+    params.reset = true;
   }
-  process.stdout.write('no running pipeline answered: the change is recorded and applied when `sluice run` starts (until it stops)\n');
-  return 0;
+  if (Object.keys(params).length === 0) throw new SluiceError('BAD_USAGE', 'sluice throttle: give at least one limit, or --reset (see sluice throttle --help)');
+  const timeoutS = timeoutOf(flags.answerTimeout);
+  const ids = await record(cfg, 'throttle', ['*'], params, makeLogger(opts));
+  return printAnswers(await awaitAnswers(cfg, ids, timeoutS), timeoutS, () => '');
 }
 
 /** The running pipeline checks again; checking here too gives the answer without one running. */
@@ -157,12 +147,13 @@ async function refuseUncarriable(cfg: SluiceConfig, tables: string[]): Promise<v
     for (const t of tables) {
       const target = { schema: cfg.destination.schema, name: TableName.parse(t).name };
       const exists = (await dst.query(`SELECT to_regclass($1) IS NOT NULL AS ok`, [qualified(target)])).rows[0].ok;
-      if (!exists) continue;
+      if (!exists || (await firstLoadInPlace(dst, cfg.pipeline.name, t, target))) continue;
       const blockers = await uncarriable(dst, target);
       if (blockers.length) {
+        const referenced = (await referencingKeys(dst, target)).length > 0;
         throw new SluiceError(
           'BAD_USAGE',
-          `online backfill of ${TableName.format(target)}: the swap cannot carry ${blockers.join('; ')}; ${onlineAlternative(blockers)}`,
+          `online backfill of ${TableName.format(target)}: the swap cannot carry ${blockers.join('; ')}; ${onlineAlternative(referenced)}`,
         );
       }
     }
@@ -184,6 +175,20 @@ async function refuseReferenced(cfg: SluiceConfig, tables: string[], where: stri
       const target = { schema: cfg.destination.schema, name: TableName.parse(t).name };
       const refs = await truncateBlockers(dst, target);
       if (refs.length) throw new SluiceError('BAD_USAGE', truncateRefusal(target, refs));
+    }
+  } finally {
+    await dst.end().catch(() => {});
+  }
+}
+
+/** `--mode drop` without `--cascade` of a table other objects depend on: refused now (exit 2), naming them. The pipeline checks again. */
+async function refuseDependents(cfg: SluiceConfig, tables: string[]): Promise<void> {
+  const dst = await connect('destination', cfg.destination.url, 'sluice-cli');
+  try {
+    for (const t of tables) {
+      const target = { schema: cfg.destination.schema, name: TableName.parse(t).name };
+      const deps = await dropDependents(dst, target);
+      if (deps.length) throw new SluiceError('BAD_USAGE', dropRefusal(target, deps));
     }
   } finally {
     await dst.end().catch(() => {});

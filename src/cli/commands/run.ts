@@ -1,14 +1,16 @@
 import { createPipeline, type Pipeline } from '../../pipeline/orchestrator.js';
 
-import type { Logger } from '../../core/logger.js';
 import { SluiceError } from '../../core/errors.js';
-import { makeLogger, readConfig, redactConfig, type GlobalOptions } from '../shared.js';
+import { makeLogger, readConfig, type GlobalOptions } from '../shared.js';
+import { startLine, startProgress } from './progress.js';
+
+export { startProgress };
 
 /** `sluice run`: capture, backfill, apply until SIGINT/SIGTERM; then a clean stop and exit 0. */
 export async function runCommand(opts: GlobalOptions): Promise<number> {
   const cfg = readConfig(opts);
   const log = makeLogger(opts);
-  log.info('starting', { config: redactConfig(cfg) as Record<string, unknown> });
+  log.info(startLine(cfg));
   let pipeline: Pipeline = createPipeline(cfg, { logger: log });
   await pipeline.start();
   let progress = startProgress(pipeline, log);
@@ -46,25 +48,3 @@ export async function runCommand(opts: GlobalOptions): Promise<number> {
     clearInterval(progress);
   }
 }
-
-/** A progress line every few seconds: per table state, rows, rate, lag. */
-export function startProgress(pipeline: Pipeline, log: Logger, everyMs = 5000): NodeJS.Timeout {
-  let lastApplied = 0;
-  let lastAt = Date.now();
-  const t = setInterval(() => {
-    const c = pipeline.counters();
-    const now = Date.now();
-    const applyRate = Math.round(((c.applied - lastApplied) * 1000) / Math.max(1, now - lastAt));
-    lastApplied = c.applied;
-    lastAt = now;
-    const parts = [...pipeline.tables.values()].map((rt) => {
-      const pct = rt.rowsEstimated > 0 && rt.state === 'backfilling' ? ` ${Math.min(100, Math.floor((rt.rowsCopied / rt.rowsEstimated) * 100))}%` : '';
-      const rate = rt.state === 'backfilling' && rt.rowsPerSecond ? ` ${rt.rowsPerSecond.toLocaleString('en-US')} rows/s` : '';
-      return `${rt.name} ${rt.state}${pct} ${rt.rowsCopied.toLocaleString('en-US')} rows${rate}`;
-    });
-    log.info(`progress: ${parts.join('; ')}`, { captured: c.captured, applied: c.applied, appliedPerSecond: applyRate });
-  }, everyMs);
-  t.unref();
-  return t;
-}
-

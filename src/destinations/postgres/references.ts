@@ -45,18 +45,19 @@ export function truncateRefusal(table: TableName, refs: readonly ReferencingKey[
   const drops = refs.map((r) => `ALTER TABLE ${qualified(r.table)} DROP CONSTRAINT ${quoteIdent(r.constraint)}`).join('; ');
   return (
     `--mode truncate cannot reload destination ${t}: foreign key${refs.length > 1 ? 's' : ''} ${named} reference${refs.length > 1 ? '' : 's'} it, ` +
-    `and PostgreSQL cannot TRUNCATE a referenced table. Use --mode upsert (loads over the existing rows and keeps the foreign keys; ` +
-    `rows deleted at the source before the run stay), or drop the constraint${refs.length > 1 ? 's' : ''} first (${drops}), ` +
+    `and PostgreSQL cannot TRUNCATE a referenced table. Use --mode online (the default: the swap re-points the foreign keys to the new table), ` +
+    `--mode upsert (loads over the existing rows and keeps the foreign keys; rows deleted at the source before the run stay), or drop the constraint${refs.length > 1 ? 's' : ''} first (${drops}), ` +
     `reload, and add ${refs.length > 1 ? 'them' : 'it'} back`
   );
 }
 
 /**
- * The way through to name when an online backfill is refused: truncate works unless other tables
- * reference the table (then only upsert keeps the foreign keys).
+ * The way through to name when an online backfill is refused (the swap carries foreign keys, not
+ * what `uncarriable` lists): truncate works unless other tables reference the table (then upsert,
+ * which keeps the foreign keys).
  */
-export function onlineAlternative(blockers: readonly string[]): string {
-  return blockers.some((b) => b.startsWith('foreign key ') && b.endsWith('(references this table)'))
+export function onlineAlternative(referenced: boolean): string {
+  return referenced
     ? 'remove them, or use --mode upsert (it keeps the foreign keys; --mode truncate cannot empty a referenced table)'
     : 'remove them, or use --mode truncate';
 }

@@ -7,12 +7,13 @@
  * queues long behind a reader), capture its grants, owner, comments, policies, triggers and
  * dependent views, rename live → archive and staging → live (indexes too, so their names stay),
  * then re-apply what was captured to the new live table by NAME: views are re-created with their
- * own definition text, which now resolves to the new table. Readers see the old table or the new
- * one, never neither.
+ * own definition text, which now resolves to the new table; last, the archive moves into the archive
+ * schema (destinations/postgres/archives.ts). Readers see the old table or the new one, never neither.
  */
 import type pg from 'pg';
-import type { TableName } from '../../core/types.js';
+import { TableName } from '../../core/types.js';
 import { qualified, quoteIdent, quoteLiteral } from './dialect.js';
+import { addForeignKeySql, dropForeignKeySql, type ForeignKey } from './foreign-keys.js';
 
 export const STAGING_SUFFIX = '__sluice_staging';
 
@@ -21,8 +22,14 @@ export function stagingName(live: TableName): TableName {
   return { schema: live.schema, name: withSuffix(live.name, STAGING_SUFFIX) };
 }
 
-export function archiveName(live: TableName, runId: number): TableName {
-  return { schema: live.schema, name: withSuffix(live.name, `__sluice_archive_${runId}`) };
+/**
+ * Where the swap puts the replaced table: `<archiveSchema>.<schema>_<table>__<run>`, cut to 63 bytes
+ * (the run id is unique in the destination, so the name is too). Archives written by an older sluice
+ * stand at `<schema>.<table>__sluice_archive_<run>`; everything that handles archives goes by the
+ * name recorded in `_sluice.archives`, so both kinds work.
+ */
+export function archiveName(live: TableName, runId: number, archiveSchema: string): TableName {
+  return { schema: archiveSchema, name: withSuffix(`${live.schema}_${live.name}`, `__${runId}`) };
 }
 
 /** Appends a suffix, cutting the base so the whole stays within 63 bytes. */
@@ -56,6 +63,11 @@ export interface Carried {
   readonly views: readonly CarriedView[];
   readonly ownedSequences: readonly string[];
   readonly indexes: readonly CarriedIndex[];
+  /**
+   * Foreign keys from and to the live table (self-references too): dropped from the old table and
+   * from the tables that reference it, added again NOT VALID against the new one, by name.
+   */
+  readonly foreignKeys: readonly ForeignKey[];
 }
 
 /**
@@ -67,11 +79,7 @@ export async function uncarriable(client: pg.ClientBase, live: TableName): Promi
   const out: string[] = [];
   if (oid.kind === 'p') out.push('it is a partitioned table');
   const q = await client.query(
-    `SELECT 'foreign key ' || c.conname || ' on ' || c.conrelid::regclass::text ||
-            CASE WHEN c.conrelid = $1 THEN ' (references ' || c.confrelid::regclass::text || ')' ELSE ' (references this table)' END AS what
-       FROM pg_constraint c WHERE c.contype = 'f' AND (c.conrelid = $1 OR c.confrelid = $1)
-     UNION ALL
-     SELECT 'materialized view ' || v.oid::regclass::text FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
+    `SELECT 'materialized view ' || v.oid::regclass::text AS what FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
        JOIN pg_class v ON v.oid = r.ev_class WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjid = $1 AND v.relkind = 'm'
      UNION ALL
      SELECT 'rule ' || r.rulename FROM pg_rewrite r WHERE r.ev_class = $1
@@ -128,9 +136,15 @@ export async function captureCarried(client: pg.ClientBase, live: TableName): Pr
          JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
         WHERE d.classid = 'pg_class'::regclass AND d.refobjid = ${oid} AND d.deptype = 'a'`,
       indexesSql(oid),
+      `SELECT c.conname, n.nspname AS schema, t.relname AS name, rn.nspname AS rschema, rt.relname AS rname,
+              pg_get_constraintdef(c.oid) AS def, c.convalidated
+         FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid JOIN pg_namespace n ON n.oid = t.relnamespace
+         JOIN pg_class rt ON rt.oid = c.confrelid JOIN pg_namespace rn ON rn.oid = rt.relnamespace
+        WHERE c.contype = 'f' AND (c.conrelid = ${oid} OR c.confrelid = ${oid})
+        ORDER BY n.nspname, t.relname, c.conname`,
     ].join(';\n'),
   )) as unknown as pg.QueryResult[];
-  const [relQ, acl, colAcl, colComments, pol, trg, views, seqs, idx] = results;
+  const [relQ, acl, colAcl, colComments, pol, trg, views, seqs, idx, fks] = results;
   const rel = relQ.rows[0];
 
   const grants: string[] = [];
@@ -163,6 +177,13 @@ export async function captureCarried(client: pg.ClientBase, live: TableName): Pr
     views: views.rows.map((v) => ({ name: { schema: v.schema, name: v.name }, definition: v.def, options: v.options })),
     ownedSequences: seqs.rows.map((s) => `ALTER SEQUENCE ${s.seq} OWNED BY ${t}.${quoteIdent(s.attname)}`),
     indexes: toIndexes(idx),
+    foreignKeys: fks.rows.map((x) => ({
+      name: x.conname as string,
+      table: { schema: x.schema as string, name: x.name as string },
+      references: { schema: x.rschema as string, name: x.rname as string },
+      definition: (x.def as string).replace(/\s+NOT VALID\s*$/, ''),
+      validated: x.convalidated as boolean,
+    })),
   };
 }
 
@@ -209,6 +230,11 @@ function escapeRegExp(s: string): string {
  */
 export function swapSql(live: TableName, staging: TableName, archive: TableName, carried: Carried, runId: number): string[] {
   const out: string[] = [];
+  // Foreign keys go first, while the live name still means the old table: the archive keeps none,
+  // and none points at it, so dropping it later never cascades.
+  for (const fk of carried.foreignKeys) out.push(dropForeignKeySql(fk.table, fk));
+  // Renamed in place first (its name and its indexes' names leave the live schema free for the new
+  // table), moved to the archive schema last.
   out.push(`ALTER TABLE ${qualified(live)} RENAME TO ${quoteIdent(archive.name)}`);
   for (const idx of carried.indexes) {
     out.push(`ALTER INDEX ${quoteIdent(live.schema)}.${quoteIdent(idx.name)} RENAME TO ${quoteIdent(withSuffix(idx.name, `__sluice_a${runId}`))}`);
@@ -226,5 +252,31 @@ export function swapSql(live: TableName, staging: TableName, archive: TableName,
     const opts = v.options.length ? ` WITH (${v.options.join(', ')})` : '';
     out.push(`CREATE OR REPLACE VIEW ${qualified(v.name)}${opts} AS ${v.definition.replace(/;\s*$/, '')}`);
   }
+  // Added back by name against the new live table, NOT VALID (no scan under the lock); the swapper
+  // validates those that were valid once the swap has committed.
+  for (const fk of carried.foreignKeys) out.push(addForeignKeySql(fk));
+  // Last: by now the sequences the old table owned (serial columns) are owned by the new live table,
+  // so they stay in the live schema (SET SCHEMA moves a table's owned sequences with it) and the
+  // archive's drop never drops them; its indexes, constraints, triggers and policies go with it,
+  // and so does an identity column's sequence, which only the archive uses.
+  if (archive.schema !== live.schema) {
+    out.push(`ALTER TABLE ${quoteIdent(live.schema)}.${quoteIdent(archive.name)} SET SCHEMA ${quoteIdent(archive.schema)}`);
+  }
   return out;
+}
+
+/**
+ * An online backfill of a table that exists in the destination but is empty and was never
+ * replicated (no cursor of `name` in `pipeline`: a schema created first, by `pg_dump -s` or
+ * migrations) needs no swap, since readers have nothing to lose: it loads in place, like a first load.
+ */
+export async function firstLoadInPlace(client: pg.ClientBase, pipeline: string, name: string, live: TableName): Promise<boolean> {
+  const t = qualified(live);
+  const r = await client.query(`SELECT to_regclass($1) IS NOT NULL AS ok, to_regclass('_sluice.cursors') IS NOT NULL AS state`, [t]);
+  if (!r.rows[0].ok) return false;
+  if (r.rows[0].state) {
+    const c = await client.query(`SELECT 1 FROM _sluice.cursors WHERE pipeline = $1 AND name = $2 AND target = $3`, [pipeline, name, TableName.format(live)]);
+    if (c.rowCount) return false;
+  }
+  return !(await client.query(`SELECT EXISTS (SELECT 1 FROM ${t}) AS any`)).rows[0].any;
 }

@@ -1,0 +1,69 @@
+/**
+ * The running pipeline's answer to a request (`backfill`, `cancel`, `throttle`): the CLI waits for it
+ * and prints it. With no pipeline running (nobody holds its lock) it says so at once: the request is
+ * recorded and acted on at the next start.
+ */
+import { sleep } from '../../core/retry.js';
+import { pipelineLockHolder } from '../../destinations/postgres/pipeline-lock.js';
+import { connect } from '../../pipeline/context.js';
+import type { SluiceConfig } from '../../config/schema.js';
+
+/** How long a request waits for the running pipeline's answer unless `--answer-timeout` says otherwise. */
+export const DEFAULT_ANSWER_TIMEOUT_S = 10;
+
+/** Answers that mean the pipeline did not do what was asked: the command exits 2. */
+export function isRefusal(outcome: string): boolean {
+  return /^(refused|unknown|not in the running config)/.test(outcome);
+}
+
+export interface Answers {
+  /** false: no pipeline is running (or none answered within the timeout); the request stays recorded. */
+  answered: boolean;
+  running: boolean;
+  rows: { table_name: string; outcome: string }[];
+}
+
+export async function awaitAnswers(cfg: SluiceConfig, ids: number[], timeoutS: number): Promise<Answers> {
+  const dst = await connect('destination', cfg.destination.url, 'sluice-cli');
+  try {
+    const deadline = Date.now() + timeoutS * 1000;
+    for (;;) {
+      const r = await dst.query(`SELECT table_name, outcome FROM _sluice.requests WHERE id = ANY($1) AND handled_at IS NOT NULL ORDER BY id`, [ids]);
+      if (r.rowCount === ids.length) return { answered: true, running: true, rows: r.rows };
+      // Checked after reading: a pipeline that answered and stopped since still counts as answered.
+      const running = (await pipelineLockHolder(dst, cfg.pipeline.name)) !== null;
+      if (!running) return { answered: false, running: false, rows: r.rows };
+      if (Date.now() >= deadline) return { answered: false, running: true, rows: r.rows };
+      await sleep(200);
+    }
+  } finally {
+    await dst.end().catch(() => {});
+  }
+}
+
+/** Prints the answers (refusals to stderr) and returns the exit code: 0, or 2 when the pipeline refused. */
+export function printAnswers(a: Answers, timeoutS: number, label = (t: string) => `${t}: `): number {
+  let code = 0;
+  for (const row of a.rows) {
+    const line = `${label(row.table_name)}${row.outcome}\n`;
+    if (isRefusal(row.outcome)) {
+      code = 2;
+      process.stderr.write(line);
+    } else process.stdout.write(line);
+  }
+  if (!a.answered) {
+    process.stdout.write(
+      a.running
+        ? `recorded; the running pipeline has not answered within ${timeoutS} s: it acts on the request when it reads it (see sluice status)\n`
+        : 'recorded; no pipeline is running, it is acted on at the next start\n',
+    );
+  }
+  return code;
+}
+
+export function answerTimeout(flag: string | undefined): number {
+  if (flag === undefined) return DEFAULT_ANSWER_TIMEOUT_S;
+  const n = Number(flag);
+  if (!Number.isFinite(n) || n < 0) return NaN;
+  return n;
+}
