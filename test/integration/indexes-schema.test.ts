@@ -161,3 +161,28 @@ test('a destination table created first that cannot take the rows is refused bef
   assert.match(out, /column code is text in the destination[^\n]*ALTER TABLE "public"\."genres" ALTER COLUMN "code" TYPE integer/);
   assert.equal(Number((await destination.query(`SELECT count(*) FROM public.genres`)).rows[0].count), 0, 'nothing was loaded');
 });
+
+test('an index the destination cannot build is skipped with a warning naming it and recorded in the run; the table streams', async () => {
+  await source.query(
+    `CREATE FUNCTION public.norm(text) RETURNS text IMMUTABLE LANGUAGE sql AS 'SELECT lower($1)';
+     CREATE TABLE public.media (id int PRIMARY KEY, name text);
+     INSERT INTO public.media SELECT g, 'M' || g FROM generate_series(1, 500) g;
+     CREATE INDEX media_norm ON public.media (public.norm(name));
+     CREATE INDEX media_name ON public.media (name)`,
+  );
+  const work = makeWorkdir({ sourceUrl: source.url(), destinationUrl: destination.url(), pipeline: 'skip', tables: [{ name: 'public.media' }] });
+  works.push(work);
+  run = spawnSluice(['run'], { config: work.config });
+  await run.waitForOutput(/table caught up; streaming/, 90_000);
+  assert.match(run.output(), /index media_norm of public\.media not created: the destination refused it/);
+  await source.query(`INSERT INTO public.media VALUES (501, 'late')`);
+  await eventuallyEqual(source.url(), destination.url(), 'public.media', { run, what: 'streaming after a skipped index' });
+  assert.deepEqual([...(await indexDefs(destination, 'media')).keys()], ['media_name']);
+  const ix = (await destination.query(`SELECT params->'indexes' AS ix FROM _sluice.runs WHERE table_name = 'public.media' ORDER BY id DESC LIMIT 1`)).rows[0].ix;
+  assert.deepEqual(ix.created, ['media_name']);
+  assert.equal(ix.skipped.length, 1);
+  assert.equal(ix.skipped[0].name, 'media_norm');
+  assert.match(ix.skipped[0].statement, /CREATE INDEX IF NOT EXISTS "media_norm" ON "public"\."media" USING btree \((public\.)?norm\(name\)\)/);
+  await killIfRunning(run);
+  run = undefined;
+});
