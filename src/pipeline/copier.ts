@@ -796,7 +796,9 @@ export class Copier {
 /** Whether a column the load copies has another type in `table` than in the source. */
 async function typesDiffer(dst: pg.Client, table: TableName, info: TableInfo): Promise<boolean> {
   const have = await columnTypes(dst, table);
-  return info.copyColumns.some((c) => have.get(c.name) !== c.typeSql);
+  // format_type leaves out a schema on the search path: compare user types without theirs.
+  const bare = (t: string | undefined) => (t ?? '').replace(/^("(?:[^"]|"")+"|[^".]+)\./, '');
+  return info.copyColumns.some((c) => (c.support === 'builtin' ? have.get(c.name) !== c.typeSql : bare(have.get(c.name)) !== bare(c.typeSql)));
 }
 
 /**
