@@ -5,9 +5,11 @@
  *    a table sluice creates, and are still there after a re-backfill in every mode; `indexes: none`
  *    builds none beyond the primary key;
  * 2. a destination table created first, with another column order, wider types and an extra
- *    nullable column, is loaded and streamed into (the oracle compares the source's columns);
+ *    nullable column, is loaded and streamed into, and re-backfilled in every mode (the oracle
+ *    compares the source's columns);
  * 3. a table created first that cannot take the rows is refused by `sluice run` before anything
- *    moves (exit 2), naming each column and the ALTER that fixes it.
+ *    moves (exit 2), naming each column and the ALTER that fixes it;
+ * 4. an index the destination cannot build is skipped, logged and recorded; the table streams.
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -132,6 +134,20 @@ test('a destination table created first with another column order, wider types a
     'the table created first keeps its own shape',
   );
   assert.equal(Number((await destination.query(`SELECT count(*) FROM public.artists WHERE note IS NOT NULL`)).rows[0].count), 0);
+  // Re-backfills in every mode. upsert and truncate keep the table's own shape; online gives its
+  // built-in columns the source's types (the staging table takes them) and keeps the extra column;
+  // drop makes the table anew from the source.
+  for (const [i, mode] of (['upsert', 'truncate', 'online', 'drop'] as const).entries()) {
+    await source.query(`UPDATE public.artists SET rating = coalesce(rating, 0) + 1 WHERE id % 11 = 0`);
+    const r = await sluice(['backfill', 'public.artists', '--mode', mode, '--wait'], { config: work.config, timeoutMs: 120_000 });
+    assert.equal(r.code, 0, `${r.stdout}${r.stderr}`);
+    await source.query(`INSERT INTO public.artists VALUES ($1::int, 'After ' || $1::int, 1, now()::date)`, [6000 + i]);
+    await eventuallyEqual(source.url(), destination.url(), 'public.artists', { run, columns, what: `after --mode ${mode} of a table created first`, timeoutMs: 30_000 });
+    if (mode === 'upsert' || mode === 'truncate') {
+      const t = await destination.query(`SELECT format_type(atttypid, atttypmod) AS t FROM pg_attribute WHERE attrelid = 'public.artists'::regclass AND attname = 'rating'`);
+      assert.equal(t.rows[0].t, 'bigint', `--mode ${mode} keeps the table's own types`);
+    }
+  }
   await killIfRunning(run);
   run = undefined;
 });
