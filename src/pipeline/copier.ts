@@ -625,10 +625,14 @@ export class Copier {
   private async checkTarget(dst: pg.Client, rt: TableRuntime, inPlace: boolean): Promise<void> {
     const have = await columnTypes(dst, rt.target);
     const intoLive = this.requestOf(rt).mode !== 'online';
+    const added = rt.info.columns.filter((c) => !have.has(c.name));
+    // Sorted as in the source, like the columns of a table sluice creates.
+    const collations = await destinationCollations(dst, added);
+    for (const w of collations.warnings) this.ctx.logger.warn(`adding a column to ${TableName.format(rt.target)}: ${w}`, { table: rt.name });
     for (const c of rt.info.columns) {
       const type = have.get(c.name);
       if (type === undefined) {
-        await dst.query(`ALTER TABLE ${qualified(rt.target)} ADD COLUMN ${columnDefSql(c)}`);
+        await dst.query(`ALTER TABLE ${qualified(rt.target)} ADD COLUMN ${columnDefSql(c, collations.clauses.get(c.name))}`);
       } else if (intoLive && c.support === 'builtin' && c.generatedSql === null && typeChange(type, c.typeSql).kind === 'widen') {
         this.ctx.logger.info('widening a column the source widened', { table: rt.name, column: c.name, from: type, to: c.typeSql });
         await dst.query(`ALTER TABLE ${qualified(rt.target)} ALTER COLUMN ${quoteIdent(c.name)} TYPE ${c.typeSql}`);
