@@ -206,6 +206,8 @@ test('the first load lands in the schema created first, with writes across the t
     await writer.stop();
   }
   assert.ok(writer.transactions > 5, 'the writer ran during the load');
+  // The UNIQUE index of the schema created first is named, with what it can do and the way out.
+  assert.match(run!.output(), /destination public\.customer has the UNIQUE index customer_email_key beyond its primary key/);
   await allEqual('after the first load');
   await assertShapeKept('after the first load');
 });

@@ -74,3 +74,22 @@ export async function createSourceIndexes(
   }
   return report;
 }
+
+/**
+ * UNIQUE indexes other than the primary key on destination tables (a schema created first keeps
+ * its own): sluice applies a batch set-wise, compacted per key, so a source transaction that moves
+ * a value between rows can meet a uniqueness check there that the source never made.
+ */
+export async function uniqueSecondaryIndexes(client: pg.ClientBase, tables: readonly TableName[]): Promise<{ table: string; index: string }[]> {
+  if (tables.length === 0) return [];
+  const r = await client.query(
+    `SELECT n.nspname || '.' || t.relname AS table, c.relname AS index
+       FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid
+       JOIN pg_namespace n ON n.oid = t.relnamespace
+      WHERE i.indisunique AND NOT i.indisprimary
+        AND i.indrelid = ANY (SELECT to_regclass(t) FROM unnest($1::text[]) t)
+      ORDER BY 1, 2`,
+    [tables.map((t) => qualified(t))],
+  );
+  return r.rows as { table: string; index: string }[];
+}
