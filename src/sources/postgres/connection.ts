@@ -70,7 +70,7 @@ export function watchForDeadPath(client: pg.Client, url: string, serverPid: numb
   if (stallMs <= 0) return;
   const internals = client as unknown as {
     _getActiveQuery(): unknown;
-    connection: { stream: { bytesRead?: number; destroy(err?: Error): void } };
+    connection: { stream: { bytesRead?: number; isPaused?(): boolean; destroy(err?: Error): void } };
   };
   let lastHeard = Date.now();
   // Bytes read so far, polled (a 'data' listener of our own would upset COPY streams, which take the socket over).
@@ -94,7 +94,9 @@ export function watchForDeadPath(client: pg.Client, url: string, serverPid: numb
       }
       if (!q || probing || now - since < stallMs || now - lastHeard < stallMs || now < nextProbeAt) return;
       probing = true;
-      void probeSession(url, serverPid)
+      // A socket this side paused (a COPY held back by a slow consumer) leaves the server waiting to
+      // write by our own doing: not a sign of a dead path then.
+      void probeSession(url, serverPid, !(internals.connection.stream.isPaused?.() ?? false))
         .then((why) => {
           if (internals._getActiveQuery() !== q) return;
           // Alive (running, or waiting for a lock): look again after another quiet period.
@@ -114,7 +116,7 @@ export function watchForDeadPath(client: pg.Client, url: string, serverPid: numb
 }
 
 /** Why the session `pid` is beyond help, or null when it is alive (or it cannot be told). */
-async function probeSession(url: string, pid: number): Promise<string | null> {
+async function probeSession(url: string, pid: number, reading: boolean): Promise<string | null> {
   const c = new pg.Client(clientConfig(url, { application_name: 'sluice-probe', query_timeout: CONNECT_TIMEOUT_MS }));
   c.on('error', () => {});
   try {
@@ -124,14 +126,21 @@ async function probeSession(url: string, pid: number): Promise<string | null> {
       return isConnectionError(err) ? `the server does not answer a new connection either (${(err as Error).message})` : null;
     }
     const r = await c.query(
-      `SELECT state, extract(epoch FROM now() - state_change)::float8 AS for_s FROM pg_stat_activity WHERE pid = $1`,
+      `SELECT state, wait_event, extract(epoch FROM now() - state_change)::float8 AS for_s FROM pg_stat_activity WHERE pid = $1`,
       [pid],
     );
     if (r.rowCount === 0) return `its server session ${pid} is gone`;
-    const { state, for_s: forS } = r.rows[0] as { state: string | null; for_s: number | null };
+    const { state, wait_event: waitEvent, for_s: forS } = r.rows[0] as { state: string | null; wait_event: string | null; for_s: number | null };
     if (state !== null && state.startsWith('idle') && (forS ?? 0) >= 5) {
       await c.query(`SELECT pg_terminate_backend($1)`, [pid]).catch(() => {});
       return `its server session ${pid} has been ${state} for ${Math.round(forS ?? 0)} s (the reply was lost; session ended)`;
+    }
+    // Blocked sending its reply to a client that has read nothing for the whole quiet period: the
+    // path is dead one way (this client reads its socket whenever a query is active), and the
+    // server would otherwise wait for TCP to give up, many minutes later.
+    if (reading && state === 'active' && waitEvent === 'ClientWrite') {
+      await c.query(`SELECT pg_terminate_backend($1)`, [pid]).catch(() => {});
+      return `its server session ${pid} is stuck sending its reply (ClientWrite; the path is dead one way; session ended)`;
     }
     return null;
   } catch (err) {
