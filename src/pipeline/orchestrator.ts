@@ -27,10 +27,10 @@ import { firstLoadInPlace, uncarriable } from '../destinations/postgres/swap.js'
 import { onlineAlternative, referencingKeys, truncateBlockers, truncateRefusal } from '../destinations/postgres/references.js';
 import { dropDependents, dropRefusal } from '../destinations/postgres/foreign-keys.js';
 import { resumeValidations } from './foreign-keys.js';
-import { LOCK_KEY_SQL } from '../destinations/postgres/pipeline-lock.js';
 import { dropArchive } from '../destinations/postgres/archives.js';
 import { inBackfill } from '../core/table-state.js';
 import { Swapper } from './swapper.js';
+import { ControlChannel } from './control-channel.js';
 import { classify, isConnectionLoss } from '../sources/postgres/errors.js';
 import { quoteIdent } from '../sources/postgres/introspect.js';
 import { Applier } from './applier.js';
@@ -76,13 +76,7 @@ class Orchestrator implements Pipeline {
   private resolveDone!: () => void;
   private rejectDone!: (err: unknown) => void;
   private ctx!: PipelineContext;
-  private control: pg.Client | null = null;
-  /**
-   * The control connection serves requests, failures, the archive sweeper and cancels, which run
-   * concurrently: each use (a statement or a transaction) takes this lock, so one's COMMIT never
-   * ends another's transaction. Never held while waiting for anything but the connection.
-   */
-  private readonly controlLock = new Mutex();
+  private readonly control: ControlChannel;
   private streamer: Capture | null = null;
   private applier: Applier | null = null;
   private copier: Copier | null = null;
@@ -117,6 +111,10 @@ class Orchestrator implements Pipeline {
     this.slot = slotNameOf(cfg);
     this.publication = publicationNameOf(cfg);
     this.log = opts.logger.child({ pipeline: this.pipeline });
+    this.control = new ControlChannel(cfg.destination.url, this.pipeline, this.log, {
+      onRequest: () => void this.handleRequests().catch(() => {}),
+      onLockLost: (err) => void this.fail(err),
+    });
   }
 
   counters() {
@@ -131,25 +129,9 @@ class Orchestrator implements Pipeline {
     const cfg = this.cfg;
     configureConnections(cfg);
     const src = await connect('source', cfg.source.url, 'sluice');
-    let dst: pg.Client | null = null;
     try {
-      dst = await connect('destination', cfg.destination.url, 'sluice');
-
       // One running process per pipeline: a session-level advisory lock held by the control connection.
-      // Taken before the preflight, which would otherwise report the running pipeline's slot as "in use".
-      const locked = (await dst.query(`SELECT pg_try_advisory_lock(${LOCK_KEY_SQL}) AS ok`, [this.pipeline])).rows[0].ok;
-      if (!locked) {
-        const who = await dst
-          .query(`SELECT pid, host FROM _sluice.pipelines WHERE name = $1`, [this.pipeline])
-          .catch(() => ({ rows: [] as { pid: number; host: string }[] }));
-        const w = who.rows[0];
-        throw new SluiceError(
-          'SLOT_IN_USE',
-          `pipeline ${this.pipeline} is already running${w ? ` (pid ${w.pid} on ${w.host})` : ''}; stop it first, or use another pipeline.name`,
-        );
-      }
-      this.control = dst;
-      this.watchControl(dst);
+      const dst = await this.control.open();
       const pre = await preflight(cfg, src, dst, this.slot);
       // Creates `_sluice`, migrates an older format (logged), refuses a newer one (exit 2).
       await ensureStateSchema(dst, this.log);
@@ -284,12 +266,12 @@ class Orchestrator implements Pipeline {
           await this.recoverFailed(rt, row);
         }
       }
-      await this.listenForRequests();
+      await this.control.listen();
       await this.handleRequests();
       this.timers.push(
         setInterval(
           () =>
-            void this.ensureControl()
+            void (this.stopping ? Promise.resolve() : this.control.ensure())
               .then(() => this.handleRequests())
               .then(() => (this.requestsFailing = false))
               .catch((e) => {
@@ -454,10 +436,7 @@ class Orchestrator implements Pipeline {
 
   /** Runs `fn` on the control connection while no other part uses it. */
   private onControl<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
-    return this.controlLock.run(() => {
-      if (!this.control) throw new SluiceError('INTERNAL', 'the pipeline is stopping: no control connection');
-      return fn(this.control);
-    });
+    return this.control.run(fn);
   }
 
   async requestBackfill(table: string, mode: BackfillMode): Promise<void> {
@@ -469,63 +448,7 @@ class Orchestrator implements Pipeline {
     await this.handleRequests();
   }
 
-  private controlLost = false;
   private requestsFailing = false;
-
-  private watchControl(c: pg.Client): void {
-    c.on('error', () => {
-      if (this.control === c) this.controlLost = true;
-    });
-    c.on('end', () => {
-      if (this.control === c) this.controlLost = true;
-    });
-  }
-
-  /**
-   * The control connection holds the pipeline lock and listens for requests. When the destination
-   * went away (restart, outage), it is opened again and takes the lock back; if another process of
-   * this pipeline took it in the meantime, this one stops.
-   */
-  private async ensureControl(): Promise<void> {
-    if (!this.controlLost || this.stopping) return;
-    const c = await connect('destination', this.cfg.destination.url, 'sluice');
-    this.watchControl(c);
-    try {
-      let locked = false;
-      for (let attempt = 0; attempt < 10 && !locked; attempt++) {
-        locked = (await c.query(`SELECT pg_try_advisory_lock(${LOCK_KEY_SQL}) AS ok`, [this.pipeline])).rows[0].ok;
-        if (locked) break;
-        // The old control session may still be there (its path died, the server has not noticed): it is ours, end it.
-        const oldPid = (this.control as unknown as { processID?: number } | null)?.processID;
-        if (oldPid) await c.query(`SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = $1`, [oldPid]);
-        await sleep(500);
-      }
-      if (!locked) {
-        await c.end().catch(() => {});
-        await this.fail(
-          new SluiceError('SLOT_IN_USE', `pipeline ${this.pipeline}: the destination was away and another process of this pipeline holds its lock now; stopping this one`),
-        );
-        return;
-      }
-    } catch (err) {
-      await c.end().catch(() => {});
-      throw err;
-    }
-    const old = this.control;
-    this.control = c;
-    this.controlLost = false;
-    if (old) void old.end().catch(() => {});
-    await this.listenForRequests();
-    this.log.info('control connection to the destination re-established');
-  }
-
-  private async listenForRequests(): Promise<void> {
-    const c = this.control!;
-    c.on('notification', (msg) => {
-      if (msg.channel === 'sluice_requests') void this.handleRequests().catch(() => {});
-    });
-    await this.onControl((cc) => cc.query(`LISTEN sluice_requests`));
-  }
 
   private handling: Promise<void> | null = null;
 
@@ -537,7 +460,7 @@ class Orchestrator implements Pipeline {
   }
 
   private async processRequests(): Promise<void> {
-    if (this.stopping || !this.control) return;
+    if (this.stopping || !this.control.isOpen) return;
     const reqs = await this.onControl((c) =>
       c.query(`SELECT id, kind, table_name, params FROM _sluice.requests WHERE pipeline = $1 AND handled_at IS NULL ORDER BY id`, [this.pipeline]),
     );
@@ -733,7 +656,7 @@ class Orchestrator implements Pipeline {
 
   /** Drops archived tables whose retention has passed. */
   private async sweepArchives(): Promise<void> {
-    if (!this.control || this.stopping) return;
+    if (!this.control.isOpen || this.stopping) return;
     const due = await this.onControl((c) =>
       c.query(`SELECT archive FROM _sluice.archives WHERE pipeline = $1 AND dropped_at IS NULL AND drop_after IS NOT NULL AND drop_after <= now()`, [
         this.pipeline,
@@ -753,7 +676,7 @@ class Orchestrator implements Pipeline {
 
   /** Writes live figures (rates, lag) for `sluice status` in another process, and a heartbeat. */
   private async writeStatus(): Promise<void> {
-    if (!this.control || this.stopping || this.writingStatus) return;
+    if (!this.control.isOpen || this.stopping || this.writingStatus) return;
     this.writingStatus = true;
     try {
       // Its own connection: the control connection serves requests at the same time.
@@ -837,13 +760,6 @@ class Orchestrator implements Pipeline {
     await this.statusClient?.end().catch(() => {});
     this.statusClient = null;
     // After any user of the control connection in flight.
-    await this.controlLock.run(async () => {
-      const c = this.control;
-      this.control = null;
-      if (c) {
-        await c.query(`UPDATE _sluice.pipelines SET pid = NULL, heartbeat_at = now() WHERE name = $1`, [this.pipeline]).catch(() => {});
-        await c.end().catch(() => {});
-      }
-    });
+    await this.control.close();
   }
 }
