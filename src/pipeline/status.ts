@@ -165,6 +165,7 @@ export async function computeStatus(cfg: SluiceConfig): Promise<PipelineStatus> 
         `destination free space ${formatBytes(space.freeBytes)} of ${formatBytes(space.totalBytes)} is under online.lowFreeSpacePercent (${pct} %)` +
         (archives.length ? `; archives hold ${formatBytes(archiveSummary.bytes)}: sluice archives drop` : '');
     }
+    const missingIndexes = hasState ? await skippedIndexes(dst, cfg.pipeline.name) : new Map<string, string[]>();
     const replicaRoleNote = hasState ? await replicaRoleWarning(dst, rows.map((r) => r.target)) : undefined;
     // Read now, from here: a running pipeline's own status row cannot say it is stuck behind a lock.
     const waits = hasState ? await readLockWaits(dst).catch(() => [] as LockWait[]) : [];
@@ -194,7 +195,16 @@ export async function computeStatus(cfg: SluiceConfig): Promise<PipelineStatus> 
         lagBytes: cursor ? lagBytes : null,
         lagSeconds: cursor ? (running ? row?.lagSeconds ?? null : cursor.commitTime ? Math.max(0, (Date.now() - cursor.commitTime.getTime()) / 1000) : null) : null,
         error: row?.error ?? null,
-        detail: [lockDetail, row?.detail].filter((d) => !!d).join('; ') || null,
+        detail:
+          [
+            lockDetail,
+            row?.detail,
+            missingIndexes.has(name)
+              ? `source indexes not built in the destination: ${missingIndexes.get(name)!.join(', ')} (why and the statements: sluice's log, or _sluice.runs.params->'indexes')`
+              : null,
+          ]
+            .filter((d) => !!d)
+            .join('; ') || null,
         lockWaits,
         staging: row?.staging ?? null,
         archives: archives
@@ -335,4 +345,31 @@ async function replicaRoleWarning(dst: pg.Client, targets: readonly string[]): P
     `foreign keys involve the replicated tables and role ${user} may not set session_replication_role: ` +
     `changes to a child wait until its parent arrives, and a load can fail on a missing parent; run ${replicaRoleGrant(user)}`
   );
+}
+
+/**
+ * Source indexes the last run that built indexes of each table had to skip, and that are still
+ * missing in the destination (one built by hand since is not named).
+ */
+async function skippedIndexes(dst: pg.Client, pipeline: string): Promise<Map<string, string[]>> {
+  const r = await dst.query(
+    `SELECT DISTINCT ON (r.table_name) r.table_name AS name, t.target, r.params->'indexes'->'skipped' AS skipped
+       FROM _sluice.runs r JOIN _sluice.tables t ON t.pipeline = r.pipeline AND t.name = r.table_name
+      WHERE r.pipeline = $1 AND r.params ? 'indexes'
+      ORDER BY r.table_name, r.id DESC`,
+    [pipeline],
+  );
+  const out = new Map<string, string[]>();
+  for (const row of r.rows) {
+    const skipped = ((row.skipped ?? []) as { name: string }[]).map((x) => x.name);
+    if (skipped.length === 0) continue;
+    const schema = TableName.parse(row.target as string).schema;
+    const still: string[] = [];
+    for (const name of skipped) {
+      const ok = (await dst.query(`SELECT to_regclass(quote_ident($1) || '.' || quote_ident($2)) IS NOT NULL AS ok`, [schema, name])).rows[0].ok;
+      if (!ok) still.push(name);
+    }
+    if (still.length) out.set(row.name as string, still);
+  }
+  return out;
 }

@@ -206,6 +206,11 @@ test('an index the destination cannot build is skipped with a warning naming it 
   assert.equal(ix.skipped.length, 1);
   assert.equal(ix.skipped[0].name, 'media_norm');
   assert.match(ix.skipped[0].statement, /CREATE INDEX IF NOT EXISTS "media_norm" ON "public"\."media" USING btree \((public\.)?norm\(name\)\)/);
+  // status names it until it exists.
+  const st = await sluice(['status'], { config: work.config });
+  assert.match(st.stdout, /^public\.media: source indexes not built in the destination: media_norm/m);
+  await destination.query(`CREATE FUNCTION public.norm(text) RETURNS text IMMUTABLE LANGUAGE sql AS 'SELECT lower($1)'; ${ix.skipped[0].statement}`);
+  assert.doesNotMatch((await sluice(['status'], { config: work.config })).stdout, /media_norm/);
   await killIfRunning(run);
   run = undefined;
 });
