@@ -33,6 +33,11 @@ export interface StreamerOptions {
   readonly flushIntervalMs?: number;
   /** Flush as soon as this many changes are buffered. */
   readonly flushChanges?: number;
+  /**
+   * When nothing but the position moved (keepalives, transactions without a change for a replicated
+   * table), persist it and acknowledge the slot at most this often. Default 1000 ms.
+   */
+  readonly idleFlushIntervalMs?: number;
   readonly onFatal: (err: SluiceError) => void;
   /** Told after every flush: the new durable head. */
   readonly onDurable?: () => void;
@@ -49,6 +54,8 @@ export class Streamer {
   private relations = new Map<number, Relation>();
   private txn: { lsn: Lsn; commitMs: number; idx: number; skip: boolean } | null = null;
   private lastFlushMs = Date.now();
+  /** A transaction with changes (or a relation) was committed and is not flushed yet. */
+  private dataPending = false;
   private lastTxnMs = Date.now();
   private flushTimer: NodeJS.Timeout | null = null;
   private heartbeatTimer: NodeJS.Timeout | null = null;
@@ -187,6 +194,8 @@ export class Streamer {
           return;
         }
         log.commit(m.commitLsn, m.endLsn, m.commitTimeMs);
+        // A transaction without a change for a replicated table (a heartbeat) moves only the position.
+        if (txn.idx > 0) this.dataPending = true;
         this.flushIfDue(false);
         return;
       }
@@ -267,6 +276,10 @@ export class Streamer {
     const now = Date.now();
     const interval = this.opts.flushIntervalMs ?? 50;
     if (log.buffered >= (this.opts.flushChanges ?? 20_000) || now - this.lastFlushMs >= interval || (timer && this.txn === null)) {
+      // Only the position moved: an fsync and a status update per keepalive would cost the source
+      // and this process more than the WAL it releases is worth. The slot is acknowledged later, and
+      // still only up to what the log has stored (contract 1).
+      if (!this.dataPending && log.buffered === 0 && now - this.lastFlushMs < (this.opts.idleFlushIntervalMs ?? 1000)) return;
       this.flushNow();
     }
   }
@@ -278,6 +291,7 @@ export class Streamer {
       const before = log.head();
       const head = log.flush();
       this.lastFlushMs = Date.now();
+      this.dataPending = false;
       if (this.txn === null || head.endLsn !== before.endLsn) this.stream?.confirm(head.endLsn);
       this.opts.onDurable?.();
     } catch (err) {
