@@ -13,7 +13,8 @@ import { SluiceError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { backoffMs, sleep } from '../core/retry.js';
 import { Lsn, type RelationColumns } from '../core/types.js';
-import type { PgoutputMessage, RelationMessage } from '../sources/postgres/pgoutput-decoder.js';
+import { decodeTuple } from '../core/tuple-data.js';
+import type { PgoutputRawMessage, RelationMessage } from '../sources/postgres/pgoutput-decoder.js';
 import { clientConfig, destroyClient } from '../sources/postgres/connection.js';
 import { isConnectionLoss } from '../sources/postgres/errors.js';
 import { ReplicationStream } from '../sources/postgres/replication-stream.js';
@@ -176,7 +177,7 @@ export class Streamer {
     this.txn = null;
   }
 
-  private onMessage(m: PgoutputMessage): void {
+  private onMessage(m: PgoutputRawMessage): void {
     const log = this.opts.log;
     switch (m.type) {
       case 'begin': {
@@ -210,22 +211,23 @@ export class Streamer {
         const rel = this.relations.get(m.relationId);
         if (!rel) throw new SluiceError('SOURCE_ERROR', `source: change for unknown relation ${m.relationId}`);
         const base = { table: rel.table, lsn: txn.lsn, idx: txn.idx++, relationVersion: rel.version, commitTimeMs: txn.commitMs };
+        // The new row goes to the log as the bytes received (TupleData); only key columns are decoded.
         if (m.type === 'insert') {
-          log.append({ ...base, kind: 'insert', row: m.newTuple });
+          log.append({ ...base, kind: 'insert', rowData: m.newTuple });
         } else if (m.type === 'update') {
           const old = m.oldKey ?? m.oldRow;
           let oldKey: (string | null)[] | undefined;
           if (old) {
-            const k = rel.keyIndexes.map((i) => old[i]);
-            const n = rel.keyIndexes.map((i) => m.newTuple[i]);
+            const k = decodeTuple(old, 0, rel.keyIndexes);
+            const n = decodeTuple(m.newTuple, 0, rel.keyIndexes);
             // With REPLICA IDENTITY FULL the old row is always sent; it is a key change only if the key differs.
             if (k.some((v, i) => v !== n[i] && n[i] !== false)) oldKey = k.map((v) => (v === false ? null : v));
           }
-          log.append({ ...base, kind: 'update', row: m.newTuple, oldKey });
+          log.append({ ...base, kind: 'update', rowData: m.newTuple, oldKey });
         } else {
           const old = m.oldKey ?? m.oldRow;
           if (!old) throw new SluiceError('SOURCE_ERROR', `source ${rel.table}: delete without an old key; set REPLICA IDENTITY DEFAULT (with a primary key) or FULL`);
-          log.append({ ...base, kind: 'delete', oldKey: rel.keyIndexes.map((i) => (old[i] === false ? null : (old[i] as string | null))) });
+          log.append({ ...base, kind: 'delete', oldKey: decodeTuple(old, 0, rel.keyIndexes).map((v) => (v === false ? null : v)) });
         }
         this.captured++;
         if (log.buffered >= (this.opts.flushChanges ?? 20_000)) this.flushNow();

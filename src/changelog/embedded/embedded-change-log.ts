@@ -19,7 +19,11 @@ import { SluiceError } from '../../core/errors.js';
 import { Lsn, type Change, type ChangeKind, type Position, type RelationColumns } from '../../core/types.js';
 import type { Logger } from '../../core/logger.js';
 import type { ChangeLog, LogHead, PendingChange } from '../changelog.js';
+import { decodeTuple, encodeTuple } from '../../core/tuple-data.js';
 import { ensureLogFormat } from './log-format.js';
+
+/** Size of the buffers that hold the rows of pending changes until a flush writes them. */
+const ARENA_BYTES = 4 << 20;
 
 const KIND_CODE: Record<ChangeKind, number> = { insert: 1, update: 2, delete: 3, truncate: 4 };
 const CODE_KIND: ChangeKind[] = ['insert', 'insert', 'update', 'delete', 'truncate'];
@@ -29,7 +33,8 @@ interface Row {
   idx: bigint;
   kind: bigint;
   rel: bigint;
-  row: string | null;
+  /** TupleData (format 3 on); JSON text in a row written by format 2 or earlier. */
+  row: Buffer | string | null;
   old_key: string | null;
   commit_ms: bigint;
 }
@@ -37,6 +42,10 @@ interface Row {
 export class EmbeddedChangeLog implements ChangeLog {
   private readonly db: Database.Database;
   private readonly pending: PendingChange[] = [];
+  /** The row of each pending change as TupleData (views of `arena`), or null. */
+  private readonly pendingRows: (Buffer | null)[] = [];
+  private arena = Buffer.allocUnsafe(0);
+  private arenaPos = 0;
   private readonly relations = new Map<number, RelationColumns>();
   private readonly latestVersion = new Map<string, { version: number; key: string }>();
   private pendingRelations: { version: number; table: string; json: string }[] = [];
@@ -173,6 +182,20 @@ export class EmbeddedChangeLog implements ChangeLog {
 
   append(change: PendingChange): void {
     this.pending.push(change);
+    this.pendingRows.push(change.rowData ? this.keep(change.rowData) : change.row ? encodeTuple(change.row) : null);
+  }
+
+  /** A copy of `bytes` that lives until the next write (SQLite copies what it binds). */
+  private keep(bytes: Buffer): Buffer {
+    const len = bytes.length;
+    if (this.arenaPos + len > this.arena.length) {
+      this.arena = Buffer.allocUnsafe(Math.max(ARENA_BYTES, len));
+      this.arenaPos = 0;
+    }
+    const start = this.arenaPos;
+    bytes.copy(this.arena, start);
+    this.arenaPos = start + len;
+    return this.arena.subarray(start, start + len);
   }
 
   commit(lsn: Lsn, endLsn: Lsn, commitTimeMs: number): void {
@@ -195,20 +218,23 @@ export class EmbeddedChangeLog implements ChangeLog {
 
   private write(): LogHead {
     const changes = this.pending.splice(0);
+    const rows = this.pendingRows.splice(0);
+    this.arenaPos = 0;
     const relations = this.pendingRelations.splice(0);
     const head = this.staged;
     const headMoved = head.lsn !== this.durable.lsn || head.endLsn !== this.durable.endLsn;
     if (changes.length === 0 && relations.length === 0 && !headMoved) return this.durable;
     this.db.transaction(() => {
       for (const r of relations) this.insertRelation.run(r.version, r.table, r.json);
-      for (const c of changes) {
+      for (let i = 0; i < changes.length; i++) {
+        const c = changes[i];
         this.insertChange.run(
           c.table,
           c.lsn,
           c.idx,
           KIND_CODE[c.kind],
           c.relationVersion,
-          c.row === undefined ? null : JSON.stringify(c.row),
+          rows[i],
           c.oldKey === undefined ? null : JSON.stringify(c.oldKey),
           c.commitTimeMs,
         );
@@ -242,7 +268,7 @@ export class EmbeddedChangeLog implements ChangeLog {
         table,
         kind: CODE_KIND[Number(r.kind)],
         relationVersion: Number(r.rel),
-        row: r.row === null ? undefined : JSON.parse(r.row),
+        row: r.row === null ? undefined : typeof r.row === 'string' ? JSON.parse(r.row) : decodeTuple(r.row),
         oldKey: r.old_key === null ? undefined : JSON.parse(r.old_key),
         commitTimeMs: Number(r.commit_ms),
       };
