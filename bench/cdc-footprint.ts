@@ -179,7 +179,7 @@ async function burst(source: Cluster, destination: Cluster): Promise<void> {
         if (!capturedAt && c.captured - base.captured >= updates) capturedAt = performance.now();
         if (!appliedAt && c.applied - base.applied >= updates) appliedAt = performance.now();
       }, 5);
-      rss.reset();
+      const rssStart = rss.reset() / 2 ** 20;
       const cpu0 = cpuSeconds();
       const t0 = performance.now();
       let written = 0;
@@ -232,7 +232,7 @@ async function burst(source: Cluster, destination: Cluster): Promise<void> {
       results.push(res);
       out(
         `run ${r + 1}: ${fmt(updates)} updates in ${txns} txns written in ${res.write.toFixed(2)} s; sluice capture ${fmt(res.capture)}/s, ` +
-          `capture+apply ${fmt(res.apply)}/s, CPU ${cpu.toFixed(2)} s (${((cpu / updates) * 1e6).toFixed(1)} µs/change), peak RSS ${fmt(res.rss)} MiB; ` +
+          `capture+apply ${fmt(res.apply)}/s, CPU ${cpu.toFixed(2)} s (${((cpu / updates) * 1e6).toFixed(1)} µs/change), peak RSS ${fmt(res.rss)} MiB (${fmt(rssStart)} at the start); ` +
           `pg_recvlogical drain ${fmt(res.recv)}/s`,
       );
     }

@@ -210,10 +210,10 @@ export class Streamer {
         if (!txn || txn.skip) return;
         const rel = this.relations.get(m.relationId);
         if (!rel) throw new SluiceError('SOURCE_ERROR', `source: change for unknown relation ${m.relationId}`);
-        const base = { table: rel.table, lsn: txn.lsn, idx: txn.idx++, relationVersion: rel.version, commitTimeMs: txn.commitMs };
+        const idx = txn.idx++;
         // The new row goes to the log as the bytes received (TupleData); only key columns are decoded.
         if (m.type === 'insert') {
-          log.append({ ...base, kind: 'insert', rowData: m.newTuple });
+          log.append({ table: rel.table, lsn: txn.lsn, idx, kind: 'insert', relationVersion: rel.version, rowData: m.newTuple, commitTimeMs: txn.commitMs });
         } else if (m.type === 'update') {
           const old = m.oldKey ?? m.oldRow;
           let oldKey: (string | null)[] | undefined;
@@ -223,11 +223,12 @@ export class Streamer {
             // With REPLICA IDENTITY FULL the old row is always sent; it is a key change only if the key differs.
             if (k.some((v, i) => v !== n[i] && n[i] !== false)) oldKey = k.map((v) => (v === false ? null : v));
           }
-          log.append({ ...base, kind: 'update', rowData: m.newTuple, oldKey });
+          log.append({ table: rel.table, lsn: txn.lsn, idx, kind: 'update', relationVersion: rel.version, rowData: m.newTuple, oldKey, commitTimeMs: txn.commitMs });
         } else {
           const old = m.oldKey ?? m.oldRow;
           if (!old) throw new SluiceError('SOURCE_ERROR', `source ${rel.table}: delete without an old key; set REPLICA IDENTITY DEFAULT (with a primary key) or FULL`);
-          log.append({ ...base, kind: 'delete', oldKey: decodeTuple(old, 0, rel.keyIndexes).map((v) => (v === false ? null : v)) });
+          const oldKey = decodeTuple(old, 0, rel.keyIndexes).map((v) => (v === false ? null : v));
+          log.append({ table: rel.table, lsn: txn.lsn, idx, kind: 'delete', relationVersion: rel.version, oldKey, commitTimeMs: txn.commitMs });
         }
         this.captured++;
         if (log.buffered >= (this.opts.flushChanges ?? 20_000)) this.flushNow();

@@ -501,7 +501,7 @@ export function decodePgoutputRaw(payload: Buffer): PgoutputRawMessage {
   let pos = 5;
   const tuple = (): Buffer => {
     const start = pos;
-    pos = tupleEnd(payload, start, `pgoutput: message ${describeTag(tag)}`);
+    pos = tupleEnd(payload, start);
     return payload.subarray(start, pos);
   };
   const marker = (): number => {
