@@ -164,6 +164,12 @@ async function burst(source: Cluster, destination: Cluster): Promise<void> {
   });
   const recv = await tool('pg_recvlogical');
   const rss = new RssSampler();
+  // What the main thread holds when RSS peaks (the rest is the capture thread's heap and native memory).
+  let atPeak = { rss: 0, heap: 0, external: 0 };
+  const mem = setInterval(() => {
+    const m = process.memoryUsage();
+    if (m.rss > atPeak.rss) atPeak = { rss: m.rss, heap: m.heapTotal, external: m.external };
+  }, 100);
   const s = await startSluice(source, destination, TABLE);
   const results: { capture: number; apply: number; cpu: number; rss: number; recv: number; write: number }[] = [];
   try {
@@ -180,6 +186,7 @@ async function burst(source: Cluster, destination: Cluster): Promise<void> {
         if (!appliedAt && c.applied - base.applied >= updates) appliedAt = performance.now();
       }, 5);
       const rssStart = rss.reset() / 2 ** 20;
+      atPeak = { rss: 0, heap: 0, external: 0 };
       const cpu0 = cpuSeconds();
       const t0 = performance.now();
       let written = 0;
@@ -232,12 +239,13 @@ async function burst(source: Cluster, destination: Cluster): Promise<void> {
       results.push(res);
       out(
         `run ${r + 1}: ${fmt(updates)} updates in ${txns} txns written in ${res.write.toFixed(2)} s; sluice capture ${fmt(res.capture)}/s, ` +
-          `capture+apply ${fmt(res.apply)}/s, CPU ${cpu.toFixed(2)} s (${((cpu / updates) * 1e6).toFixed(1)} µs/change), peak RSS ${fmt(res.rss)} MiB (${fmt(rssStart)} at the start); ` +
+          `capture+apply ${fmt(res.apply)}/s, CPU ${cpu.toFixed(2)} s (${((cpu / updates) * 1e6).toFixed(1)} µs/change), peak RSS ${fmt(res.rss)} MiB (${fmt(rssStart)} at the start; at the peak main heap ${fmt(atPeak.heap / 2 ** 20)}, external ${fmt(atPeak.external / 2 ** 20)}); ` +
           `pg_recvlogical drain ${fmt(res.recv)}/s`,
       );
     }
   } finally {
     rss.stop();
+    clearInterval(mem);
     await s.done();
   }
   out(
