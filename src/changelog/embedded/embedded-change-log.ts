@@ -22,6 +22,9 @@ import type { ChangeLog, LogHead, PendingChange } from '../changelog.js';
 import { decodeTuple, encodeTuple } from '../../core/tuple-data.js';
 import { ensureLogFormat } from './log-format.js';
 
+/** Changes per multi-row INSERT (8 parameters each; SQLite allows 32,766). */
+const INSERT_ROWS = 64;
+
 /** Size of the buffers that hold the rows of pending changes until a flush writes them. */
 const ARENA_BYTES = 4 << 20;
 
@@ -52,6 +55,8 @@ export class EmbeddedChangeLog implements ChangeLog {
   private failure: SluiceError | null = null;
 
   private readonly insertChange: Database.Statement;
+  /** INSERT of INSERT_ROWS changes in one statement: one call into SQLite per group, not per change. */
+  private readonly insertChanges: Database.Statement;
   private readonly setMeta: Database.Statement;
   private readonly insertRelation: Database.Statement;
   private readonly readChanges: Database.Statement;
@@ -107,6 +112,10 @@ export class EmbeddedChangeLog implements ChangeLog {
 
     this.insertChange = this.db.prepare(
       'INSERT OR REPLACE INTO changes (tbl, lsn, idx, kind, rel, row, old_key, commit_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+    );
+    this.insertChanges = this.db.prepare(
+      'INSERT OR REPLACE INTO changes (tbl, lsn, idx, kind, rel, row, old_key, commit_ms) VALUES ' +
+        Array.from({ length: INSERT_ROWS }, () => '(?, ?, ?, ?, ?, ?, ?, ?)').join(', '),
     );
     this.setMeta = this.db.prepare('INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)');
     this.insertRelation = this.db.prepare('INSERT OR REPLACE INTO relations (version, tbl, columns) VALUES (?, ?, ?)');
@@ -224,18 +233,16 @@ export class EmbeddedChangeLog implements ChangeLog {
     if (changes.length === 0 && relations.length === 0 && !headMoved) return this.durable;
     this.db.transaction(() => {
       for (const r of relations) this.insertRelation.run(r.version, r.table, r.json);
-      for (let i = 0; i < changes.length; i++) {
-        const c = changes[i];
-        this.insertChange.run(
-          c.table,
-          c.lsn,
-          c.idx,
-          KIND_CODE[c.kind],
-          c.relationVersion,
-          rows[i],
-          c.oldKey === undefined ? null : JSON.stringify(c.oldKey),
-          c.commitTimeMs,
-        );
+      const params: unknown[] = new Array(INSERT_ROWS * 8);
+      let i = 0;
+      for (; i + INSERT_ROWS <= changes.length; i += INSERT_ROWS) {
+        for (let j = 0; j < INSERT_ROWS; j++) changeParams(changes[i + j], rows[i + j], params, j * 8);
+        this.insertChanges.run(params);
+      }
+      const one: unknown[] = new Array(8);
+      for (; i < changes.length; i++) {
+        changeParams(changes[i], rows[i], one, 0);
+        this.insertChange.run(one);
       }
       if (headMoved) {
         this.setMeta.run('head_lsn', head.lsn.toString());
@@ -302,6 +309,18 @@ export class EmbeddedChangeLog implements ChangeLog {
       // committed transaction: the next open recovers it.
     }
   }
+}
+
+/** The 8 parameters of a change's row in `changes`, written into `out` from `at`. */
+function changeParams(c: PendingChange, row: Buffer | null, out: unknown[], at: number): void {
+  out[at] = c.table;
+  out[at + 1] = c.lsn;
+  out[at + 2] = c.idx;
+  out[at + 3] = KIND_CODE[c.kind];
+  out[at + 4] = c.relationVersion;
+  out[at + 5] = row;
+  out[at + 6] = c.oldKey === undefined ? null : JSON.stringify(c.oldKey);
+  out[at + 7] = c.commitTimeMs;
 }
 
 /**

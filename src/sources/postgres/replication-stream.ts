@@ -178,6 +178,13 @@ export class ReplicationStream {
     this.lastHeardMs = Date.now();
     this.pinged = false;
     try {
+      // XLogData, the usual frame: only its end LSN and payload are needed (no object, one BigInt).
+      if (chunk[0] === 0x77 /* 'w' */ && chunk.length >= 25) {
+        const endLsn = chunk.readBigUInt64BE(9) as Lsn;
+        if (endLsn > this.received) this.received = endLsn;
+        this.opts.onMessage(decodePgoutputRaw(chunk.subarray(25)), endLsn);
+        return;
+      }
       msg = decodeCopyData(chunk);
       if (msg.type === 'keepalive') {
         if (msg.walEnd > this.received) this.received = msg.walEnd;
