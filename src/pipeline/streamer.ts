@@ -57,6 +57,8 @@ export class Streamer {
   private lastFlushMs = Date.now();
   /** A transaction with changes (or a relation) was committed and is not flushed yet. */
   private dataPending = false;
+  /** When the log was last flushed; 0 at start, so that the first position the source sends is stored at once. */
+  private flushedAtMs = 0;
   private lastTxnMs = Date.now();
   private flushTimer: NodeJS.Timeout | null = null;
   private heartbeatTimer: NodeJS.Timeout | null = null;
@@ -282,7 +284,7 @@ export class Streamer {
       // Only the position moved: an fsync and a status update per keepalive would cost the source
       // and this process more than the WAL it releases is worth. The slot is acknowledged later, and
       // still only up to what the log has stored (contract 1).
-      if (!this.dataPending && log.buffered === 0 && now - this.lastFlushMs < (this.opts.idleFlushIntervalMs ?? 1000)) return;
+      if (!this.dataPending && log.buffered === 0 && now - this.flushedAtMs < (this.opts.idleFlushIntervalMs ?? 1000)) return;
       this.flushNow();
     }
   }
@@ -294,6 +296,7 @@ export class Streamer {
       const before = log.head();
       const head = log.flush();
       this.lastFlushMs = Date.now();
+      this.flushedAtMs = this.lastFlushMs;
       this.dataPending = false;
       if (this.txn === null || head.endLsn !== before.endLsn) this.stream?.confirm(head.endLsn);
       this.opts.onDurable?.();

@@ -58,6 +58,8 @@ test('writes to unreplicated tables: the log persists the position about once a 
     log,
     logger: silentLogger,
     heartbeatIntervalMs: 60_000,
+    // Longer than the default (1 s), so that "a change is not held for it" is clear on a loaded machine.
+    idleFlushIntervalMs: 3000,
     onFatal: (err) => assert.fail(err),
   });
   await streamer.start();
@@ -72,8 +74,8 @@ test('writes to unreplicated tables: the log persists the position about once a 
     for (let i = 0; i < 400; i++) await source.query(`INSERT INTO public.other VALUES ($1, $1)`, [i]);
     const elapsedS = (Date.now() - startedAt) / 1000;
     const writes = positionWrites;
-    // One per keepalive (hundreds) before; about one a second (plus one per burst of writes) now.
-    assert.ok(writes <= Math.ceil(elapsedS) * 2 + 4, `${writes} position-only log writes for 400 commits in ${elapsedS.toFixed(1)} s`);
+    // One per keepalive (hundreds) before; one per idleFlushIntervalMs (plus the first one) now.
+    assert.ok(writes <= Math.ceil(elapsedS / 3) + 4, `${writes} position-only log writes for 400 commits in ${elapsedS.toFixed(1)} s`);
 
     // The position still reaches the slot, soon, and only through the log.
     const end = Lsn.parse((await source.query(`SELECT pg_current_wal_lsn()::text AS l`)).rows[0].l as string);
@@ -93,7 +95,7 @@ test('writes to unreplicated tables: the log persists the position about once a 
       await new Promise((r) => setTimeout(r, 5));
     }
     const durableIn = Date.now() - t0;
-    assert.ok(durableIn < 800, `a change became durable after ${durableIn} ms`);
+    assert.ok(durableIn < 1500, `a change became durable after ${durableIn} ms`);
     assert.equal(log.read('public.one', Position.start, 10).length, 1);
   } finally {
     clearInterval(watch);
