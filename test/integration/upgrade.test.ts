@@ -12,6 +12,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
+import { LOG_FORMAT } from '../../src/changelog/embedded/log-format.js';
 import { SluiceError } from '../../src/core/errors.js';
 import { createLogger } from '../../src/core/logger.js';
 import { ensureStateSchema, readStateFormat, STATE_FORMAT } from '../../src/destinations/postgres/state-format.js';
@@ -142,7 +143,7 @@ test('sluice run migrates a format-1 state and change log, keeps what they held,
   assert.equal(mine.rows[0].log_id, LOG_ID, 'the change log kept its identity');
   run.kill('SIGTERM');
   assert.equal((await run.exited(30_000)).code, 0);
-  assert.equal(logUserVersion(), 2);
+  assert.equal(logUserVersion(), LOG_FORMAT);
 });
 
 test('a restart finds both current: no migration, the table streams on from its cursor', async () => {
@@ -180,11 +181,11 @@ test('a newer change log format is refused by run with exit 2', async () => {
   try {
     const r = await sluice(['run'], { config: work!.config, timeoutMs: 60_000 });
     assert.equal(r.code, 2, r.stderr);
-    assert.match(r.stderr, /change log .*changes\.db is format 999, this sluice reads formats up to 2/);
+    assert.match(r.stderr, new RegExp(`change log .*changes\\.db is format 999, this sluice reads formats up to ${LOG_FORMAT}`));
     assert.match(r.stderr, /upgrade sluice to a version that reads format 999/);
     assert.equal(logUserVersion(), 999);
   } finally {
-    logUserVersion(2);
+    logUserVersion(LOG_FORMAT);
   }
 });
 

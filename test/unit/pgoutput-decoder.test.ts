@@ -1,9 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Lsn } from '../../src/core/types.js';
+import { Lsn, type CapturedValue } from '../../src/core/types.js';
+import { decodeTuple, encodeTuple } from '../../src/core/tuple-data.js';
 import {
   decodeCopyData,
   decodePgoutput,
+  decodePgoutputRaw,
   encodeStandbyStatus,
   type PgoutputMessage,
 } from '../../src/sources/postgres/pgoutput-decoder.js';
@@ -310,4 +312,49 @@ test('encodeStandbyStatus byte layout', () => {
 
   const reply = encodeStandbyStatus(Lsn.zero, Lsn.zero, Lsn.zero, Date.UTC(2000, 0, 1), true);
   assert.deepEqual(reply, b().tag('r').i64(0n).i64(0n).i64(0n).i64(0n).u8(1).build());
+});
+
+// Row changes kept as TupleData bytes (what capture stores in the change log, format 3).
+
+/** decodePgoutputRaw's message with every tuple decoded: must equal decodePgoutput's. */
+function rawDecoded(payload: Buffer): unknown {
+  const m = decodePgoutputRaw(payload) as unknown as Record<string, unknown>;
+  const out: Record<string, unknown> = { ...m };
+  for (const k of ['newTuple', 'oldKey', 'oldRow']) if (Buffer.isBuffer(m[k])) out[k] = decodeTuple(m[k] as Buffer);
+  return out;
+}
+
+test('raw row changes: the tuples decode to what decodePgoutput gives, for every shape', () => {
+  const payloads = [
+    b().tag('I').i32(16384).tag('N').i16(6).text('42').tag('n').tag('u').text('héllo ✓ 日本').text('').tag('b').i32(3).raw([0x00, 0xab, 0xff]).build(),
+    b().tag('U').i32(5).tag('N').i16(2).text('1').text('x').build(),
+    b().tag('U').i32(5).tag('K').i16(2).text('1').tag('n').tag('N').i16(2).text('2').text('x').build(),
+    b().tag('U').i32(5).tag('O').i16(2).text('1').text('old').tag('N').i16(2).text('1').tag('u').build(),
+    b().tag('D').i32(9).tag('K').i16(2).text('7').tag('n').build(),
+    b().tag('D').i32(9).tag('O').i16(2).text('7').text('z').build(),
+  ];
+  for (const p of payloads) assert.deepEqual(rawDecoded(p), decodePgoutput(p));
+  // Other messages are decoded as by decodePgoutput.
+  const t = b().tag('T').i32(1).u8(0).i32(1).build();
+  assert.deepEqual(decodePgoutputRaw(t), decodePgoutput(t));
+});
+
+test('raw row changes: truncation, unknown kinds and trailing bytes throw at decode', () => {
+  assert.throws(() => decodePgoutputRaw(b().tag('I').i32(1).tag('N').i16(1).tag('t').i32(10).raw([0x61]).build()), /truncated/);
+  assert.throws(() => decodePgoutputRaw(b().tag('I').i32(1).tag('N').i16(2).text('a').build()), /truncated/);
+  assert.throws(() => decodePgoutputRaw(b().tag('I').i32(1).tag('N').i16(1).tag('x').build()), /column kind/);
+  assert.throws(() => decodePgoutputRaw(b().tag('I').i32(1).tag('N').i16(1).text('a').u8(0).build()), /trailing/);
+  assert.throws(() => decodePgoutputRaw(b().tag('U').i32(1).tag('Q').build()), /tuple marker/);
+  assert.throws(() => decodePgoutputRaw(b().tag('D').i32(1).build()), /truncated/);
+});
+
+test('tuple data: encode and decode round trip; decoding only some columns', () => {
+  const values: CapturedValue[] = ['42', null, false, 'héllo ✓ 日本', '', 'x'.repeat(70_000)];
+  const enc = encodeTuple(values);
+  assert.deepEqual(decodeTuple(enc), values);
+  assert.deepEqual(decodeTuple(enc, 0, [3, 0, 1, 2]), ['héllo ✓ 日本', '42', null, false]);
+  // The same bytes as pgoutput sends for those values.
+  const wire = b().i16(3).text('1').tag('n').tag('u').build();
+  assert.deepEqual(encodeTuple(['1', null, false]), wire);
+  assert.deepEqual(decodeTuple(Buffer.concat([Buffer.from([9, 9]), wire]), 2), ['1', null, false]);
 });

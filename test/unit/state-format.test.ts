@@ -77,7 +77,7 @@ test('the format-1 definitions are frozen: equal to the fixtures taken from slui
 test('migration steps are ordered, one format each, ending at the current format', () => {
   STATE_MIGRATIONS.forEach((m, i) => assert.equal(m.to, i + 2));
   assert.equal(STATE_FORMAT, STATE_MIGRATIONS.length + 1);
-  assert.equal(LOG_FORMAT, 2);
+  assert.equal(LOG_FORMAT, 3);
 });
 
 test('a new change log is created at the current format, silently', () => {
@@ -106,8 +106,9 @@ test('a format-1 change log is migrated once, keeping its identity, head and cha
   assert.deepEqual(log.relation(1).names, ['id', 'v']);
   log.close();
   assert.equal(userVersion(file), LOG_FORMAT);
-  assert.equal(lines.length, 1);
+  assert.equal(lines.length, 2);
   assert.match(lines[0], /migrated change log from format 1 to 2/);
+  assert.match(lines[1], /migrated change log from format 2 to 3/);
 
   // Idempotent: the next open (the capture thread's writer, a restart) finds it current.
   const again = capture();
@@ -115,6 +116,45 @@ test('a format-1 change log is migrated once, keeping its identity, head and cha
   assert.equal(writer.read('public.t', Position.start, 10).length, 1);
   writer.close();
   assert.deepEqual(again.lines, []);
+});
+
+test('format 3 reads the JSON rows a format-2 log holds, beside the binary rows it writes', () => {
+  const file = join(dir, 'v2.db');
+  writeFormat1Log(file);
+  const db = new Database(file);
+  db.pragma('user_version = 2');
+  db.prepare('INSERT INTO changes (tbl, lsn, idx, kind, rel, row, old_key, commit_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)').run(
+    'public.t', 100, 1, 2, 1, JSON.stringify(['2', null]), JSON.stringify(['9']), 5,
+  );
+  db.close();
+
+  const { lines, logger } = capture();
+  const log = new EmbeddedChangeLog(file, { logger });
+  assert.equal(lines.length, 1);
+  assert.match(lines[0], /migrated change log from format 2 to 3/);
+  const v = log.relationVersion('public.t', { names: ['id', 'v'], typeOids: [20, 25], typeMods: [-1, -1], keyIndexes: [0] });
+  log.append({ table: 'public.t', lsn: Lsn.of(200), idx: 0, kind: 'insert', relationVersion: v, row: ['3', 'é\tb'], commitTimeMs: 6 });
+  // A view of a buffer that the caller reuses after append (as capture's are): the log keeps a copy.
+  const wire = Buffer.from([0, 2, 0x74, 0, 0, 0, 1, 0x34, 0x75]);
+  log.append({ table: 'public.t', lsn: Lsn.of(200), idx: 1, kind: 'update', relationVersion: v, rowData: wire.subarray(0), commitTimeMs: 6 });
+  wire.fill(0);
+  log.commit(Lsn.of(200), Lsn.of(208), 6);
+  log.flush();
+  assert.deepEqual(
+    log.read('public.t', Position.start, 10).map((c) => [c.kind, c.row, c.oldKey]),
+    [
+      ['insert', ['1', 'a'], undefined],
+      ['update', ['2', null], ['9']],
+      ['insert', ['3', 'é\tb'], undefined],
+      ['update', ['4', false], undefined],
+    ],
+  );
+  log.close();
+  const probe = new Database(file, { readonly: true });
+  const types = probe.prepare('SELECT typeof(row) AS t FROM changes ORDER BY lsn, idx').all() as { t: string }[];
+  probe.close();
+  assert.deepEqual(types.map((r) => r.t), ['text', 'text', 'blob', 'blob']);
+  assert.equal(userVersion(file), 3);
 });
 
 test('a change log of a newer format is refused, naming both formats and the fix, and left as it is', () => {
@@ -129,7 +169,7 @@ test('a change log of a newer format is refused, naming both formats and the fix
       assert.ok(err instanceof SluiceError);
       assert.equal(err.code, 'STATE_FORMAT');
       assert.equal(err.isUsageError, true, 'exit 2');
-      assert.match(err.message, /is format 999, this sluice reads formats up to 2/);
+      assert.match(err.message, /is format 999, this sluice reads formats up to 3/);
       assert.match(err.message, /written by a newer sluice \(format 999\); upgrade sluice to a version that reads format 999/);
       return true;
     },

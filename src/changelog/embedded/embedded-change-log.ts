@@ -19,24 +19,32 @@ import { SluiceError } from '../../core/errors.js';
 import { Lsn, type Change, type ChangeKind, type Position, type RelationColumns } from '../../core/types.js';
 import type { Logger } from '../../core/logger.js';
 import type { ChangeLog, LogHead, PendingChange } from '../changelog.js';
+import { decodeTuple, encodeTuple } from '../../core/tuple-data.js';
 import { ensureLogFormat } from './log-format.js';
+
+/** Changes per multi-row INSERT (8 parameters each; SQLite allows 32,766). */
+const INSERT_ROWS = 64;
+
+/** Size of the buffers that hold the rows of pending changes until a flush writes them. */
+const ARENA_BYTES = 4 << 20;
 
 const KIND_CODE: Record<ChangeKind, number> = { insert: 1, update: 2, delete: 3, truncate: 4 };
 const CODE_KIND: ChangeKind[] = ['insert', 'insert', 'update', 'delete', 'truncate'];
 
-interface Row {
-  lsn: bigint;
-  idx: bigint;
-  kind: bigint;
-  rel: bigint;
-  row: string | null;
-  old_key: string | null;
-  commit_ms: bigint;
-}
+/**
+ * A row as read (raw arrays, plain numbers): the LSN in two 32-bit halves, so that only one BigInt
+ * is made per transaction instead of five per change; then idx, kind, rel, row, old_key, commit_ms.
+ * `row` is TupleData (format 3 on), or JSON text in a row written by format 2 or earlier.
+ */
+type Row = [number, number, number, number, number, Buffer | string | null, string | null, number];
 
 export class EmbeddedChangeLog implements ChangeLog {
   private readonly db: Database.Database;
   private readonly pending: PendingChange[] = [];
+  /** The row of each pending change as TupleData (views of `arena`), or null. */
+  private readonly pendingRows: (Buffer | null)[] = [];
+  private arena = Buffer.allocUnsafe(0);
+  private arenaPos = 0;
   private readonly relations = new Map<number, RelationColumns>();
   private readonly latestVersion = new Map<string, { version: number; key: string }>();
   private pendingRelations: { version: number; table: string; json: string }[] = [];
@@ -47,6 +55,8 @@ export class EmbeddedChangeLog implements ChangeLog {
   private failure: SluiceError | null = null;
 
   private readonly insertChange: Database.Statement;
+  /** INSERT of INSERT_ROWS changes in one statement: one call into SQLite per group, not per change. */
+  private readonly insertChanges: Database.Statement;
   private readonly setMeta: Database.Statement;
   private readonly insertRelation: Database.Statement;
   private readonly readChanges: Database.Statement;
@@ -69,7 +79,9 @@ export class EmbeddedChangeLog implements ChangeLog {
     try {
       this.db.pragma('journal_mode = WAL');
       this.db.pragma(`synchronous = ${options.fsync === false ? 'OFF' : 'FULL'}`);
-      this.db.pragma('cache_size = -65536');
+      // A small page cache: writes append at the end of the index and reads follow close behind, so the
+      // pages they touch are recent; a large cache (one per thread) was most of the resident memory.
+      this.db.pragma('cache_size = -8192');
       this.db.pragma('busy_timeout = 10000');
       ensureLogFormat(this.db, file, options.logger);
       const meta = new Map<string, string>(
@@ -101,20 +113,24 @@ export class EmbeddedChangeLog implements ChangeLog {
     this.insertChange = this.db.prepare(
       'INSERT OR REPLACE INTO changes (tbl, lsn, idx, kind, rel, row, old_key, commit_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
     );
+    this.insertChanges = this.db.prepare(
+      'INSERT OR REPLACE INTO changes (tbl, lsn, idx, kind, rel, row, old_key, commit_ms) VALUES ' +
+        Array.from({ length: INSERT_ROWS }, () => '(?, ?, ?, ?, ?, ?, ?, ?)').join(', '),
+    );
     this.setMeta = this.db.prepare('INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)');
     this.insertRelation = this.db.prepare('INSERT OR REPLACE INTO relations (version, tbl, columns) VALUES (?, ?, ?)');
     this.readChanges = this.db
       .prepare(
-        `SELECT lsn, idx, kind, rel, row, old_key, commit_ms FROM changes
+        `SELECT lsn >> 32, lsn & 4294967295, idx, kind, rel, row, old_key, commit_ms FROM changes
          WHERE tbl = ? AND (lsn, idx) > (?, ?) AND lsn <= ? ORDER BY lsn, idx LIMIT ?`,
       )
-      .safeIntegers(true);
+      .raw(true);
     this.readChangesUpTo = this.db
       .prepare(
-        `SELECT lsn, idx, kind, rel, row, old_key, commit_ms FROM changes
+        `SELECT lsn >> 32, lsn & 4294967295, idx, kind, rel, row, old_key, commit_ms FROM changes
          WHERE tbl = ? AND (lsn, idx) > (?, ?) AND (lsn, idx) <= (?, ?) AND lsn <= ? ORDER BY lsn, idx LIMIT ?`,
       )
-      .safeIntegers(true);
+      .raw(true);
     this.purgeChanges = this.db.prepare('DELETE FROM changes WHERE tbl = ? AND (lsn, idx) <= (?, ?)');
     this.countChanges = this.db.prepare('SELECT count(*) AS n FROM changes WHERE tbl = ? AND (lsn, idx) > (?, ?) AND lsn <= ?');
   }
@@ -173,6 +189,20 @@ export class EmbeddedChangeLog implements ChangeLog {
 
   append(change: PendingChange): void {
     this.pending.push(change);
+    this.pendingRows.push(change.rowData ? this.keep(change.rowData) : change.row ? encodeTuple(change.row) : null);
+  }
+
+  /** A copy of `bytes` that lives until the next write (SQLite copies what it binds). */
+  private keep(bytes: Buffer): Buffer {
+    const len = bytes.length;
+    if (this.arenaPos + len > this.arena.length) {
+      this.arena = Buffer.allocUnsafe(Math.max(ARENA_BYTES, len));
+      this.arenaPos = 0;
+    }
+    const start = this.arenaPos;
+    bytes.copy(this.arena, start);
+    this.arenaPos = start + len;
+    return this.arena.subarray(start, start + len);
   }
 
   commit(lsn: Lsn, endLsn: Lsn, commitTimeMs: number): void {
@@ -195,23 +225,24 @@ export class EmbeddedChangeLog implements ChangeLog {
 
   private write(): LogHead {
     const changes = this.pending.splice(0);
+    const rows = this.pendingRows.splice(0);
+    this.arenaPos = 0;
     const relations = this.pendingRelations.splice(0);
     const head = this.staged;
     const headMoved = head.lsn !== this.durable.lsn || head.endLsn !== this.durable.endLsn;
     if (changes.length === 0 && relations.length === 0 && !headMoved) return this.durable;
     this.db.transaction(() => {
       for (const r of relations) this.insertRelation.run(r.version, r.table, r.json);
-      for (const c of changes) {
-        this.insertChange.run(
-          c.table,
-          c.lsn,
-          c.idx,
-          KIND_CODE[c.kind],
-          c.relationVersion,
-          c.row === undefined ? null : JSON.stringify(c.row),
-          c.oldKey === undefined ? null : JSON.stringify(c.oldKey),
-          c.commitTimeMs,
-        );
+      const params: unknown[] = new Array(INSERT_ROWS * 8);
+      let i = 0;
+      for (; i + INSERT_ROWS <= changes.length; i += INSERT_ROWS) {
+        for (let j = 0; j < INSERT_ROWS; j++) changeParams(changes[i + j], rows[i + j], params, j * 8);
+        this.insertChanges.run(params);
+      }
+      const one: unknown[] = new Array(8);
+      for (; i < changes.length; i++) {
+        changeParams(changes[i], rows[i], one, 0);
+        this.insertChange.run(one);
       }
       if (headMoved) {
         this.setMeta.run('head_lsn', head.lsn.toString());
@@ -235,16 +266,26 @@ export class EmbeddedChangeLog implements ChangeLog {
         : this.readChanges.all(table, after.lsn, idx, this.durable.lsn, limit)
     ) as Row[];
     const out: Change[] = new Array(rows.length);
+    let hi = -1;
+    let lo = -1;
+    let lsn = Lsn.zero;
     for (let i = 0; i < rows.length; i++) {
       const r = rows[i];
+      if (r[0] !== hi || r[1] !== lo) {
+        hi = r[0];
+        lo = r[1];
+        lsn = ((BigInt(hi) << 32n) | BigInt(lo)) as Lsn;
+      }
+      const row = r[5];
+      const oldKey = r[6];
       out[i] = {
-        position: { lsn: r.lsn as Lsn, idx: Number(r.idx) },
+        position: { lsn, idx: r[2] },
         table,
-        kind: CODE_KIND[Number(r.kind)],
-        relationVersion: Number(r.rel),
-        row: r.row === null ? undefined : JSON.parse(r.row),
-        oldKey: r.old_key === null ? undefined : JSON.parse(r.old_key),
-        commitTimeMs: Number(r.commit_ms),
+        kind: CODE_KIND[r[3]],
+        relationVersion: r[4],
+        row: row === null ? undefined : typeof row === 'string' ? JSON.parse(row) : decodeTuple(row),
+        oldKey: oldKey === null ? undefined : JSON.parse(oldKey),
+        commitTimeMs: r[7],
       };
     }
     return out;
@@ -268,6 +309,18 @@ export class EmbeddedChangeLog implements ChangeLog {
       // committed transaction: the next open recovers it.
     }
   }
+}
+
+/** The 8 parameters of a change's row in `changes`, written into `out` from `at`. */
+function changeParams(c: PendingChange, row: Buffer | null, out: unknown[], at: number): void {
+  out[at] = c.table;
+  out[at + 1] = c.lsn;
+  out[at + 2] = c.idx;
+  out[at + 3] = KIND_CODE[c.kind];
+  out[at + 4] = c.relationVersion;
+  out[at + 5] = row;
+  out[at + 6] = c.oldKey === undefined ? null : JSON.stringify(c.oldKey);
+  out[at + 7] = c.commitTimeMs;
 }
 
 /**

@@ -40,6 +40,9 @@ export interface LogMigration {
 export const LOG_MIGRATIONS: readonly LogMigration[] = [
   // Format 2 is format 1 with its format recorded (user_version, set after the steps).
   { to: 2, what: 'the format record (PRAGMA user_version)', up: () => {} },
+  // Format 3 stores changes.row as pgoutput TupleData (a BLOB, src/core/tuple-data.ts) instead of a
+  // JSON array. The table is unchanged; rows written as JSON before the step are read as before.
+  { to: 3, what: 'rows as binary tuple data (rows already stored as JSON stay readable)', up: () => {} },
 ];
 
 /** The format this sluice reads and writes. */

@@ -7,6 +7,7 @@
  * PostgreSQL timestamps are int64 microseconds since 2000-01-01 00:00 UTC; commit times are
  * converted to epoch milliseconds (floor), send times are kept as raw PostgreSQL microseconds.
  */
+import { tupleEnd } from '../../core/tuple-data.js';
 import type { CapturedValue, Lsn } from '../../core/types.js';
 
 /** Milliseconds from the Unix epoch to the PostgreSQL epoch, 2000-01-01 00:00 UTC. */
@@ -454,4 +455,88 @@ function readTuple(c: Cursor): CapturedValue[] {
     }
   }
   return values;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Row changes with their tuples left as bytes (capture stores them as they are: log format 3)
+// ---------------------------------------------------------------------------------------------
+
+/** A row change whose tuples are views of the message's TupleData (valid only during the callback). */
+export interface RawInsertMessage {
+  type: 'insert';
+  relationId: number;
+  newTuple: Buffer;
+}
+
+export interface RawUpdateMessage {
+  type: 'update';
+  relationId: number;
+  oldKey?: Buffer;
+  oldRow?: Buffer;
+  newTuple: Buffer;
+}
+
+export interface RawDeleteMessage {
+  type: 'delete';
+  relationId: number;
+  oldKey?: Buffer;
+  oldRow?: Buffer;
+}
+
+export type PgoutputRawMessage =
+  | Exclude<PgoutputMessage, InsertMessage | UpdateMessage | DeleteMessage>
+  | RawInsertMessage
+  | RawUpdateMessage
+  | RawDeleteMessage;
+
+/**
+ * Like decodePgoutput, but an insert, update or delete keeps its tuples as views of the payload
+ * (checked for structure, not turned into strings). Other messages are decoded as by decodePgoutput.
+ */
+export function decodePgoutputRaw(payload: Buffer): PgoutputRawMessage {
+  const tag = payload[0];
+  if (tag !== 0x49 && tag !== 0x55 && tag !== 0x44) return decodePgoutput(payload) as PgoutputRawMessage;
+  if (payload.length < 6) throw truncated(payload);
+  const relationId = payload.readUInt32BE(1);
+  let pos = 5;
+  const tuple = (): Buffer => {
+    const start = pos;
+    pos = tupleEnd(payload, start);
+    return payload.subarray(start, pos);
+  };
+  const marker = (): number => {
+    if (pos >= payload.length) throw truncated(payload);
+    return payload[pos++];
+  };
+  let msg: PgoutputRawMessage;
+  if (tag === 0x49 /* 'I' */) {
+    const kind = marker();
+    if (kind !== 0x4e) throw badTupleKind('insert', kind);
+    msg = { type: 'insert', relationId, newTuple: tuple() };
+  } else if (tag === 0x55 /* 'U' */) {
+    let kind = marker();
+    let oldKey: Buffer | undefined;
+    let oldRow: Buffer | undefined;
+    if (kind === 0x4b) {
+      oldKey = tuple();
+      kind = marker();
+    } else if (kind === 0x4f) {
+      oldRow = tuple();
+      kind = marker();
+    }
+    if (kind !== 0x4e) throw badTupleKind('update', kind);
+    const m: RawUpdateMessage = { type: 'update', relationId, newTuple: tuple() };
+    if (oldKey !== undefined) m.oldKey = oldKey;
+    if (oldRow !== undefined) m.oldRow = oldRow;
+    msg = m;
+  } else {
+    const kind = marker();
+    if (kind === 0x4b) msg = { type: 'delete', relationId, oldKey: tuple() };
+    else if (kind === 0x4f) msg = { type: 'delete', relationId, oldRow: tuple() };
+    else throw badTupleKind('delete', kind);
+  }
+  if (pos !== payload.length) {
+    throw new Error(`pgoutput: ${payload.length - pos} unexpected trailing bytes after message ${describeTag(tag)}`);
+  }
+  return msg;
 }

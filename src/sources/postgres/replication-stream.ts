@@ -17,7 +17,7 @@ import { Lsn } from '../../core/types.js';
 import { quoteIdent } from '../../destinations/postgres/dialect.js';
 import { clientConfig, destroyClient } from './connection.js';
 import { connectError, classify, redactUrl } from './errors.js';
-import { decodeCopyData, decodePgoutput, encodeStandbyStatus, type PgoutputMessage } from './pgoutput-decoder.js';
+import { decodeCopyData, decodePgoutputRaw, encodeStandbyStatus, type PgoutputRawMessage } from './pgoutput-decoder.js';
 
 export interface ReplicationStreamOptions {
   readonly url: string;
@@ -28,8 +28,11 @@ export interface ReplicationStreamOptions {
   readonly statusIntervalMs?: number;
   /** Nothing heard from the walsender for this long: the connection is dead (0: never). Default 60 s. */
   readonly timeoutMs?: number;
-  /** Called for every pgoutput message, in stream order, synchronously. */
-  readonly onMessage: (msg: PgoutputMessage, walEnd: Lsn) => void;
+  /**
+   * Called for every pgoutput message, in stream order, synchronously. Row changes carry their
+   * tuples as views of the received frame: copy what must outlive the call.
+   */
+  readonly onMessage: (msg: PgoutputRawMessage, walEnd: Lsn) => void;
   /** Called for keepalives: the server's current WAL end. */
   readonly onKeepalive: (walEnd: Lsn) => void;
   readonly onError: (err: SluiceError) => void;
@@ -175,6 +178,13 @@ export class ReplicationStream {
     this.lastHeardMs = Date.now();
     this.pinged = false;
     try {
+      // XLogData, the usual frame: only its end LSN and payload are needed (no object, one BigInt).
+      if (chunk[0] === 0x77 /* 'w' */ && chunk.length >= 25) {
+        const endLsn = chunk.readBigUInt64BE(9) as Lsn;
+        if (endLsn > this.received) this.received = endLsn;
+        this.opts.onMessage(decodePgoutputRaw(chunk.subarray(25)), endLsn);
+        return;
+      }
       msg = decodeCopyData(chunk);
       if (msg.type === 'keepalive') {
         if (msg.walEnd > this.received) this.received = msg.walEnd;
@@ -183,7 +193,7 @@ export class ReplicationStream {
         return;
       }
       if (msg.endLsn > this.received) this.received = msg.endLsn;
-      this.opts.onMessage(decodePgoutput(msg.payload), msg.endLsn);
+      this.opts.onMessage(decodePgoutputRaw(msg.payload), msg.endLsn);
     } catch (err) {
       this.opts.onError(
         err instanceof SluiceError ? err : new SluiceError('SOURCE_ERROR', `source: replication stream: ${(err as Error).message}`, { cause: err }),
