@@ -142,6 +142,7 @@ export const onlineSchema = z
 
 export const BACKFILL_STRATEGIES = ['keyset', 'interval', 'ctid'] as const;
 export const BACKFILL_MODES = ['online', 'upsert', 'truncate', 'drop'] as const;
+export const INDEX_POLICIES = ['source', 'none'] as const;
 
 export const tableSchema = z
   .object({
@@ -166,6 +167,8 @@ export const tableSchema = z
     parallelism: z.number().int().min(1).default(1),
     where: z.string().default(''),
     mode: z.enum(BACKFILL_MODES).default('online'),
+    /** When sluice creates the destination table: build the source's secondary indexes after the load, or none. */
+    indexes: z.enum(INDEX_POLICIES).default('source'),
   })
   .strict();
 

@@ -53,6 +53,8 @@ import { destinationCollations } from '../destinations/postgres/collations.js';
 import { connect, withTransaction, type PipelineContext } from './context.js';
 import type { TableRuntime } from './runtime.js';
 import { columnTypes } from './type-sync.js';
+import { incompatibleTarget, targetProblems } from '../destinations/postgres/compat.js';
+import { buildSourceIndexes } from './source-indexes.js';
 import { keyBuiltAfterLoad, keysetInFlight } from './load-shape.js';
 import { OrderedCommits } from './ordered-commits.js';
 
@@ -68,6 +70,10 @@ export interface LoadPlan {
   pkDeferred: boolean;
   /** Chunks go through a temp table and INSERT … ON CONFLICT (upsert, scoped truncate, ctid into a kept table). */
   viaTemp: boolean;
+  /** sluice created the table (`indexes: source`): the source's secondary indexes are built after the load. */
+  sourceIndexes?: boolean;
+  /** The table loaded into has column types other than the source's (a schema created first): COPY as text. */
+  textCopy?: boolean;
   /** interval: the key's range when planned. */
   min?: string;
   max?: string;
@@ -175,6 +181,7 @@ export class Copier {
       const finished = await this.queue.run(this.tableLoad(rt, plan, ordered ? ordered.plan(planner) : planner, runId, signal, ordered));
       if (!finished) return false;
       await this.finishLoad(dst, rt, plan, log);
+      if (plan.sourceIndexes) await buildSourceIndexes(src, dst, rt, runId, log);
       // `--mode drop`: the run lists the foreign keys to add back after a ctid load (its key is built
       // last) and those to validate once loaded; a resumed load finds them there too.
       const fkParams = (await dst.query(`SELECT params->'addBack' AS add, params->'validate' AS validate FROM _sluice.runs WHERE id = $1`, [runId])).rows[0];
@@ -254,8 +261,9 @@ export class Copier {
   /** One table's part in the chunk queue: how a chunk is copied and recorded, and the throttle. */
   private tableLoad(rt: TableRuntime, plan: LoadPlan, planner: Planner, runId: number, signal: AbortSignal, ordered: OrderedCommits | null = null): TableLoad {
     const keyset = this.keysetOf(rt.info);
-    const binary = rt.info.binarySafe;
     const viaTemp = plan.viaTemp || rt.mode === 'upsert';
+    // Binary COPY needs the exact types; a temp table has the source's, a table created first may not.
+    const binary = rt.info.binarySafe && (viaTemp || !plan.textCopy);
     const target = rt.staging?.target ?? rt.target;
     return {
       rt,
@@ -525,13 +533,14 @@ export class Copier {
         // end; into a kept table (truncate, upsert), upsert each chunk.
         plan.pkDeferred = keyBuiltAfterLoad(plan.strategy, ours);
         plan.viaTemp = mode === 'upsert' || (mode === 'truncate' && exists && (plan.scope !== '' || plan.strategy === 'ctid')) || (inPlace && plan.strategy === 'ctid');
+        plan.sourceIndexes = (!exists || mode === 'drop') && rt.config.indexes !== 'none';
         if (!exists || mode === 'drop') {
           await this.createTarget(dst, info, target, plan.pkDeferred);
           // A key built after a ctid load: the foreign keys wait for it (listed in the run meanwhile).
           if (fks.length && !plan.pkDeferred) await recreateForeignKeys(dst, fks, this.ctx.logger.child({ table: rt.name }));
           if (views.length) await recreateViews(dst, views, this.ctx.logger.child({ table: rt.name }));
         } else {
-          await this.checkTarget(dst, rt);
+          await this.checkTarget(dst, rt, inPlace);
           if (mode === 'truncate' && plan.scope === '') {
             // Checked when the request was made; checked again here, where it would fail.
             // An empty referenced table (a first load into a schema created first) needs no TRUNCATE.
@@ -548,6 +557,7 @@ export class Copier {
         if (emptiesLive) {
           await dst.query(`DELETE FROM _sluice.cursors WHERE pipeline = $1 AND name = $2`, [this.ctx.pipeline, rt.name]);
         }
+        plan.textCopy = await typesDiffer(dst, rt.staging?.target ?? target, info);
         const run = await dst.query(
           `INSERT INTO _sluice.runs (pipeline, table_name, mode, strategy, params, version, os_user, host, pid, l0_lsn)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::pg_lsn) RETURNING id`,
@@ -624,18 +634,25 @@ export class Copier {
    * An existing target must have the source's key; columns the source gained are added, and (when
    * the load goes into the live table) columns the source widened are widened.
    */
-  private async checkTarget(dst: pg.Client, rt: TableRuntime): Promise<void> {
+  private async checkTarget(dst: pg.Client, rt: TableRuntime, inPlace: boolean): Promise<void> {
     const have = await columnTypes(dst, rt.target);
     const intoLive = this.requestOf(rt).mode !== 'online';
+    const added = rt.info.columns.filter((c) => !have.has(c.name));
+    // Sorted as in the source, like the columns of a table sluice creates.
+    const collations = await destinationCollations(dst, added);
+    for (const w of collations.warnings) this.ctx.logger.warn(`adding a column to ${TableName.format(rt.target)}: ${w}`, { table: rt.name });
     for (const c of rt.info.columns) {
       const type = have.get(c.name);
       if (type === undefined) {
-        await dst.query(`ALTER TABLE ${qualified(rt.target)} ADD COLUMN ${columnDefSql(c)}`);
+        await dst.query(`ALTER TABLE ${qualified(rt.target)} ADD COLUMN ${columnDefSql(c, collations.clauses.get(c.name))}`);
       } else if (intoLive && c.support === 'builtin' && c.generatedSql === null && typeChange(type, c.typeSql).kind === 'widen') {
         this.ctx.logger.info('widening a column the source widened', { table: rt.name, column: c.name, from: type, to: c.typeSql });
         await dst.query(`ALTER TABLE ${qualified(rt.target)} ALTER COLUMN ${quoteIdent(c.name)} TYPE ${c.typeSql}`);
       }
     }
+    // A schema created first that cannot take the rows: every problem and its fix, before any row moves.
+    const problems = (await targetProblems(dst, rt.info, rt.target, { typesFromSource: !intoLive && !inPlace })).filter((p) => p.column !== null);
+    if (problems.length) throw incompatibleTarget(rt.target, rt.source, problems, `or reload it with: sluice backfill ${rt.name} --mode drop`);
     const pk = await dst.query(
       `SELECT a.attname FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY k(attnum, ord)
          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
@@ -790,6 +807,14 @@ export class Copier {
       }),
     );
   }
+}
+
+/** Whether a column the load copies has another type in `table` than in the source. */
+async function typesDiffer(dst: pg.Client, table: TableName, info: TableInfo): Promise<boolean> {
+  const have = await columnTypes(dst, table);
+  // format_type leaves out a schema on the search path: compare user types without theirs.
+  const bare = (t: string | undefined) => (t ?? '').replace(/^("(?:[^"]|"")+"|[^".]+)\./, '');
+  return info.copyColumns.some((c) => (c.support === 'builtin' ? have.get(c.name) !== c.typeSql : bare(have.get(c.name)) !== bare(c.typeSql)));
 }
 
 /**

@@ -9,6 +9,8 @@ import type { SluiceConfig, TableConfig } from '../config/schema.js';
 import { SluiceError } from '../core/errors.js';
 import { TableName } from '../core/types.js';
 import { introspectTable, type TableInfo } from '../sources/postgres/introspect.js';
+import { incompatibleTarget, targetProblems } from '../destinations/postgres/compat.js';
+import { qualified } from '../destinations/postgres/dialect.js';
 
 export interface PreflightResult {
   readonly tables: Map<string, TableInfo>;
@@ -177,4 +179,31 @@ export async function preflight(cfg: SluiceConfig, src: pg.ClientBase, dst: pg.C
     tables.set(TableName.format(info.table), info);
   }
   return { tables, serverVersion };
+}
+
+/**
+ * A schema created first (contract 9): a destination table that exists before its first load must
+ * be able to take the source's rows; every problem of every such table is reported at once, with
+ * the statements that fix them, before anything moves. `loaded` names the tables sluice has loaded
+ * before (their columns follow the source from then on).
+ */
+export async function checkCreatedFirst(cfg: SluiceConfig, dst: pg.ClientBase, tables: ReadonlyMap<string, TableInfo>, loaded: ReadonlySet<string>): Promise<void> {
+  const errors: string[] = [];
+  const columns: string[] = [];
+  for (const [i, t] of cfg.tables.entries()) {
+    const source = TableName.parse(t.name);
+    const name = TableName.format(source);
+    const info = tables.get(name);
+    if (!info || loaded.has(name) || t.mode === 'drop') continue;
+    const target = { schema: cfg.destination.schema, name: source.name };
+    const exists = (await dst.query(`SELECT to_regclass($1) IS NOT NULL AS ok`, [qualified(target)])).rows[0].ok;
+    if (!exists) continue;
+    // Online loads an empty table created first in place (no staging table taking the source's types).
+    const inPlace = t.mode === 'online' && !(await dst.query(`SELECT EXISTS (SELECT 1 FROM ${qualified(target)}) AS any`)).rows[0].any;
+    const problems = await targetProblems(dst, info, target, { typesFromSource: t.mode === 'online' && !inPlace });
+    if (problems.length === 0) continue;
+    errors.push(incompatibleTarget(target, source, problems, `or set tables[${i}].mode: drop to have sluice create the table again`).message);
+    for (const p of problems) if (p.column) columns.push(`${name}.${p.column}`);
+  }
+  if (errors.length) throw new SluiceError('BAD_USAGE', errors.join('\n'), { context: { columns } });
 }

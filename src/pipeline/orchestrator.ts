@@ -36,7 +36,8 @@ import { quoteIdent } from '../sources/postgres/introspect.js';
 import { Applier } from './applier.js';
 import { configureConnections, connect, withTransaction, type PipelineContext } from './context.js';
 import { Copier } from './copier.js';
-import { checkBackfillOptions, preflight } from './inspector.js';
+import { checkBackfillOptions, checkCreatedFirst, preflight } from './inspector.js';
+import { uniqueSecondaryIndexes } from '../destinations/postgres/indexes.js';
 import { Mutex, type BackfillRequest, type TableRuntime } from './runtime.js';
 import { Capture } from './capture.js';
 import { describeSlot, hasReplicatedState, inspectSlot, planReload, recreateSlot, slotLostError } from './slot-guard.js';
@@ -163,6 +164,14 @@ class Orchestrator implements Pipeline {
       const logId = changeLog.identity();
 
       const rows = await readTables(dst, this.pipeline);
+      await checkCreatedFirst(cfg, dst, pre.tables, new Set(rows.filter((r) => r.runId !== null).map((r) => r.name)));
+      for (const u of await uniqueSecondaryIndexes(dst, cfg.tables.map((t) => ({ schema: cfg.destination.schema, name: TableName.parse(t.name).name })))) {
+        this.log.warn(
+          `destination ${u.table} has the UNIQUE index ${u.index} beyond its primary key: a source transaction that moves a value between rows can stop the table ` +
+            `(sluice applies each batch set-wise); where values move, make it non-unique in the destination (docs/operations.md, "A schema created first")`,
+          { table: u.table, index: u.index },
+        );
+      }
       const cursors = await readCursors(dst, this.pipeline);
       // A dropped or invalidated slot lost changes: stop and say so, or (onSlotLost: rebackfill) reload everything online.
       const slotState = await inspectSlot(src, this.slot);

@@ -113,3 +113,12 @@ test('a column the source gains later gets the collation that sorts as the sourc
   const sql = `SELECT string_agg(later, ',' ORDER BY later) AS v FROM ${TABLE}`;
   assert.equal((await dst(sql)).rows[0].v, (await source.query(sql)).rows[0].v);
 });
+
+test('a column a reload adds to an existing destination table gets the source\'s ordering too', async () => {
+  // The destination lost the column (a schema of the user's, say): a reload into the live table adds it back.
+  await dst(`ALTER TABLE ${TABLE} DROP COLUMN later`);
+  const r = await sluice(['backfill', TABLE, '--mode', 'upsert', '--wait'], { config: work.config, timeoutMs: 120_000 });
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  await eventuallyEqual(source.url(), destination.url(DST_DB), TABLE, { run, timeoutMs: 60_000 });
+  assert.equal((await collations((sql) => dst(sql))).later, 'C');
+});

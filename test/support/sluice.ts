@@ -24,6 +24,8 @@ export interface TableSpec {
   chunkSeconds?: number;
   /** WHERE scope (written as a YAML double-quoted string) */
   where?: string;
+  /** `source` | `none` */
+  indexes?: string;
 }
 
 export interface Workdir {
@@ -56,6 +58,7 @@ export function makeWorkdir(opts: {
       if (t.parallelism !== undefined) fields.push(`parallelism: ${t.parallelism}`);
       if (t.chunkSeconds !== undefined) fields.push(`chunkSeconds: ${t.chunkSeconds}`);
       if (t.where !== undefined) fields.push(`where: ${JSON.stringify(t.where)}`);
+      if (t.indexes !== undefined) fields.push(`indexes: ${t.indexes}`);
       return `  - { ${fields.join(', ')} }`;
     })
     .join('\n');
@@ -163,14 +166,14 @@ export async function eventuallyEqual(
   sourceUrl: string,
   destinationUrl: string,
   table: string,
-  opts: { what?: string; timeoutMs?: number; everyMs?: number; run?: Running } = {},
+  opts: { what?: string; timeoutMs?: number; everyMs?: number; run?: Running; columns?: string[] } = {},
 ): Promise<void> {
   const { assertTablesEqual } = await import('./oracle.js');
   const what = opts.what ?? table;
   const deadline = Date.now() + (opts.timeoutMs ?? 20_000);
   for (;;) {
     try {
-      await assertTablesEqual(sourceUrl, destinationUrl, table);
+      await assertTablesEqual(sourceUrl, destinationUrl, table, opts.columns);
       return;
     } catch (err) {
       const run = opts.run;

@@ -43,7 +43,7 @@ test('a minimal config gets every default', () => {
   });
   assert.deepEqual(cfg.apply, { batchRows: 20000, flushIntervalMs: 200 });
   assert.deepEqual(cfg.tables, [
-    { name: 'orders', strategy: 'keyset', chunkRows: 10000, chunkSeconds: 2, parallelism: 1, where: '', mode: 'online' },
+    { name: 'orders', strategy: 'keyset', chunkRows: 10000, chunkSeconds: 2, parallelism: 1, where: '', mode: 'online', indexes: 'source' },
   ]);
   assert.deepEqual(cfg.online, { archiveRetentionHours: 24, swapLockTimeoutMs: 100, minFreeSpaceRatio: 1.2, archiveSchema: 'sluice_archive', lowFreeSpacePercent: 10 });
 });
