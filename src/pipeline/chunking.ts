@@ -118,14 +118,18 @@ export interface Planner {
 
 export class KeysetPlanner implements Planner {
   readonly strategy = 'keyset' as const;
-  readonly parallelism = 1;
   private last: readonly string[] | null | 'done';
 
+  /**
+   * `parallelism`: chunks in flight at once. Above 1 the chunks must commit in key order
+   * (ordered-commits.ts): progress is the last key.
+   */
   constructor(
     private readonly t: KeysetTable,
     private readonly scope: string,
     lastKey: readonly string[] | null | 'done',
     private readonly sizer: ChunkSizer,
+    readonly parallelism = 1,
   ) {
     this.last = lastKey;
   }

@@ -55,6 +55,8 @@ import type { TableRuntime } from './runtime.js';
 import { columnTypes } from './type-sync.js';
 import { incompatibleTarget, targetProblems } from '../destinations/postgres/compat.js';
 import { buildSourceIndexes } from './source-indexes.js';
+import { keyBuiltAfterLoad, keysetInFlight } from './load-shape.js';
+import { OrderedCommits } from './ordered-commits.js';
 
 /** How a run loads (stored with the run in `_sluice.tables.plan`; a resume follows it). */
 export interface LoadPlan {
@@ -64,7 +66,7 @@ export interface LoadPlan {
   scope: string;
   /** Scoped truncate: matching destination rows already deleted. */
   scopeDeleted: boolean;
-  /** ctid loads into a table of ours: the primary key is built after the load and a dedupe. */
+  /** ctid and keyset loads into a table of ours: the primary key is built after the load (load-shape.ts). */
   pkDeferred: boolean;
   /** Chunks go through a temp table and INSERT … ON CONFLICT (upsert, scoped truncate, ctid into a kept table). */
   viaTemp: boolean;
@@ -174,7 +176,9 @@ export class Copier {
       }
 
       const planner = await this.plannerFor(dst, rt, plan, state?.lastKey ?? null, runId, resumable === true);
-      const finished = await this.queue.run(this.tableLoad(rt, plan, planner, runId, signal));
+      // Keyset chunks two at a time commit in key order (ordered-commits.ts).
+      const ordered = planner.strategy === 'keyset' && planner.parallelism > 1 ? new OrderedCommits() : null;
+      const finished = await this.queue.run(this.tableLoad(rt, plan, ordered ? ordered.plan(planner) : planner, runId, signal, ordered));
       if (!finished) return false;
       await this.finishLoad(dst, rt, plan, log);
       if (plan.sourceIndexes) await buildSourceIndexes(src, dst, rt, runId, log);
@@ -244,7 +248,7 @@ export class Copier {
     const keyset = this.keysetOf(rt.info);
     const throttler = this.ctx.throttler;
     const sizer = new ChunkSizer(rt.config.chunkRows, rt.config.chunkSeconds, undefined, undefined, () => ceilingCap(throttler.limits.maxRowsPerSecond));
-    if (plan.strategy === 'keyset') return new KeysetPlanner(keyset, plan.scope, resuming ? lastKey : null, sizer);
+    if (plan.strategy === 'keyset') return new KeysetPlanner(keyset, plan.scope, resuming ? lastKey : null, sizer, keysetInFlight(plan.viaTemp || rt.mode === 'upsert'));
     const done = resuming ? await readRangeChunks(dst, this.ctx.pipeline, rt.name, runId) : [];
     if (plan.strategy === 'interval') {
       const min = BigInt(plan.min!);
@@ -255,7 +259,7 @@ export class Copier {
   }
 
   /** One table's part in the chunk queue: how a chunk is copied and recorded, and the throttle. */
-  private tableLoad(rt: TableRuntime, plan: LoadPlan, planner: Planner, runId: number, signal: AbortSignal): TableLoad {
+  private tableLoad(rt: TableRuntime, plan: LoadPlan, planner: Planner, runId: number, signal: AbortSignal, ordered: OrderedCommits | null = null): TableLoad {
     const keyset = this.keysetOf(rt.info);
     const viaTemp = plan.viaTemp || rt.mode === 'upsert';
     // Binary COPY needs the exact types; a temp table has the source's, a table created first may not.
@@ -268,6 +272,7 @@ export class Copier {
       admit: async (chunk) => {
         await this.ctx.throttler.acquire(chunk.expectedRows, signal, (why) => (rt.detail = why));
       },
+      failed: (err) => ordered?.fail(err),
       copy: async (chunk, { src, dst }) => {
         const started = Date.now();
         const record = async (rows: number) => {
@@ -296,7 +301,14 @@ export class Copier {
         // holding the table's apply lock. The Applier holds the same lock for each batch, so the two
         // never hold row locks of the same table at once: no deadlock between sluice's own sessions
         // (contract 10), and no wait on the lock while holding one of the table's.
-        const { rows } = viaTemp ? await this.stagedChunk(dst, rt, target, read, record) : await withTransaction(dst, async () => record(await read(qualified(target))));
+        const { rows } = viaTemp
+          ? await this.stagedChunk(dst, rt, target, read, record)
+          : await withTransaction(dst, async () => {
+              const n = await read(qualified(target));
+              if (ordered) await ordered.waitTurn(chunk);
+              return record(n);
+            });
+        ordered?.committed(chunk);
         // rows/s is the orchestrator's average over time (the rate recorded with a chunk is that average too).
         rt.rowsCopied += rows;
         if (rt.staging) crashPoint('online:load');
@@ -422,7 +434,7 @@ export class Copier {
         removed = d.rowCount ?? 0;
         await addKey();
       }
-      log.info('ctid load deduplicated by primary key and keyed', {
+      log.info(plan.strategy === 'ctid' ? 'ctid load deduplicated by primary key and keyed' : 'primary key built after the load', {
         duplicatesRemoved: removed,
         keyBuiltAtFirstTry: firstTry,
         seconds: (Date.now() - started) / 1000,
@@ -519,7 +531,7 @@ export class Copier {
         const ours = !exists || mode === 'drop' || (mode === 'online' && !inPlace);
         // ctid may read a row twice: into a table of ours, load without the key and dedupe once at the
         // end; into a kept table (truncate, upsert), upsert each chunk.
-        plan.pkDeferred = plan.strategy === 'ctid' && ours;
+        plan.pkDeferred = keyBuiltAfterLoad(plan.strategy, ours);
         plan.viaTemp = mode === 'upsert' || (mode === 'truncate' && exists && (plan.scope !== '' || plan.strategy === 'ctid')) || (inPlace && plan.strategy === 'ctid');
         plan.sourceIndexes = (!exists || mode === 'drop') && rt.config.indexes !== 'none';
         if (!exists || mode === 'drop') {
