@@ -65,7 +65,7 @@ tables:
         const pct = rt.rowsEstimated ? Math.min(100, Math.floor((rt.rowsCopied / rt.rowsEstimated) * 100)) : 0;
         say(
           `    ${rt.state.padEnd(11)} ${String(pct).padStart(3)}%  ${rt.rowsCopied.toLocaleString('en-US').padStart(10)} rows copied` +
-            `  ${rt.state === 'backfilling' ? `${rt.rowsPerSecond.toLocaleString('en-US')} rows/s` : ''}` +
+            `  ${rt.state === 'backfilling' ? rate(rt.rowsPerSecond) : ''}` +
             `  changes captured ${c.captured.toLocaleString('en-US')}, applied ${c.applied.toLocaleString('en-US')}`,
         );
       }
@@ -91,7 +91,7 @@ tables:
         const pct = rt.rowsEstimated ? Math.min(100, Math.floor((rt.rowsCopied / rt.rowsEstimated) * 100)) : 0;
         say(
           `    ${stateNow().padEnd(11)} ${String(pct).padStart(3)}%  ${rt.rowsCopied.toLocaleString('en-US').padStart(10)} rows into the staging table` +
-            `  ${stateNow() === 'backfilling' ? `${rt.rowsPerSecond.toLocaleString('en-US')} rows/s` : rt.detail ?? ''}`,
+            `  ${stateNow() === 'backfilling' ? rate(rt.rowsPerSecond) : rt.detail ?? ''}`,
         );
       }
       await sleep(100);
@@ -166,4 +166,9 @@ class Reader {
     this.running = false;
     await this.loop;
   }
+}
+
+/** The averaged rate, or that it is still being measured (the first second of a load has no average yet). */
+function rate(rowsPerSecond: number): string {
+  return rowsPerSecond > 0 ? `${rowsPerSecond.toLocaleString('en-US')} rows/s` : 'rate: measuring';
 }
