@@ -23,13 +23,11 @@ import { backoffMs, sleep } from '../core/retry.js';
 import { Lsn, TableName, type BackfillMode } from '../core/types.js';
 import { cursorKey, deleteCursor, ensureStateSchema, readCursors, readTables, setRunStatus, setTableState, type TableRow } from '../destinations/postgres/state.js';
 import { qualified } from '../destinations/postgres/dialect.js';
-import { firstLoadInPlace, uncarriable } from '../destinations/postgres/swap.js';
-import { onlineAlternative, referencingKeys, truncateBlockers, truncateRefusal } from '../destinations/postgres/references.js';
-import { dropDependents, dropRefusal } from '../destinations/postgres/foreign-keys.js';
 import { resumeValidations } from './foreign-keys.js';
 import { dropArchive } from '../destinations/postgres/archives.js';
 import { inBackfill } from '../core/table-state.js';
 import { Swapper } from './swapper.js';
+import { destinationRefusal } from './backfill-refusals.js';
 import { ControlChannel } from './control-channel.js';
 import { classify, isConnectionLoss } from '../sources/postgres/errors.js';
 import { quoteIdent } from '../sources/postgres/introspect.js';
@@ -525,26 +523,9 @@ class Orchestrator implements Pipeline {
       return `refused: ${errorMessage(err)}`;
     }
     // Refuse now, before anything is loaded, what the swap could not carry and a truncate PostgreSQL refuses.
-    const refusal = await this.onControl(async (c) => {
-      const exists = (await c.query(`SELECT to_regclass($1) IS NOT NULL AS ok`, [qualified(rt.target)])).rows[0].ok;
-      if (!exists) return null;
-      if (mode === 'online' && !(await firstLoadInPlace(c, this.pipeline, rt.name, rt.target))) {
-        const blockers = await uncarriable(c, rt.target);
-        if (blockers.length) {
-          const referenced = (await referencingKeys(c, rt.target)).length > 0;
-          return `the online swap of ${TableName.format(rt.target)} cannot carry ${blockers.join('; ')}; ${onlineAlternative(referenced)}`;
-        }
-      }
-      if (mode === 'drop' && !req.cascade) {
-        const deps = await dropDependents(c, rt.target);
-        if (deps.length) return dropRefusal(rt.target, deps);
-      }
-      if (mode === 'truncate' && (req.where ?? rt.config.where).trim() === '') {
-        const refs = await truncateBlockers(c, rt.target);
-        if (refs.length) return truncateRefusal(rt.target, refs);
-      }
-      return null;
-    });
+    const refusal = await this.onControl((c) =>
+      destinationRefusal(c, this.pipeline, rt.name, rt.target, { mode, cascade: Boolean(req.cascade), where: req.where ?? rt.config.where }),
+    );
     if (refusal) return `refused: ${refusal}`;
     rt.pending = { ...req, keepArchive };
     rt.rowsCopied = 0;

@@ -267,7 +267,7 @@ test('(i) an online backfill whose swap could not carry a dependent is refused b
   );
   const w = workdir({ sourceUrl: source.url(), destinationUrl: dst.url, pipeline: 'online', tables: [{ name: 'public.t' }] });
   const res = await sluice(['backfill', 'public.t', '--mode', 'online'], { config: w.config });
-  assertUsageError(res, /online backfill of public\.t: the swap cannot carry materialized view (public\.)?t_summary; remove them, or use --mode truncate/, 'BAD_USAGE');
+  assertUsageError(res, /the online swap of public\.t cannot carry materialized view (public\.)?t_summary; remove them, or use --mode truncate/, 'BAD_USAGE');
   assert.doesNotMatch(res.stdout, /requested/);
   const left = await destination.query(
     `SELECT to_regclass('public.t__sluice_staging') IS NULL AS no_staging, to_regclass('_sluice.requests') IS NULL AS no_request`,

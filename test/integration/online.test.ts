@@ -395,7 +395,7 @@ test('a materialized view on the live table refuses an online backfill: on the C
   try {
     const cli = await sluice(['backfill', TABLE, '--mode', 'online'], { config: work.config });
     assert.equal(cli.code, 2, cli.stdout + cli.stderr);
-    assert.match(cli.stderr, /the swap cannot carry materialized view (public\.)?orders_summary; remove them, or use --mode truncate/);
+    assert.match(cli.stderr, /the online swap of public\.orders cannot carry materialized view (public\.)?orders_summary; remove them, or use --mode truncate/);
     // A request recorded without the CLI's check (as if the view appeared after the CLI looked): the pipeline refuses it too.
     const id = (
       await destination.query(

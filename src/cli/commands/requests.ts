@@ -8,10 +8,7 @@ import { ensureStateSchema, readTable } from '../../destinations/postgres/state.
 import { connect, withTransaction } from '../../pipeline/context.js';
 import { makeLogger, readConfig, type GlobalOptions } from '../shared.js';
 import type { Logger } from '../../core/logger.js';
-import { qualified } from '../../destinations/postgres/dialect.js';
-import { firstLoadInPlace, uncarriable } from '../../destinations/postgres/swap.js';
-import { onlineAlternative, referencingKeys, truncateBlockers, truncateRefusal } from '../../destinations/postgres/references.js';
-import { dropDependents, dropRefusal } from '../../destinations/postgres/foreign-keys.js';
+import { destinationRefusal } from '../../pipeline/backfill-refusals.js';
 import { checkBackfillOptions } from '../../pipeline/inspector.js';
 import { introspectTable } from '../../sources/postgres/introspect.js';
 import type { SluiceConfig } from '../../config/schema.js';
@@ -65,9 +62,7 @@ export async function backfillCommand(names: string[], flags: BackfillFlags, opt
   const tables = tablesIn(cfg, names);
   const timeoutS = timeoutOf(flags.answerTimeout);
   await checkOptions(cfg, tables, { mode, strategy: flags.strategy, parallelism, where: flags.where });
-  if (mode === 'online') await refuseUncarriable(cfg, tables);
-  if (mode === 'truncate') await refuseReferenced(cfg, tables, flags.where);
-  if (mode === 'drop' && !flags.cascade) await refuseDependents(cfg, tables);
+  await refuseAtDestination(cfg, tables, { mode, cascade: Boolean(flags.cascade), where: flags.where });
   const params: Record<string, unknown> = { mode, keepArchive: Boolean(flags.keepArchive) };
   if (flags.cascade) params.cascade = true;
   if (flags.strategy) params.strategy = flags.strategy;
@@ -140,55 +135,19 @@ export async function throttleCommand(flags: Record<string, string | undefined>,
   return printAnswers(await awaitAnswers(cfg, ids, timeoutS), timeoutS, () => '');
 }
 
-/** The running pipeline checks again; checking here too gives the answer without one running. */
-async function refuseUncarriable(cfg: SluiceConfig, tables: string[]): Promise<void> {
-  const dst = await connect('destination', cfg.destination.url, 'sluice-cli');
-  try {
-    for (const t of tables) {
-      const target = { schema: cfg.destination.schema, name: TableName.parse(t).name };
-      const exists = (await dst.query(`SELECT to_regclass($1) IS NOT NULL AS ok`, [qualified(target)])).rows[0].ok;
-      if (!exists || (await firstLoadInPlace(dst, cfg.pipeline.name, t, target))) continue;
-      const blockers = await uncarriable(dst, target);
-      if (blockers.length) {
-        const referenced = (await referencingKeys(dst, target)).length > 0;
-        throw new SluiceError(
-          'BAD_USAGE',
-          `online backfill of ${TableName.format(target)}: the swap cannot carry ${blockers.join('; ')}; ${onlineAlternative(referenced)}`,
-        );
-      }
-    }
-  } finally {
-    await dst.end().catch(() => {});
-  }
-}
-
 /**
- * An unscoped truncate of a destination table that other tables' foreign keys reference fails in
- * PostgreSQL: refuse it now (exit 2), naming the constraints and what works. The pipeline checks again.
+ * What the destination refuses (an online swap that could not carry a dependent, a drop that would
+ * take other objects with it, a truncate past foreign keys): exit 2 now, before anything is recorded.
+ * The running pipeline checks again with the same function when it accepts the request.
  */
-async function refuseReferenced(cfg: SluiceConfig, tables: string[], where: string | undefined): Promise<void> {
+async function refuseAtDestination(cfg: SluiceConfig, tables: string[], o: { mode: BackfillMode; cascade: boolean; where: string | undefined }): Promise<void> {
   const dst = await connect('destination', cfg.destination.url, 'sluice-cli');
   try {
     for (const t of tables) {
       const tc = cfg.tables.find((x) => TableName.format(TableName.parse(x.name)) === t)!;
-      if ((where ?? tc.where).trim() !== '') continue;
       const target = { schema: cfg.destination.schema, name: TableName.parse(t).name };
-      const refs = await truncateBlockers(dst, target);
-      if (refs.length) throw new SluiceError('BAD_USAGE', truncateRefusal(target, refs));
-    }
-  } finally {
-    await dst.end().catch(() => {});
-  }
-}
-
-/** `--mode drop` without `--cascade` of a table other objects depend on: refused now (exit 2), naming them. The pipeline checks again. */
-async function refuseDependents(cfg: SluiceConfig, tables: string[]): Promise<void> {
-  const dst = await connect('destination', cfg.destination.url, 'sluice-cli');
-  try {
-    for (const t of tables) {
-      const target = { schema: cfg.destination.schema, name: TableName.parse(t).name };
-      const deps = await dropDependents(dst, target);
-      if (deps.length) throw new SluiceError('BAD_USAGE', dropRefusal(target, deps));
+      const refusal = await destinationRefusal(dst, cfg.pipeline.name, t, target, { mode: o.mode, cascade: o.cascade, where: o.where ?? tc.where });
+      if (refusal) throw new SluiceError('BAD_USAGE', refusal);
     }
   } finally {
     await dst.end().catch(() => {});

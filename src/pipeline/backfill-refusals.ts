@@ -1,0 +1,43 @@
+/**
+ * What the destination refuses of a requested backfill, checked before anything is loaded: the
+ * online swap could not carry the live table's dependents, a drop would take other objects with it
+ * (unless `--cascade`), an unscoped truncate meets foreign keys PostgreSQL will not truncate past.
+ * One function for both sides: `sluice backfill` refuses it at once (exit 2), and the running
+ * pipeline checks again when it accepts the request (the destination may have changed meanwhile).
+ */
+import type pg from 'pg';
+import { TableName, type BackfillMode } from '../core/types.js';
+import { qualified } from '../destinations/postgres/dialect.js';
+import { dropDependents, dropRefusal } from '../destinations/postgres/foreign-keys.js';
+import { onlineAlternative, referencingKeys, truncateBlockers, truncateRefusal } from '../destinations/postgres/references.js';
+import { firstLoadInPlace, uncarriable } from '../destinations/postgres/swap.js';
+
+export interface RequestedLoad {
+  readonly mode: BackfillMode;
+  /** `--cascade`: a drop may take dependents with it (foreign keys and views are made again). */
+  readonly cascade: boolean;
+  /** The scope (WHERE) of the load; '' for the whole table. */
+  readonly where: string;
+}
+
+/** Why the destination cannot take this load (a sentence naming the way through), or null. */
+export async function destinationRefusal(c: pg.ClientBase, pipeline: string, name: string, target: TableName, req: RequestedLoad): Promise<string | null> {
+  const exists = (await c.query(`SELECT to_regclass($1) IS NOT NULL AS ok`, [qualified(target)])).rows[0].ok as boolean;
+  if (!exists) return null;
+  if (req.mode === 'online' && !(await firstLoadInPlace(c, pipeline, name, target))) {
+    const blockers = await uncarriable(c, target);
+    if (blockers.length) {
+      const referenced = (await referencingKeys(c, target)).length > 0;
+      return `the online swap of ${TableName.format(target)} cannot carry ${blockers.join('; ')}; ${onlineAlternative(referenced)}`;
+    }
+  }
+  if (req.mode === 'drop' && !req.cascade) {
+    const deps = await dropDependents(c, target);
+    if (deps.length) return dropRefusal(target, deps);
+  }
+  if (req.mode === 'truncate' && req.where.trim() === '') {
+    const refs = await truncateBlockers(c, target);
+    if (refs.length) return truncateRefusal(target, refs);
+  }
+  return null;
+}
