@@ -58,7 +58,14 @@ before(async () => {
   const started = Date.now();
   await createDemoTable(source.url(), { rows: ROWS });
   note(`createDemoTable(${ROWS}) took ${Date.now() - started} ms`);
-  work = makeWorkdir({ sourceUrl: source.url(), destinationUrl: destination.url(), tables: [{ name: TABLE, chunkRows: CHUNK_ROWS }] });
+  // Held to about 3 s a load, so that the kills aimed at the chunks land among them (an unthrottled load of
+  // 200,000 rows can now finish within a kill's delay).
+  work = makeWorkdir({
+    sourceUrl: source.url(),
+    destinationUrl: destination.url(),
+    tables: [{ name: TABLE, chunkRows: CHUNK_ROWS }],
+    extra: 'throttle: { maxRowsPerSecond: 60000 }',
+  });
 });
 
 after(async () => {
