@@ -234,6 +234,7 @@ export class Applier {
           return false;
         }
         if (r.applied > 0) busy = true;
+        if (r.applied > 0 && (target.kind === 'staging' || rt.state === 'catching_up')) crashPoint('replay:batch');
         if (!r.drained) continue;
         if (target.kind === 'live' && rt.state === 'catching_up' && !rt.staging) await this.caughtUp(dst, rt);
         // Drained: the staging table has replayed up to the head; the swap brings both tables to one position.

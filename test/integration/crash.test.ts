@@ -2,8 +2,10 @@
  * The randomized concurrency + crash test (docs/architecture.md, "Tests"; contracts 1-5): a real write load
  * (inserts, updates, TOAST-unchanged updates, deletes, primary-key changes, transactions) runs
  * against the source while `sluice run` backfills public.orders (~40 chunks) and streams it; the
- * process is SIGKILLed at random moments (during startup, the chunks, the replay, streaming) and
- * restarted with the same config and change log each time. At least one kill must have landed in
+ * process is SIGKILLed at random moments (during startup, the chunks, streaming), kills itself once
+ * at a crash point in the replay since L0 (after one of its batches committed: the replay can last a
+ * few milliseconds, too short to aim a timer at), and is restarted with the same config and change
+ * log each time. At least one kill must have landed in
  * the middle of the chunks (state backfilling, fewer chunks committed than the run ends with) and one
  * during the replay since L0. In the end the destination must equal the source (independent
  * oracle), a SIGTERM must exit 0, and the slot must be acknowledged close to the source's WAL head.
@@ -37,6 +39,11 @@ type Anchor = 'start' | 'boot' | 'chunks' | 'replay' | 'streaming';
 interface KillSpec {
   anchor: Anchor;
   delayMs: number;
+  /**
+   * A named crash point (src/core/crash.ts) the process kills itself at instead of a timed kill: the
+   * replay since L0 can last a few milliseconds on a fast machine, too short to aim a timer at.
+   */
+  crashAt?: string;
 }
 
 let source: Cluster;
@@ -64,7 +71,9 @@ before(async () => {
     sourceUrl: source.url(),
     destinationUrl: destination.url(),
     tables: [{ name: TABLE, chunkRows: CHUNK_ROWS }],
-    extra: 'throttle: { maxRowsPerSecond: 60000 }',
+    // Small apply batches: the replay since L0 takes several, so the crash point after one of them
+    // leaves part of the replay to do.
+    extra: 'throttle: { maxRowsPerSecond: 60000 }\napply: { batchRows: 500 }',
   });
 });
 
@@ -136,6 +145,26 @@ async function reachAnchor(r: Running, anchor: Anchor, spawnedAt: number): Promi
   return null;
 }
 
+/**
+ * Waits for a process started with SLUICE_CRASH_AT to kill itself there; when it gets past the phase
+ * instead (the table caught up) or takes over 60 s, kills it. `self` says which happened.
+ */
+async function crashedAt(r: Running): Promise<{ self: boolean; output: string }> {
+  const deadline = Date.now() + 60_000;
+  while (r.child.exitCode === null && r.child.signalCode === null) {
+    if (CAUGHT_UP.test(r.output()) || Date.now() > deadline) {
+      const output = r.output();
+      r.kill('SIGKILL');
+      await r.exited(10_000);
+      return { self: false, output };
+    }
+    await new Promise((res) => setTimeout(res, 5));
+  }
+  const x = await r.exited(10_000);
+  assert.equal(x.signal, 'SIGKILL', `a crash point ends the process with SIGKILL: exit ${x.code}/${x.signal}; output:\n${x.stdout}${x.stderr}`);
+  return { self: true, output: x.stdout + x.stderr };
+}
+
 /** The phase the process was in when it was killed, from what it had printed. */
 function phaseOf(output: string): string {
   if (CAUGHT_UP.test(output)) return 'streaming';
@@ -164,7 +193,7 @@ test('random SIGKILLs during startup, backfill, replay and streaming under write
     { anchor: 'boot', delayMs: between(0, 120) }, // during pipeline startup (preflight, slot, state)
     { anchor: 'chunks', delayMs: between(50, 500) }, // during the chunks
     { anchor: 'chunks', delayMs: between(30, 300) }, // during the chunks of a resumed backfill
-    { anchor: 'replay', delayMs: between(0, 60) }, // during the replay since L0 (catch-up)
+    { anchor: 'replay', delayMs: 0, crashAt: 'replay:batch' }, // during the replay since L0, a batch committed
     { anchor: 'streaming', delayMs: between(300, 2500) }, // while streaming
     { anchor: 'start', delayMs: between(300, 2500) }, // anywhere
     { anchor: 'start', delayMs: between(300, 2500) },
@@ -185,6 +214,20 @@ test('random SIGKILLs during startup, backfill, replay and streaming under write
     if (k.anchor === 'chunks' && ANCHOR_PATTERN.replay.test(everything)) continue;
     if (k.anchor === 'replay' && CAUGHT_UP.test(everything)) continue;
     const spawnedAt = Date.now();
+    if (k.crashAt) {
+      run = spawnSluice(['run'], { config: work!.config, env: { SLUICE_CRASH_AT: k.crashAt } });
+      const r = await crashedAt(run);
+      everything += r.output;
+      const row = await tableRow();
+      const phase = phaseOf(r.output);
+      landed.push({ phase, state: row?.state ?? null, chunksDone: row?.chunks_done ?? 0, runId: row?.run_id ?? null });
+      const line =
+        `kill ${kills.length + 1} (plan ${i + 1}): ${r.self ? `crash point ${k.crashAt} reached` : `crash point ${k.crashAt} not reached (the replay was behind us), killed`} ` +
+        `at ${Date.now() - spawnedAt} ms after spawn, phase ${phase} (state ${row?.state}, ${row?.chunks_done ?? 0} chunks committed); last output: ${lastLine(r.output)}`;
+      kills.push(line);
+      note(line);
+      continue;
+    }
     run = spawnSluice(['run'], { config: work!.config });
     const seen = await reachAnchor(run, k.anchor, spawnedAt);
     if (seen !== REPLAY_INSTEAD) await new Promise((res) => setTimeout(res, k.delayMs));
