@@ -7,6 +7,16 @@ import { statusCommand } from './commands/status.js';
 import { archivesDropCommand, archivesListCommand } from './commands/archives.js';
 import { verifyCommand } from './commands/verify.js';
 import { demoCommand } from './commands/demo.js';
+import {
+  inplaceAuditCommand,
+  inplaceEnsureFinishedCommand,
+  inplacePlanCommand,
+  inplaceRequestCommand,
+  inplaceRunCommand,
+  inplaceStatusCommand,
+  inplaceThrottleCommand,
+  inplaceVerifyCommand,
+} from './commands/inplace.js';
 import { exitCodeOf, reportError, type GlobalOptions } from './shared.js';
 import { VERSION } from '../pipeline/orchestrator.js';
 
@@ -123,6 +133,89 @@ program
   .option('--keep', 'keep the clusters running at the end (Ctrl-C to stop)')
   .action((flags) => {
     action = demoCommand(flags, globals());
+  });
+
+const inplace = program
+  .command('inplace')
+  .description('in-place jobs: chunked, throttled, exactly-once UPDATE/DELETE on a live database, audited (docs/inplace.md)');
+inplace
+  .command('plan')
+  .description('before anything changes: the chunk statement and its plan, triggers, cascades, indexed columns, estimates from sample chunks rolled back')
+  .argument('<job>', 'the job file (YAML)')
+  .option('--allow-scan', 'accept a chunk statement that reads the whole table')
+  .option('--json', 'machine-readable output')
+  .action((job: string, flags) => {
+    action = inplacePlanCommand(job, flags, globals());
+  });
+inplace
+  .command('run')
+  .description('run the job (or resume its run) until done; SIGINT/SIGTERM stop after the chunk in flight')
+  .argument('<job>', 'the job file (YAML)')
+  .option('--again', 'start a new run of a job whose last run is done')
+  .option('--allow-scan', 'accept a chunk statement that reads the whole table')
+  .option('--reason <text>', "why it runs, for the audit ledger (else the job's reason:)")
+  .action((job: string, flags) => {
+    action = inplaceRunCommand(job, flags, globals());
+  });
+inplace
+  .command('status')
+  .description("the job's last run: state, rows, %, rate, ETA, errors")
+  .argument('<job>', 'the job file (YAML)')
+  .option('--json', 'machine-readable output')
+  .action((job: string, flags) => {
+    action = inplaceStatusCommand(job, flags, globals());
+  });
+for (const what of ['pause', 'resume', 'cancel'] as const) {
+  inplace
+    .command(what)
+    .description(
+      what === 'pause'
+        ? 'hold the running job after its chunk in flight'
+        : what === 'resume'
+          ? 'let a paused job go on'
+          : 'end the run after its chunk in flight (committed chunks stay)',
+    )
+    .argument('<job>', 'the job file (YAML)')
+    .action((job: string) => {
+      action = inplaceRequestCommand(what, job, globals());
+    });
+}
+inplace
+  .command('throttle')
+  .description('retune the running job (applied before its next chunk)')
+  .argument('<job>', 'the job file (YAML)')
+  .option('--max-rows-per-second <n>', 'rows/s ceiling')
+  .option('--max-wal-bytes-per-second <n>', "budget for the job's WAL")
+  .option('--max-active-sessions <n>', 'hold while more sessions are active')
+  .option('--max-replica-lag-seconds <n>', 'hold while a standby lags more')
+  .option('--query <sql>', 'hold while this query returns a number > 0')
+  .option('--reset', "back to the job file's throttle")
+  .action((job: string, flags) => {
+    action = inplaceThrottleCommand(job, flags, globals());
+  });
+inplace
+  .command('verify')
+  .description("post-check: rows of the committed key ranges that still match the job's where (exit 0 none and done, 1 otherwise)")
+  .argument('<job>', 'the job file (YAML)')
+  .option('--json', 'machine-readable output')
+  .action((job: string, flags) => {
+    action = inplaceVerifyCommand(job, flags, globals());
+  });
+inplace
+  .command('ensure-finished')
+  .description("exit 0 only when the job's last run is done (for deploy pipelines)")
+  .argument('<job>', 'the job file (YAML)')
+  .action((job: string) => {
+    action = inplaceEnsureFinishedCommand(job, globals());
+  });
+inplace
+  .command('audit')
+  .description("the job's runs from the ledger: who, why, what, when; --check verifies the whole ledger's hash chain")
+  .argument('<job>', 'the job file (YAML)')
+  .option('--check', 'verify the hash chain and the chunk totals (exit 1 when edited)')
+  .option('--json', 'machine-readable output')
+  .action((job: string, flags) => {
+    action = inplaceAuditCommand(job, flags, globals());
   });
 
 async function main(): Promise<void> {

@@ -1,0 +1,105 @@
+/**
+ * An in-place job: DML run in chunks against one live PostgreSQL database (docs/inplace.md).
+ * A job is a small YAML file; every key has a default here, and an unknown key is an error.
+ */
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { expandEnv, formatPath } from '../config/load.js';
+import { SluiceError } from '../core/errors.js';
+import { TableName } from '../core/types.js';
+
+const JOB_NAME = /^[a-z][a-z0-9_-]{0,62}$/;
+
+export const inplaceThrottleSchema = z
+  .object({
+    /** Ceiling on rows the job touches per second (0: none). */
+    maxRowsPerSecond: z.number().min(0).default(0),
+    /** Budget for the WAL the job itself writes, bytes per second (0: none). */
+    maxWalBytesPerSecond: z.number().min(0).default(0),
+    /** Hold while the database has more active sessions than this (sluice's own not counted; 0: off). */
+    maxActiveSessions: z.number().int().min(0).default(0),
+    /** Hold while a standby replays more than this many seconds behind (pg_stat_replication; 0: off). */
+    maxReplicaLagSeconds: z.number().min(0).default(0),
+    /** Hold while autovacuum works on the table. */
+    pauseWhileAutovacuum: z.boolean().default(false),
+    /** Halve the next chunk when more sessions than this waited on the job's locks during a chunk (0: any). */
+    maxBlockedSessions: z.number().int().min(0).default(0),
+    /** Hold while this query returns a number > 0. */
+    query: z.string().default(''),
+    /** A hold longer than this fails the run (resumable with `run` again; 0: hold as long as it takes). */
+    maxHoldSeconds: z.number().min(0).default(0),
+  })
+  .strict();
+
+export const jobSchema = z
+  .object({
+    job: z.string().regex(JOB_NAME, { error: 'must be 1-63 characters of lower-case letters, digits, _ and -, starting with a letter' }),
+    /** postgres:// URL of the database the job changes; defaults to the source of the sluice config. */
+    database: z.string().regex(/^postgres(ql)?:\/\//, { error: 'must be a URL starting with postgres:// or postgresql://' }).optional(),
+    table: z.string().refine((s) => { try { TableName.parse(s); return true; } catch { return false; } }, { error: 'must be schema.table or table' }),
+    kind: z.enum(['update', 'delete']),
+    /** update: the SET list, as in `UPDATE t SET <set>`. */
+    set: z.string().min(1).optional(),
+    /** The rows the job is for (and, for fills, the rows that still need it). */
+    where: z.string().default(''),
+    chunk: z
+      .object({
+        by: z.literal('key').default('key'),
+        /** Key-range width of the first chunk, in rows; it then adapts to targetSeconds. */
+        rows: z.number().int().min(1).default(1000),
+        targetSeconds: z.number().positive().default(0.5),
+        maxRows: z.number().int().min(1).default(50_000),
+      })
+      .strict()
+      .prefault({}),
+    throttle: inplaceThrottleSchema.prefault({}),
+    /** Every statement runs under these (ms). */
+    lockTimeoutMs: z.number().int().min(1).default(2000),
+    statementTimeoutMs: z.number().int().min(1).default(30_000),
+    failures: z
+      .object({
+        /** Attempts of a chunk that meets a lock timeout, deadlock or serialization failure before it is split. */
+        retries: z.number().int().min(0).default(5),
+        /** The run fails when rows sent to the dead-letter table exceed this share of the rows scanned (and 10). */
+        maxDeadLetterRatio: z.number().min(0).max(1).default(0.001),
+      })
+      .strict()
+      .prefault({}),
+    /** Why the job runs: recorded in the audit ledger with every run. */
+    reason: z.string().min(1).optional(),
+  })
+  .strict()
+  .superRefine((j, ctx) => {
+    if (j.kind === 'update' && !j.set) ctx.addIssue({ code: 'custom', path: ['set'], message: 'an update job needs set: (e.g. set: "total = qty * price")' });
+    if (j.kind === 'delete' && j.set) ctx.addIssue({ code: 'custom', path: ['set'], message: 'a delete job takes no set:' });
+  });
+
+export type InplaceJob = z.infer<typeof jobSchema>;
+export type InplaceThrottle = z.infer<typeof inplaceThrottleSchema>;
+
+/** Parses a job's YAML text (`${ENV}` expanded); problems name the key and the fix. */
+export function parseJob(text: string, file = 'job'): InplaceJob {
+  let raw: unknown;
+  try {
+    raw = parseYaml(expandEnv(text, process.env));
+  } catch (err) {
+    throw new SluiceError('CONFIG_INVALID', `${file}: ${(err as Error).message}`, { cause: err });
+  }
+  const r = jobSchema.safeParse(raw);
+  if (!r.success) {
+    const lines = r.error.issues.map((i) => `  ${formatPath(i.path)}: ${i.message}`);
+    throw new SluiceError('CONFIG_INVALID', `${file}: the job is not valid:\n${lines.join('\n')}\n(see docs/inplace.md)`);
+  }
+  return r.data;
+}
+
+export function loadJob(file: string): InplaceJob {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    throw new SluiceError('CONFIG_NOT_FOUND', `job file ${file} not found (sluice inplace run path/to/job.yaml)`);
+  }
+  return parseJob(text, file);
+}
