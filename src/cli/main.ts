@@ -12,6 +12,7 @@ import {
   inplaceEnsureFinishedCommand,
   inplacePlanCommand,
   inplaceRequestCommand,
+  inplaceRevertCommand,
   inplaceRunCommand,
   inplaceStatusCommand,
   inplaceThrottleCommand,
@@ -200,6 +201,15 @@ inplace
   .option('--json', 'machine-readable output')
   .action((job: string, flags) => {
     action = inplaceVerifyCommand(job, flags, globals());
+  });
+inplace
+  .command('revert')
+  .description('restore the rows an update run with undo: true changed, chunk by chunk under the throttle; rows changed since are left and named')
+  .argument('<job>', 'the job file (YAML)')
+  .option('--run <id>', "the run to revert (default: the job's last run)")
+  .option('--reason <text>', 'why, for the audit ledger')
+  .action((job: string, flags) => {
+    action = inplaceRevertCommand(job, flags, globals());
   });
 inplace
   .command('ensure-finished')

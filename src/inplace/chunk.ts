@@ -10,7 +10,7 @@
  *   its chunk, and the run goes on.
  */
 import type pg from 'pg';
-import { chunkSql, boundarySql, rangeParams, qualifiedName, rangeWhere, type JobTable, type Key } from './statements.js';
+import { chunkSql, boundarySql, rangeParams, qualifiedName, rangeWhere, type ChunkTargets, type JobTable, type Key } from './statements.js';
 import { recordChunk, type ChunkRecord } from './ledger.js';
 import type { InplaceJob } from './job.js';
 
@@ -62,13 +62,15 @@ export async function runChunk(
   runId: number,
   plan: ChunkPlan,
   meta: { retries: number; throttleWaitMs: number },
+  targets: ChunkTargets = {},
 ): Promise<ChunkOutcome> {
   const hi = await boundary(c, t, plan.lo, plan.rows);
   const started = performance.now();
   await c.query('BEGIN');
   try {
     const wal0 = (await c.query(`SELECT pg_current_wal_insert_lsn()::text AS l`)).rows[0].l as string;
-    const r = await c.query(chunkSql(job, t, plan.lo !== null, hi !== null), rangeParams(plan.lo, hi));
+    const st = chunkSql(job, t, plan.lo !== null, hi !== null, targets);
+    const r = await c.query(st.text, targets.imageColumns ? [...rangeParams(plan.lo, hi), String(runId), String(plan.seq)] : rangeParams(plan.lo, hi));
     const walBytes = Number((await c.query(`SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), $1::pg_lsn)::int8 AS b`, [wal0])).rows[0].b);
     const rowsScanned = hi === null ? await rangeRows(c, t, plan.lo, null) : plan.rows;
     const record: ChunkRecord = {
@@ -76,7 +78,7 @@ export async function runChunk(
       lo: plan.lo,
       hi,
       rowsScanned,
-      rowsAffected: r.rowCount ?? 0,
+      rowsAffected: st.counted ? Number(r.rows[0].n) : (r.rowCount ?? 0),
       durationMs: performance.now() - started,
       walBytes,
       retries: meta.retries,

@@ -38,9 +38,21 @@ export const jobSchema = z
     /** postgres:// URL of the database the job changes; defaults to the source of the sluice config. */
     database: z.string().regex(/^postgres(ql)?:\/\//, { error: 'must be a URL starting with postgres:// or postgresql://' }).optional(),
     table: z.string().refine((s) => { try { TableName.parse(s); return true; } catch { return false; } }, { error: 'must be schema.table or table' }),
-    kind: z.enum(['update', 'delete']),
+    kind: z.enum(['update', 'delete', 'archive-delete', 'insert-select']),
     /** update: the SET list, as in `UPDATE t SET <set>`. */
     set: z.string().min(1).optional(),
+    /** update: keep the before-image of the columns it sets, so that `sluice inplace revert` can restore them. */
+    undo: z.boolean().default(false),
+    /** archive-delete: the table the rows move to (made like the table when missing); insert-select: the table rows go into. */
+    into: z.string().optional(),
+    /** insert-select: the SELECT list over the table, as in `INSERT INTO into (columns) SELECT <select> FROM table`. */
+    select: z.string().min(1).optional(),
+    /** insert-select: the columns of `into` the select list fills (default: all, in order). */
+    columns: z.array(z.string().min(1)).optional(),
+    /** insert-select: what a conflict does, as in `ON CONFLICT <onConflict>` (e.g. "DO NOTHING"). */
+    onConflict: z.string().optional(),
+    /** After the last chunk: CHECK (c IS NOT NULL) NOT VALID, VALIDATE, SET NOT NULL, for each column. */
+    finish: z.object({ notNull: z.array(z.string().min(1)).default([]) }).strict().prefault({}),
     /** The rows the job is for (and, for fills, the rows that still need it). */
     where: z.string().default(''),
     chunk: z
@@ -71,8 +83,14 @@ export const jobSchema = z
   })
   .strict()
   .superRefine((j, ctx) => {
-    if (j.kind === 'update' && !j.set) ctx.addIssue({ code: 'custom', path: ['set'], message: 'an update job needs set: (e.g. set: "total = qty * price")' });
-    if (j.kind === 'delete' && j.set) ctx.addIssue({ code: 'custom', path: ['set'], message: 'a delete job takes no set:' });
+    const issue = (path: string, message: string) => ctx.addIssue({ code: 'custom', path: [path], message });
+    if (j.kind === 'update' && !j.set) issue('set', 'an update job needs set: (e.g. set: "total = qty * price")');
+    if (j.kind !== 'update' && j.set) issue('set', `a ${j.kind} job takes no set:`);
+    if (j.kind !== 'update' && j.undo) issue('undo', `undo: keeps before-images of updates; a ${j.kind} job ${j.kind === 'archive-delete' ? 'keeps the rows in its archive table' : 'cannot take it'}`);
+    if (j.kind === 'insert-select' && !j.into) issue('into', 'an insert-select job needs into: (the table rows go into)');
+    if (j.kind === 'insert-select' && !j.select) issue('select', 'an insert-select job needs select: (the SELECT list over table:)');
+    if (j.kind !== 'insert-select' && (j.select || j.columns || j.onConflict)) issue('select', 'select:, columns: and onConflict: are for insert-select jobs');
+    if (j.kind !== 'insert-select' && j.kind !== 'archive-delete' && j.into) issue('into', 'into: is for archive-delete and insert-select jobs');
   });
 
 export type InplaceJob = z.infer<typeof jobSchema>;

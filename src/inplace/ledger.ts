@@ -8,6 +8,8 @@
  *   it); `outcome_hash` covers the hash and the outcome once the run ends.
  * - inplace_chunks: one row per committed chunk — key bounds, rows, duration, WAL bytes, retries,
  *   throttle waits. Never the rows' values.
+ * - inplace_images (jobs with undo): each changed row's key, and the columns it sets before and after,
+ *   as text, written by the chunk's own statement; `revert` restores from them.
  * - inplace_dead_letters: the key and error of each row that failed on its own.
  */
 import { createHash } from 'node:crypto';
@@ -61,6 +63,14 @@ CREATE TABLE IF NOT EXISTS _sluice.inplace_chunks (
   committed_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
   PRIMARY KEY (run_id, seq)
 );
+CREATE TABLE IF NOT EXISTS _sluice.inplace_images (
+  run_id bigint NOT NULL,
+  seq    int NOT NULL,
+  key    jsonb NOT NULL,
+  before jsonb NOT NULL,
+  after  jsonb NOT NULL
+);
+CREATE INDEX IF NOT EXISTS inplace_images_chunk ON _sluice.inplace_images (run_id, seq);
 CREATE TABLE IF NOT EXISTS _sluice.inplace_dead_letters (
   run_id   bigint NOT NULL REFERENCES _sluice.inplace_runs (id),
   key      jsonb NOT NULL,
@@ -187,8 +197,14 @@ export async function openRun(c: pg.ClientBase, n: NewRun): Promise<RunRow> {
   }
 }
 
+/** The job's last run of its own (a revert is a run of kind 'revert' beside it: see revertOf). */
 export async function lastRun(c: pg.ClientBase, job: string): Promise<RunRow | undefined> {
-  return (await c.query(`SELECT ${RUN_COLUMNS} FROM _sluice.inplace_runs WHERE job = $1 ORDER BY id DESC LIMIT 1`, [job])).rows[0];
+  return (await c.query(`SELECT ${RUN_COLUMNS} FROM _sluice.inplace_runs WHERE job = $1 AND kind <> 'revert' ORDER BY id DESC LIMIT 1`, [job])).rows[0];
+}
+
+/** The latest revert of a run, if any. */
+export async function revertOf(c: pg.ClientBase, runId: number): Promise<RunRow | undefined> {
+  return (await c.query(`SELECT ${RUN_COLUMNS} FROM _sluice.inplace_runs WHERE kind = 'revert' AND (params->>'reverts')::int8 = $1 ORDER BY id DESC LIMIT 1`, [runId])).rows[0];
 }
 
 export async function runById(c: pg.ClientBase, id: number): Promise<RunRow | undefined> {

@@ -8,7 +8,7 @@ import { SluiceError } from '../core/errors.js';
 import type { TableFacts } from './catalog.js';
 import { boundary } from './chunk.js';
 import type { InplaceJob } from './job.js';
-import { chunkSql, rangeParams, type Key } from './statements.js';
+import { chunkSql, rangeParams, type ChunkTargets, type Key } from './statements.js';
 
 /** Below this many rows a sequential scan is what PostgreSQL rightly prefers, and costs nothing. */
 export const SCAN_REFUSED_ABOVE_ROWS = 10_000;
@@ -22,13 +22,14 @@ export interface PlanCheck {
   scans: boolean;
 }
 
-export async function checkPlan(c: pg.ClientBase, job: InplaceJob, facts: TableFacts, o: { allowScan: boolean }): Promise<PlanCheck> {
+export async function checkPlan(c: pg.ClientBase, job: InplaceJob, facts: TableFacts, targets: ChunkTargets, o: { allowScan: boolean }): Promise<PlanCheck> {
   const lo = await boundary(c, facts, null, 1);
   const hi = lo ? await boundary(c, facts, lo, job.chunk.rows) : null;
-  const sql = chunkSql(job, facts, lo !== null, hi !== null);
+  const sql = chunkSql(job, facts, lo !== null, hi !== null, targets).text;
+  const values = targets.imageColumns ? [...rangeParams(lo, hi), '0', '0'] : rangeParams(lo, hi);
   let plan: unknown;
   try {
-    plan = (await c.query(`EXPLAIN (FORMAT JSON) ${sql}`, rangeParams(lo, hi))).rows[0]['QUERY PLAN'];
+    plan = (await c.query(`EXPLAIN (FORMAT JSON) ${sql}`, values)).rows[0]['QUERY PLAN'];
   } catch (err) {
     const e = err as pg.DatabaseError;
     throw new SluiceError(

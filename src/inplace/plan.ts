@@ -8,8 +8,10 @@ import type pg from 'pg';
 import type { TableFacts } from './catalog.js';
 import { boundary } from './chunk.js';
 import type { InplaceJob } from './job.js';
+import { ensureLedger } from './ledger.js';
 import { checkPlan } from './plan-check.js';
-import { chunkSql, rangeParams, statementText, type Key } from './statements.js';
+import { chunkSql, rangeParams, setTargets, statementText, type ChunkTargets, type Key } from './statements.js';
+import { resolveTargets } from './targets.js';
 
 export interface JobPlan {
   job: string;
@@ -28,8 +30,23 @@ export interface JobPlan {
 
 const SAMPLE_CHUNKS = 3;
 
+/**
+ * Everything runs in one transaction that is rolled back: a plan changes nothing (not even a missing
+ * archive table). Only sluice's ledger tables are made first when missing.
+ */
 export async function planJob(c: pg.ClientBase, job: InplaceJob, facts: TableFacts, o: { allowScan: boolean }): Promise<JobPlan> {
-  const check = await checkPlan(c, job, facts, o);
+  await ensureLedger(c);
+  await c.query('BEGIN');
+  try {
+    return await planInside(c, job, facts, o);
+  } finally {
+    await c.query('ROLLBACK').catch(() => undefined);
+  }
+}
+
+async function planInside(c: pg.ClientBase, job: InplaceJob, facts: TableFacts, o: { allowScan: boolean }): Promise<JobPlan> {
+  const targets = await resolveTargets(c, job, facts);
+  const check = await checkPlan(c, job, facts, targets, o);
   const triggers = (
     await c.query(
       `SELECT tgname || ' (' || pg_get_triggerdef(t.oid) || ')' AS d FROM pg_trigger t WHERE tgrelid = $1 AND NOT tgisinternal AND tgenabled <> 'D' ORDER BY tgname`,
@@ -56,7 +73,7 @@ export async function planJob(c: pg.ClientBase, job: InplaceJob, facts: TableFac
         )
       ).rows.map((r) => r.n as string)
     : [];
-  const sample = await sampleChunks(c, job, facts);
+  const sample = await sampleChunks(c, job, facts, targets);
   const estimate =
     sample && sample.rowsScanned > 0
       ? {
@@ -68,7 +85,7 @@ export async function planJob(c: pg.ClientBase, job: InplaceJob, facts: TableFac
   return {
     job: job.job,
     table: `${facts.schema}.${facts.name}`,
-    statement: statementText(job, facts),
+    statement: statementText(job, facts, targets),
     planSummary: summarize(check.plan),
     scans: check.scans,
     rowsEstimated: facts.rowsEstimated,
@@ -81,64 +98,30 @@ export async function planJob(c: pg.ClientBase, job: InplaceJob, facts: TableFac
   };
 }
 
-/** The columns an UPDATE's SET list assigns (`a = …, b = …`, `(a, b) = …`), split at top-level commas. */
-export function setTargets(set: string): string[] {
-  const parts: string[] = [];
-  let depth = 0;
-  let quote: string | null = null;
-  let cur = '';
-  for (const ch of set) {
-    if (quote) {
-      if (ch === quote) quote = null;
-    } else if (ch === "'" || ch === '"') quote = ch;
-    else if (ch === '(') depth++;
-    else if (ch === ')') depth--;
-    else if (ch === ',' && depth === 0) {
-      parts.push(cur);
-      cur = '';
-      continue;
+/** The first chunks, run inside the plan's transaction (rolled back: nothing changes). */
+async function sampleChunks(c: pg.ClientBase, job: InplaceJob, facts: TableFacts, targets: ChunkTargets): Promise<JobPlan['sample']> {
+  const wal0 = (await c.query(`SELECT pg_current_wal_insert_lsn()::text AS l`)).rows[0].l as string;
+  const t0 = performance.now();
+  let lo: Key | null = null;
+  let scanned = 0;
+  let affected = 0;
+  let chunks = 0;
+  for (; chunks < SAMPLE_CHUNKS; chunks++) {
+    const hi = await boundary(c, facts, lo, job.chunk.rows);
+    const st = chunkSql(job, facts, lo !== null, hi !== null, targets);
+    const r = await c.query(st.text, targets.imageColumns ? [...rangeParams(lo, hi), '0', String(chunks)] : rangeParams(lo, hi));
+    const n = st.counted ? Number(r.rows[0].n) : (r.rowCount ?? 0);
+    affected += n;
+    scanned += hi ? job.chunk.rows : n;
+    if (!hi) {
+      chunks++;
+      break;
     }
-    cur += ch;
+    lo = hi;
   }
-  parts.push(cur);
-  const names: string[] = [];
-  for (const p of parts) {
-    const lhs = p.split('=')[0].trim().replace(/^\(|\)$/g, '');
-    for (const n of lhs.split(',')) {
-      const t = n.trim();
-      if (t) names.push(t.startsWith('"') ? t.slice(1, -1).replace(/""/g, '"') : t.toLowerCase());
-    }
-  }
-  return names;
-}
-
-/** The first chunks, run inside one transaction that is rolled back: nothing changes. */
-async function sampleChunks(c: pg.ClientBase, job: InplaceJob, facts: TableFacts): Promise<JobPlan['sample']> {
-  await c.query('BEGIN');
-  try {
-    const wal0 = (await c.query(`SELECT pg_current_wal_insert_lsn()::text AS l`)).rows[0].l as string;
-    const t0 = performance.now();
-    let lo: Key | null = null;
-    let scanned = 0;
-    let affected = 0;
-    let chunks = 0;
-    for (; chunks < SAMPLE_CHUNKS; chunks++) {
-      const hi = await boundary(c, facts, lo, job.chunk.rows);
-      const r = await c.query(chunkSql(job, facts, lo !== null, hi !== null), rangeParams(lo, hi));
-      affected += r.rowCount ?? 0;
-      scanned += hi ? job.chunk.rows : (r.rowCount ?? 0);
-      if (!hi) {
-        chunks++;
-        break;
-      }
-      lo = hi;
-    }
-    const seconds = (performance.now() - t0) / 1000;
-    const walBytes = Number((await c.query(`SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), $1::pg_lsn)::int8 AS b`, [wal0])).rows[0].b);
-    return { chunks, rowsScanned: scanned, rowsAffected: affected, seconds, walBytes };
-  } finally {
-    await c.query('ROLLBACK').catch(() => undefined);
-  }
+  const seconds = (performance.now() - t0) / 1000;
+  const walBytes = Number((await c.query(`SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), $1::pg_lsn)::int8 AS b`, [wal0])).rows[0].b);
+  return { chunks, rowsScanned: scanned, rowsAffected: affected, seconds, walBytes };
 }
 
 function summarize(plan: unknown): string {

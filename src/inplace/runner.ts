@@ -11,11 +11,13 @@ import { backoffMs, sleep } from '../core/retry.js';
 import { gitCommit } from '../core/code-version.js';
 import { readTable, systemIdentifier, type TableFacts } from './catalog.js';
 import { runChunk } from './chunk.js';
+import { finishNotNull } from './finish.js';
 import { HealthGate } from './health.js';
 import type { InplaceJob, InplaceThrottle } from './job.js';
 import { ensureLedger, lastChunk, lastRun, openRun, runById, setRunState, statementSha, type RunRow } from './ledger.js';
 import { checkPlan } from './plan-check.js';
-import { statementText, type Key } from './statements.js';
+import { statementText, type ChunkTargets, type Key } from './statements.js';
+import { resolveTargets } from './targets.js';
 
 /** The advisory lock a running job holds for its whole run: (JOB_LOCK_CLASS, hashtext(job)). */
 export const JOB_LOCK_CLASS = 7451;
@@ -75,11 +77,12 @@ export async function runJob(job: InplaceJob, o: RunOptions): Promise<RunResult>
   const h = await connect(o.databaseUrl, job, 'health');
   try {
     const facts = await readTable(c, job.table);
-    await checkPlan(c, job, facts, { allowScan: o.allowScan ?? false });
     await ensureLedger(c);
+    const targets = await resolveTargets(c, job, facts);
+    await checkPlan(c, job, facts, targets, { allowScan: o.allowScan ?? false });
     const locked = (await c.query(`SELECT pg_try_advisory_lock(${JOB_LOCK_CLASS}, hashtext($1)) AS ok`, [job.job])).rows[0].ok as boolean;
     if (!locked) throw new SluiceError('BAD_USAGE', `job ${job.job} is already running in another process (see \`sluice inplace status\`)`);
-    const statement = statementText(job, facts);
+    const statement = statementText(job, facts, targets);
     const prev = await lastRun(c, job.job);
     let run: RunRow;
     if (prev && (prev.state === 'running' || prev.state === 'paused' || prev.state === 'failed')) {
@@ -109,7 +112,7 @@ export async function runJob(job: InplaceJob, o: RunOptions): Promise<RunResult>
     }
     await setRunState(c, run.id, 'running');
     const gate = new HealthGate(h, facts.oid, job.throttle, o.logger);
-    return await loop(job, facts, run, gate, o, () => c, async () => {
+    return await loop(job, facts, targets, run, gate, o, () => c, async () => {
       await c.end().catch(() => undefined);
       c = await reconnect(o.databaseUrl, job, o.logger);
       await c.query(`SELECT pg_advisory_lock(${JOB_LOCK_CLASS}, hashtext($1))`, [job.job]);
@@ -136,6 +139,7 @@ async function reconnect(url: string, job: InplaceJob, logger: Logger): Promise<
 async function loop(
   job: InplaceJob,
   facts: TableFacts,
+  targets: ChunkTargets,
   start: RunRow,
   gate: HealthGate,
   o: RunOptions,
@@ -160,6 +164,14 @@ async function loop(
       continue;
     }
     if (last && last.hi === null) {
+      if (job.finish.notNull.length) {
+        try {
+          await finishNotNull(c, job, facts, o.logger);
+        } catch (err) {
+          await setRunState(c, run.id, 'failed', errorMessage(err)).catch(() => undefined);
+          throw err;
+        }
+      }
       await setRunState(c, run.id, 'done');
       o.logger.info('run done', { job: job.job, run: run.id, rowsAffected: run.rows_affected, chunks: run.chunks, deadLetters: run.dead_letters });
       return { run: (await runById(c, run.id))!, outcome: 'done' };
@@ -213,7 +225,7 @@ async function loop(
     const watch = gate.watchBlocked(pids.get(c) ?? 0);
     let outcome;
     try {
-      outcome = await runChunk(c, job, facts, run.id, { seq: (last?.seq ?? 0) + 1, lo: last?.hi ?? null, rows }, { retries: attempts, throttleWaitMs: waited });
+      outcome = await runChunk(c, job, facts, run.id, { seq: (last?.seq ?? 0) + 1, lo: last?.hi ?? null, rows }, { retries: attempts, throttleWaitMs: waited }, targets);
     } catch (err) {
       await watch.stop();
       if (isConnectionError(err)) {

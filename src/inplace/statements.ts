@@ -55,16 +55,70 @@ export function rangeWhere(t: JobTable, hasLo: boolean, hasHi: boolean, where: s
   return parts.length ? parts.join(' AND ') : 'true';
 }
 
-/** The chunk's DML. */
-export function chunkSql(job: Pick<InplaceJob, 'kind' | 'set' | 'where'>, t: JobTable, hasLo: boolean, hasHi: boolean): string {
+/** What a chunk statement needs beyond the job and its table. */
+export interface ChunkTargets {
+  /** undo: the columns the job sets, whose before- and after-images are kept. */
+  imageColumns?: KeyColumn[];
+  /** archive-delete, insert-select: the table rows go into. */
+  into?: { schema: string; name: string };
+}
+
+export interface ChunkStatement {
+  text: string;
+  /** The statement returns its count in a column `n` (else: the command's row count). */
+  counted: boolean;
+}
+
+/**
+ * The chunk's DML. Parameters: lo's values, then hi's; with undo, then the run id and the chunk's seq.
+ * - update with undo: the rows are locked in key order and read (before-images), updated, and both
+ *   images kept with their key in _sluice.inplace_images — one statement, one snapshot;
+ * - archive-delete: the deleted rows are inserted into the archive table by the same statement.
+ */
+export function chunkSql(
+  job: Pick<InplaceJob, 'kind' | 'set' | 'where' | 'select' | 'columns' | 'onConflict'>,
+  t: JobTable,
+  hasLo: boolean,
+  hasHi: boolean,
+  x: ChunkTargets = {},
+): ChunkStatement {
   const w = rangeWhere(t, hasLo, hasHi, job.where);
-  if (job.kind === 'update') return `UPDATE ${qualifiedName(t)} SET ${job.set} WHERE ${w}`;
-  return `DELETE FROM ${qualifiedName(t)} WHERE ${w}`;
+  const table = qualifiedName(t);
+  switch (job.kind) {
+    case 'update': {
+      if (!x.imageColumns) return { text: `UPDATE ${table} SET ${job.set} WHERE ${w}`, counted: false };
+      const n = (hasLo ? t.key.length : 0) + (hasHi ? t.key.length : 0);
+      const keys = t.key.map((c, i) => `${q(c.name)} AS sluice_k${i}`).join(', ');
+      const before = x.imageColumns.map((c, i) => `${q(c.name)}::text AS sluice_v${i}`).join(', ');
+      const after = x.imageColumns.map((c, i) => `${q(t.name)}.${q(c.name)}::text AS sluice_a${i}`).join(', ');
+      const list = (prefix: string, k: number) => Array.from({ length: k }, (_, i) => `${prefix}${i}`).join(', ');
+      return {
+        text:
+          `WITH sluice_before AS (SELECT ${keys}, ${before} FROM ${table} WHERE ${w} ORDER BY ${t.key.map((c) => q(c.name)).join(', ')} FOR UPDATE), ` +
+          `sluice_changed AS (UPDATE ${table} SET ${job.set} FROM sluice_before b WHERE ${rowOf(t)} = (${t.key.map((_, i) => `b.sluice_k${i}`).join(', ')}) ` +
+          `RETURNING ${t.key.map((_, i) => `b.sluice_k${i}`).join(', ')}, ${x.imageColumns.map((_, i) => `b.sluice_v${i}`).join(', ')}, ${after}), ` +
+          `sluice_kept AS (INSERT INTO _sluice.inplace_images (run_id, seq, key, before, after) SELECT $${n + 1}::int8, $${n + 2}::int, ` +
+          `jsonb_build_array(${t.key.map((_, i) => `sluice_k${i}::text`).join(', ')}), jsonb_build_array(${list('sluice_v', x.imageColumns.length)}), ` +
+          `jsonb_build_array(${list('sluice_a', x.imageColumns.length)}) FROM sluice_changed RETURNING 1) ` +
+          `SELECT count(*)::int8 AS n FROM sluice_kept`,
+        counted: true,
+      };
+    }
+    case 'delete':
+      return { text: `DELETE FROM ${table} WHERE ${w}`, counted: false };
+    case 'archive-delete':
+      return { text: `WITH sluice_moved AS (DELETE FROM ${table} WHERE ${w} RETURNING *) INSERT INTO ${qualifiedName(x.into!)} SELECT * FROM sluice_moved`, counted: false };
+    case 'insert-select': {
+      const cols = job.columns?.length ? ` (${job.columns.map(q).join(', ')})` : '';
+      const conflict = job.onConflict?.trim() ? ` ON CONFLICT ${job.onConflict}` : '';
+      return { text: `INSERT INTO ${qualifiedName(x.into!)}${cols} SELECT ${job.select} FROM ${table} WHERE ${w}${conflict}`, counted: false };
+    }
+  }
 }
 
 /** The chunk statement as it is recorded in the ledger (both bounds present), and hashed. */
-export function statementText(job: Pick<InplaceJob, 'kind' | 'set' | 'where'>, t: JobTable): string {
-  return chunkSql(job, t, true, true);
+export function statementText(job: Parameters<typeof chunkSql>[0], t: JobTable, x: ChunkTargets = {}): string {
+  return chunkSql(job, t, true, true, x).text;
 }
 
 /** The rows of a range that still match the job's condition (verify; 0 when the job did its work). */
@@ -75,4 +129,35 @@ export function remainingSql(job: Pick<InplaceJob, 'where'>, t: JobTable, hasLo:
 /** The parameters of a chunk statement: lo's values, then hi's. */
 export function rangeParams(lo: Key | null, hi: Key | null): string[] {
   return [...(lo ?? []), ...(hi ?? [])];
+}
+
+/** The columns an UPDATE's SET list assigns (`a = …, b = …`, `(a, b) = …`), split at top-level commas. */
+export function setTargets(set: string): string[] {
+  const parts: string[] = [];
+  let depth = 0;
+  let quote: string | null = null;
+  let cur = '';
+  for (const ch of set) {
+    if (quote) {
+      if (ch === quote) quote = null;
+    } else if (ch === "'" || ch === '"') quote = ch;
+    else if (ch === '(') depth++;
+    else if (ch === ')') depth--;
+    else if (ch === ',' && depth === 0) {
+      parts.push(cur);
+      cur = '';
+      continue;
+    }
+    cur += ch;
+  }
+  parts.push(cur);
+  const names: string[] = [];
+  for (const p of parts) {
+    const lhs = p.split('=')[0].trim().replace(/^\(|\)$/g, '');
+    for (const n of lhs.split(',')) {
+      const t = n.trim();
+      if (t) names.push(t.startsWith('"') ? t.slice(1, -1).replace(/""/g, '"') : t.toLowerCase());
+    }
+  }
+  return names;
 }

@@ -6,34 +6,17 @@
  * The checks read the table with plain SQL.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
-import { startCluster, type Cluster } from '../support/clusters.js';
+import { test } from 'node:test';
+import { inplaceFixture } from '../support/inplace.js';
 import { sluice, spawnSluice, waitUntil } from '../support/sluice.js';
 
-let db: Cluster;
-let dir: string;
-
-before(async () => {
-  db = await startCluster({ name: 'inplace' });
-  dir = mkdtempSync(join(tmpdir(), 'sluice-inplace-'));
-});
-
-after(async () => {
-  await db?.destroy();
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
-
-function jobFile(name: string, yaml: string): string {
-  const f = join(dir, `${name}.yaml`);
-  writeFileSync(f, `job: ${name}\ndatabase: "${db.url()}"\nreason: "test ${name}"\n${yaml}\n`);
-  return f;
-}
-
-/** Runs with a config path that does not exist, so the job's own database: is used. */
-const cli = (args: string[], timeoutMs = 120_000) => sluice(['-c', join(dir, 'none.yaml'), 'inplace', ...args], { timeoutMs });
+const fx = inplaceFixture('inplace');
+const jobFile = fx.jobFile;
+const cli = fx.cli;
+const db = { query: (sql: string, params?: unknown[]) => fx.db().query(sql, params), url: () => fx.db().url() };
+const dir = () => fx.dir();
 
 test('a non-idempotent job (balance = balance + 1) killed with SIGKILL again and again changes each row exactly once', { timeout: 240_000 }, async () => {
   const ROWS = 120_000;
@@ -44,7 +27,7 @@ test('a non-idempotent job (balance = balance + 1) killed with SIGKILL again and
   const kills: string[] = [];
   let midway = 0;
   for (let i = 0; i < 4; i++) {
-    const run = spawnSluice(['-c', join(dir, 'none.yaml'), 'inplace', 'run', job]);
+    const run = spawnSluice(['-c', join(dir(), 'none.yaml'), 'inplace', 'run', job]);
     await run.waitForOutput(/run started|resuming run/, 60_000);
     await new Promise((r) => setTimeout(r, 200 + Math.floor(Math.random() * 600)));
     if (run.child.exitCode !== null) break;
@@ -142,7 +125,7 @@ test('held by the throttle query; paused, retuned and resumed from another proce
   await db.query(`CREATE TABLE public.items (id int PRIMARY KEY, seen bool NOT NULL DEFAULT false)`);
   await db.query(`INSERT INTO public.items (id) SELECT generate_series(1, 20000)`);
   const job = jobFile('mark', `table: items\nkind: update\nset: "seen = true"\nchunk: { rows: 200, maxRows: 200 }\nthrottle: { query: "SELECT sum(on_hold) FROM public.flags", maxRowsPerSecond: 2000 }`);
-  const run = spawnSluice(['-c', join(dir, 'none.yaml'), 'inplace', 'run', job]);
+  const run = spawnSluice(['-c', join(dir(), 'none.yaml'), 'inplace', 'run', job]);
   try {
     await run.waitForOutput(/held: throttle query returned 1/, 30_000);
     assert.equal((await db.query(`SELECT count(*)::int AS n FROM public.items WHERE seen`)).rows[0].n, 0, 'nothing changes while held');
@@ -185,7 +168,7 @@ test('bad inputs exit 2 before any row changes, naming the fix', { timeout: 120_
     assert.equal(r.code, 2, `${name}: ${r.stdout}${r.stderr}`);
     assert.match(r.stderr, pattern, name);
   }
-  const noReason = join(dir, 'no-reason.yaml');
+  const noReason = join(dir(), 'no-reason.yaml');
   writeFileSync(noReason, `job: no-reason\ndatabase: "${db.url()}"\ntable: keyed\nkind: delete\n`);
   const r = await cli(['run', noReason]);
   assert.equal(r.code, 2);

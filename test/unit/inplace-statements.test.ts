@@ -1,18 +1,17 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { parseJob } from '../../src/inplace/job.js';
-import { setTargets } from '../../src/inplace/plan.js';
-import { boundarySql, chunkSql, rangeParams, remainingSql, type JobTable } from '../../src/inplace/statements.js';
+import { boundarySql, chunkSql, rangeParams, remainingSql, setTargets, type JobTable } from '../../src/inplace/statements.js';
 
 const t: JobTable = { schema: 'public', name: 'events', key: [{ name: 'tenant', type: 'text' }, { name: 'id', type: 'integer' }] };
 
 test('chunk statements: row-value key ranges, open ends, the where joined', () => {
   assert.equal(
-    chunkSql({ kind: 'update', set: 'v = v + 1', where: "tenant = 'b'" }, t, true, true),
+    chunkSql({ kind: 'update', set: 'v = v + 1', where: "tenant = 'b'" }, t, true, true).text,
     `UPDATE "public"."events" SET v = v + 1 WHERE ("tenant", "id") > ($1::text, $2::integer) AND ("tenant", "id") <= ($3::text, $4::integer) AND (tenant = 'b')`,
   );
-  assert.equal(chunkSql({ kind: 'delete', where: '' }, t, false, true), `DELETE FROM "public"."events" WHERE ("tenant", "id") <= ($1::text, $2::integer)`);
-  assert.equal(chunkSql({ kind: 'delete', where: '' }, t, false, false), `DELETE FROM "public"."events" WHERE true`);
+  assert.equal(chunkSql({ kind: 'delete', where: '' }, t, false, true).text, `DELETE FROM "public"."events" WHERE ("tenant", "id") <= ($1::text, $2::integer)`);
+  assert.equal(chunkSql({ kind: 'delete', where: '' }, t, false, false).text, `DELETE FROM "public"."events" WHERE true`);
   assert.equal(remainingSql({ where: 'x IS NULL' }, t, true, false), `SELECT count(*)::int8 AS n FROM "public"."events" WHERE ("tenant", "id") > ($1::text, $2::integer) AND (x IS NULL)`);
   assert.deepEqual(rangeParams(['a', '1'], ['b', '2']), ['a', '1', 'b', '2']);
   assert.deepEqual(rangeParams(null, ['b', '2']), ['b', '2']);

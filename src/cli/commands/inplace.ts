@@ -4,7 +4,8 @@ import type pg from 'pg';
 import { SluiceError } from '../../core/errors.js';
 import { readTable } from '../../inplace/catalog.js';
 import { loadJob, type InplaceJob, type InplaceThrottle } from '../../inplace/job.js';
-import { checkLedger, ensureLedger, lastRun, setRunState } from '../../inplace/ledger.js';
+import { checkLedger, ensureLedger, lastRun, revertOf, setRunState } from '../../inplace/ledger.js';
+import { revertJob } from '../../inplace/revert.js';
 import { planJob, type JobPlan } from '../../inplace/plan.js';
 import { formatSeconds, jobStatus, renderStatus, renderVerdict, verifyJob } from '../../inplace/report.js';
 import { connect, runJob, type RunProgress } from '../../inplace/runner.js';
@@ -60,9 +61,8 @@ function renderPlan(p: JobPlan): string {
     .join('\n');
 }
 
-export async function inplaceRunCommand(file: string, flags: { again?: boolean; allowScan?: boolean; reason?: string }, opts: GlobalOptions): Promise<number> {
-  const job = loadJob(file);
-  const logger = makeLogger(opts);
+/** SIGINT/SIGTERM: stop after the chunk in flight; a second one quits at once. */
+function stopOnSignal(): () => boolean {
   let stop = false;
   const onSignal = () => {
     if (stop) process.exit(130);
@@ -71,13 +71,20 @@ export async function inplaceRunCommand(file: string, flags: { again?: boolean; 
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  return () => stop;
+}
+
+export async function inplaceRunCommand(file: string, flags: { again?: boolean; allowScan?: boolean; reason?: string }, opts: GlobalOptions): Promise<number> {
+  const job = loadJob(file);
+  const logger = makeLogger(opts);
+  const stopRequested = stopOnSignal();
   let shown = 0;
   const onProgress = (p: RunProgress) => {
     if (Date.now() - shown < 2000 && !p.held) return;
     shown = Date.now();
     process.stderr.write(progressLine(p) + '\n');
   };
-  const r = await runJob(job, { databaseUrl: databaseOf(job, opts), version: VERSION, logger, again: flags.again, allowScan: flags.allowScan, reason: flags.reason, stopRequested: () => stop, onProgress });
+  const r = await runJob(job, { databaseUrl: databaseOf(job, opts), version: VERSION, logger, again: flags.again, allowScan: flags.allowScan, reason: flags.reason, stopRequested, onProgress });
   const n = (x: number) => Math.round(x).toLocaleString('en-US');
   if (r.outcome === 'already-done') {
     process.stdout.write(`${job.job}: already done (run ${r.run.id}, ended ${r.run.ended_at}, ${n(r.run.rows_affected)} rows changed); --again starts a new run\n`);
@@ -169,9 +176,14 @@ export async function inplaceEnsureFinishedCommand(file: string, opts: GlobalOpt
   return withJob(file, opts, async (job, c) => {
     const exists = (await c.query(`SELECT to_regclass('_sluice.inplace_runs') IS NOT NULL AS ok`)).rows[0].ok as boolean;
     const run = exists ? await lastRun(c, job.job) : undefined;
-    if (run?.state === 'done') {
+    const reverted = run?.state === 'done' ? await revertOf(c, run.id) : undefined;
+    if (run?.state === 'done' && !reverted) {
       process.stdout.write(`${job.job}: done (run ${run.id}, ended ${run.ended_at})\n`);
       return 0;
+    }
+    if (reverted) {
+      process.stdout.write(`${job.job}: not finished: run ${run!.id} was reverted by run ${reverted.id} (${reverted.state}); \`sluice inplace run ${file} --again\` runs it anew\n`);
+      return 1;
     }
     process.stdout.write(`${job.job}: not finished (${run ? `run ${run.id} is ${run.state}` : 'never run'}): run \`sluice inplace run ${file}\` and wait for it\n`);
     return 1;
@@ -193,4 +205,19 @@ export async function inplaceAuditCommand(file: string, flags: { check?: boolean
     else for (const r of runs) process.stdout.write(`run ${r.id} ${r.state}: ${r.kind} ${r.table_name}, ${Math.round(r.rows).toLocaleString('en-US')} rows, by ${r.actor}@${r.host}, "${r.reason}", ${r.started} → ${r.ended ?? '…'}, sql sha256 ${String(r.statement_sha256).slice(0, 12)}\n`);
     return 0;
   });
+}
+
+export async function inplaceRevertCommand(file: string, flags: { run?: string; reason?: string }, opts: GlobalOptions): Promise<number> {
+  const job = loadJob(file);
+  const runId = flags.run === undefined ? undefined : Number(flags.run);
+  if (runId !== undefined && !Number.isInteger(runId)) throw new SluiceError('BAD_USAGE', `--run ${flags.run}: expected a run id (sluice inplace audit lists them)`);
+  const stopRequested = stopOnSignal();
+  const r = await revertJob(job, { databaseUrl: databaseOf(job, opts), version: VERSION, logger: makeLogger(opts), runId, reason: flags.reason, stopRequested });
+  const n = (x: number) => Math.round(x).toLocaleString('en-US');
+  process.stdout.write(
+    `${job.job}: revert of run ${r.of.id} (run ${r.revert.id}) ${r.revert.state}: ${n(r.restored)} rows restored` +
+      (r.skipped ? `, ${n(r.skipped)} left as they are because they changed since (keys: ${r.skippedKeys.map((k) => JSON.stringify(k)).join(' ')}${r.skipped > r.skippedKeys.length ? ' …' : ''}; all in _sluice.inplace_dead_letters, run_id ${r.revert.id})` : '') +
+      '\n',
+  );
+  return r.revert.state === 'done' || r.revert.state === 'paused' ? 0 : 1;
 }
