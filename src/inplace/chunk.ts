@@ -71,6 +71,7 @@ export async function runChunk(
     const wal0 = (await c.query(`SELECT pg_current_wal_insert_lsn()::text AS l`)).rows[0].l as string;
     const st = chunkSql(job, t, plan.lo !== null, hi !== null, targets);
     const r = await c.query(st.text, targets.imageColumns ? [...rangeParams(plan.lo, hi), String(runId), String(plan.seq)] : rangeParams(plan.lo, hi));
+    if (job.markWal) await c.query(`SELECT pg_logical_emit_message(true, 'sluice.inplace', $1)`, [JSON.stringify({ job: job.job, run: runId, seq: plan.seq })]);
     const walBytes = Number((await c.query(`SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), $1::pg_lsn)::int8 AS b`, [wal0])).rows[0].b);
     const rowsScanned = hi === null ? await rangeRows(c, t, plan.lo, null) : plan.rows;
     const record: ChunkRecord = {

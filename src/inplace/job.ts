@@ -78,6 +78,11 @@ export const jobSchema = z
       })
       .strict()
       .prefault({}),
+    /**
+     * Mark each chunk in the WAL (pg_logical_emit_message, transactional, prefix `sluice.inplace`, content
+     * {"job","run","seq"}), so that a logical replication consumer can attribute the chunk's changes.
+     */
+    markWal: z.boolean().default(false),
     /** Why the job runs: recorded in the audit ledger with every run. */
     reason: z.string().min(1).optional(),
   })
