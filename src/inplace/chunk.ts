@@ -10,7 +10,7 @@
  *   its chunk, and the run goes on.
  */
 import type pg from 'pg';
-import { chunkSql, boundarySql, rangeParams, qualifiedName, rangeWhere, type ChunkTargets, type JobTable, type Key } from './statements.js';
+import { chunkSql, boundarySql, rangeParams, qualifiedName, rangeWhere, type ChunkTargets, type JobTable, type Key, type TimeWindow } from './statements.js';
 import { recordChunk, type ChunkRecord } from './ledger.js';
 import type { InplaceJob } from './job.js';
 
@@ -19,6 +19,8 @@ export interface ChunkPlan {
   lo: Key | null;
   /** Rows of the key range (its width); the last chunk may hold fewer. */
   rows: number;
+  /** Day/hour chunks: the window the key range lies in; `last` when it ends the run's scope. */
+  window?: TimeWindow & { planned: number | null; last: boolean };
 }
 
 export type ChunkOutcome =
@@ -39,14 +41,14 @@ export function isChunkRetryable(code: string | undefined): boolean {
 }
 
 /** The inclusive upper key of a range `rows` wide after `lo`, or null when fewer rows are left. */
-export async function boundary(c: pg.ClientBase, t: JobTable, lo: Key | null, rows: number): Promise<Key | null> {
-  const r = await c.query({ text: boundarySql(t, lo !== null), values: [...(lo ?? []), rows - 1], rowMode: 'array' });
+export async function boundary(c: pg.ClientBase, t: JobTable, lo: Key | null, rows: number, window?: TimeWindow): Promise<Key | null> {
+  const r = await c.query({ text: boundarySql(t, lo !== null), values: [...rangeParams(lo, null, window), rows - 1], rowMode: 'array' });
   return r.rows[0] ? (r.rows[0] as string[]) : null;
 }
 
 /** Rows of the key range (lo, hi]: counted on the key index (bounded by the chunk's width). */
-async function rangeRows(c: pg.ClientBase, t: JobTable, lo: Key | null, hi: Key | null): Promise<number> {
-  const r = await c.query(`SELECT count(*)::int8 AS n FROM ${qualifiedName(t)} WHERE ${rangeWhere(t, lo !== null, hi !== null, '')}`, rangeParams(lo, hi));
+async function rangeRows(c: pg.ClientBase, t: JobTable, lo: Key | null, hi: Key | null, window?: TimeWindow): Promise<number> {
+  const r = await c.query(`SELECT count(*)::int8 AS n FROM ${qualifiedName(t)} WHERE ${rangeWhere(t, lo !== null, hi !== null, '')}`, rangeParams(lo, hi, window));
   return Number(r.rows[0].n);
 }
 
@@ -64,16 +66,17 @@ export async function runChunk(
   meta: { retries: number; throttleWaitMs: number },
   targets: ChunkTargets = {},
 ): Promise<ChunkOutcome> {
-  const hi = await boundary(c, t, plan.lo, plan.rows);
+  const hi = await boundary(c, t, plan.lo, plan.rows, plan.window);
+  const params = rangeParams(plan.lo, hi, plan.window);
   const started = performance.now();
   await c.query('BEGIN');
   try {
     const wal0 = (await c.query(`SELECT pg_current_wal_insert_lsn()::text AS l`)).rows[0].l as string;
     const st = chunkSql(job, t, plan.lo !== null, hi !== null, targets);
-    const r = await c.query(st.text, targets.imageColumns ? [...rangeParams(plan.lo, hi), String(runId), String(plan.seq)] : rangeParams(plan.lo, hi));
+    const r = await c.query(st.text, targets.imageColumns ? [...params, String(runId), String(plan.seq)] : params);
     if (job.markWal) await c.query(`SELECT pg_logical_emit_message(true, 'sluice.inplace', $1)`, [JSON.stringify({ job: job.job, run: runId, seq: plan.seq })]);
     const walBytes = Number((await c.query(`SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), $1::pg_lsn)::int8 AS b`, [wal0])).rows[0].b);
-    const rowsScanned = hi === null ? await rangeRows(c, t, plan.lo, null) : plan.rows;
+    const rowsScanned = hi === null ? await rangeRows(c, t, plan.lo, null, plan.window) : plan.rows;
     const record: ChunkRecord = {
       seq: plan.seq,
       lo: plan.lo,
@@ -84,10 +87,12 @@ export async function runChunk(
       walBytes,
       retries: meta.retries,
       throttleWaitMs: meta.throttleWaitMs,
+      window: windowOf(plan),
+      final: hi === null && (!plan.window || plan.window.last),
     };
     await recordChunk(c, runId, record);
     await c.query('COMMIT');
-    return { kind: 'committed', record, last: hi === null, deadLetter: false };
+    return { kind: 'committed', record, last: record.final, deadLetter: false };
   } catch (err) {
     await c.query('ROLLBACK').catch(() => undefined);
     const e = err as pg.DatabaseError;
@@ -111,9 +116,9 @@ async function deadLetter(
   meta: { retries: number; throttleWaitMs: number },
 ): Promise<ChunkOutcome> {
   // The failing row is the range's only row: its key is hi (or, for an open last range, the next key).
-  const key = hi ?? (await boundary(c, t, plan.lo, 1));
+  const key = hi ?? (await boundary(c, t, plan.lo, 1, plan.window));
   if (!key) throw e;
-  const record: ChunkRecord = { seq: plan.seq, lo: plan.lo, hi: key, rowsScanned: 1, rowsAffected: 0, durationMs: 0, walBytes: 0, retries: meta.retries, throttleWaitMs: meta.throttleWaitMs };
+  const record: ChunkRecord = { seq: plan.seq, lo: plan.lo, hi: key, rowsScanned: 1, rowsAffected: 0, durationMs: 0, walBytes: 0, retries: meta.retries, throttleWaitMs: meta.throttleWaitMs, window: windowOf(plan), final: false };
   await c.query('BEGIN');
   try {
     await recordChunk(c, runId, record, { key, error: e.message, sqlstate: e.code });
@@ -123,4 +128,9 @@ async function deadLetter(
     throw err;
   }
   return { kind: 'committed', record, last: false, deadLetter: true };
+}
+
+/** A chunk's window as recorded: the window's planned rows go with its first chunk. */
+function windowOf(plan: ChunkPlan): ChunkRecord['window'] {
+  return plan.window ? { from: plan.window.from, to: plan.window.to, planned: plan.lo === null ? plan.window.planned : null } : undefined;
 }

@@ -57,7 +57,13 @@ export const jobSchema = z
     where: z.string().default(''),
     chunk: z
       .object({
-        by: z.literal('key').default('key'),
+        /** key: key ranges; day or hour: time windows of `column` in `timeZone` (then key ranges inside a large one). */
+        by: z.enum(['key', 'day', 'hour']).default('key'),
+        column: z.string().min(1).optional(),
+        timeZone: z.string().min(1).default('UTC'),
+        /** The scope of day/hour chunks, local times (default: the column's first and last value). */
+        from: z.string().min(1).optional(),
+        to: z.string().min(1).optional(),
         /** Key-range width of the first chunk, in rows; it then adapts to targetSeconds. */
         rows: z.number().int().min(1).default(1000),
         targetSeconds: z.number().positive().default(0.5),
@@ -89,6 +95,8 @@ export const jobSchema = z
   .strict()
   .superRefine((j, ctx) => {
     const issue = (path: string, message: string) => ctx.addIssue({ code: 'custom', path: [path], message });
+    if (j.chunk.by !== 'key' && !j.chunk.column) issue('chunk', `chunk by ${j.chunk.by} needs chunk.column (an indexed timestamptz, timestamp or date column)`);
+    if (j.chunk.by === 'key' && (j.chunk.column || j.chunk.from || j.chunk.to)) issue('chunk', 'chunk.column, from and to are for chunk by day or hour');
     if (j.kind === 'update' && !j.set) issue('set', 'an update job needs set: (e.g. set: "total = qty * price")');
     if (j.kind !== 'update' && j.set) issue('set', `a ${j.kind} job takes no set:`);
     if (j.kind !== 'update' && j.undo) issue('undo', `undo: keeps before-images of updates; a ${j.kind} job ${j.kind === 'archive-delete' ? 'keeps the rows in its archive table' : 'cannot take it'}`);

@@ -60,6 +60,10 @@ CREATE TABLE IF NOT EXISTS _sluice.inplace_chunks (
   wal_bytes       bigint NOT NULL,
   retries         int NOT NULL,
   throttle_wait_ms int NOT NULL,
+  win_from        text,
+  win_to          text,
+  planned         bigint,
+  final           boolean NOT NULL DEFAULT false,
   committed_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
   PRIMARY KEY (run_id, seq)
 );
@@ -114,6 +118,10 @@ export interface ChunkRecord {
   seq: number;
   lo: Key | null;
   hi: Key | null;
+  /** Day/hour chunks: the time window the chunk lies in, and the rows of it planned (on the window's first chunk). */
+  window?: { from: string; to: string; planned: number | null };
+  /** The run's last chunk. */
+  final: boolean;
   rowsScanned: number;
   rowsAffected: number;
   durationMs: number;
@@ -211,18 +219,27 @@ export async function runById(c: pg.ClientBase, id: number): Promise<RunRow | un
   return (await c.query(`SELECT ${RUN_COLUMNS} FROM _sluice.inplace_runs WHERE id = $1`, [id])).rows[0];
 }
 
-/** The run's last committed chunk (its `hi` is where the run resumes). */
-export async function lastChunk(c: pg.ClientBase, runId: number): Promise<{ seq: number; hi: Key | null } | undefined> {
-  const r = await c.query(`SELECT seq, hi FROM _sluice.inplace_chunks WHERE run_id = $1 ORDER BY seq DESC LIMIT 1`, [runId]);
-  return r.rows[0] as { seq: number; hi: Key | null } | undefined;
+export interface LastChunk {
+  seq: number;
+  hi: Key | null;
+  winFrom: string | null;
+  winTo: string | null;
+  final: boolean;
+}
+
+/** The run's last committed chunk (where the run resumes). */
+export async function lastChunk(c: pg.ClientBase, runId: number): Promise<LastChunk | undefined> {
+  const r = await c.query(`SELECT seq, hi, win_from AS "winFrom", win_to AS "winTo", final FROM _sluice.inplace_chunks WHERE run_id = $1 ORDER BY seq DESC LIMIT 1`, [runId]);
+  return r.rows[0] as LastChunk | undefined;
 }
 
 /** Records a chunk; called inside the chunk's transaction, after its DML. */
 export async function recordChunk(c: pg.ClientBase, runId: number, k: ChunkRecord, deadLetter?: { key: Key; error: string; sqlstate?: string }): Promise<void> {
   await c.query(
-    `INSERT INTO _sluice.inplace_chunks (run_id, seq, lo, hi, rows_scanned, rows_affected, duration_ms, wal_bytes, retries, throttle_wait_ms)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-    [runId, k.seq, k.lo ? JSON.stringify(k.lo) : null, k.hi ? JSON.stringify(k.hi) : null, k.rowsScanned, k.rowsAffected, Math.round(k.durationMs), k.walBytes, k.retries, Math.round(k.throttleWaitMs)],
+    `INSERT INTO _sluice.inplace_chunks (run_id, seq, lo, hi, rows_scanned, rows_affected, duration_ms, wal_bytes, retries, throttle_wait_ms, win_from, win_to, planned, final)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+    [runId, k.seq, k.lo ? JSON.stringify(k.lo) : null, k.hi ? JSON.stringify(k.hi) : null, k.rowsScanned, k.rowsAffected, Math.round(k.durationMs), k.walBytes, k.retries, Math.round(k.throttleWaitMs),
+     k.window?.from ?? null, k.window?.to ?? null, k.window?.planned ?? null, k.final],
   );
   if (deadLetter) {
     await c.query(`INSERT INTO _sluice.inplace_dead_letters (run_id, key, error, sqlstate) VALUES ($1, $2, $3, $4)`, [runId, JSON.stringify(deadLetter.key), deadLetter.error, deadLetter.sqlstate ?? null]);

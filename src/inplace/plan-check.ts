@@ -8,7 +8,7 @@ import { SluiceError } from '../core/errors.js';
 import type { TableFacts } from './catalog.js';
 import { boundary } from './chunk.js';
 import type { InplaceJob } from './job.js';
-import { chunkSql, rangeParams, type ChunkTargets, type Key } from './statements.js';
+import { chunkSql, rangeParams, type ChunkTargets, type Key, type TimeWindow } from './statements.js';
 
 /** Below this many rows a sequential scan is what PostgreSQL rightly prefers, and costs nothing. */
 export const SCAN_REFUSED_ABOVE_ROWS = 10_000;
@@ -20,13 +20,15 @@ export interface PlanCheck {
   hi: Key | null;
   /** The plan reads the whole table for each chunk. */
   scans: boolean;
+  window?: TimeWindow;
 }
 
-export async function checkPlan(c: pg.ClientBase, job: InplaceJob, facts: TableFacts, targets: ChunkTargets, o: { allowScan: boolean }): Promise<PlanCheck> {
-  const lo = await boundary(c, facts, null, 1);
-  const hi = lo ? await boundary(c, facts, lo, job.chunk.rows) : null;
+/** `window`: day/hour chunks are planned on their first window. */
+export async function checkPlan(c: pg.ClientBase, job: InplaceJob, facts: TableFacts, targets: ChunkTargets, o: { allowScan: boolean; window?: TimeWindow }): Promise<PlanCheck> {
+  const lo = await boundary(c, facts, null, 1, o.window);
+  const hi = lo ? await boundary(c, facts, lo, job.chunk.rows, o.window) : null;
   const sql = chunkSql(job, facts, lo !== null, hi !== null, targets).text;
-  const values = targets.imageColumns ? [...rangeParams(lo, hi), '0', '0'] : rangeParams(lo, hi);
+  const values = targets.imageColumns ? [...rangeParams(lo, hi, o.window), '0', '0'] : rangeParams(lo, hi, o.window);
   let plan: unknown;
   try {
     plan = (await c.query(`EXPLAIN (FORMAT JSON) ${sql}`, values)).rows[0]['QUERY PLAN'];
@@ -46,7 +48,7 @@ export async function checkPlan(c: pg.ClientBase, job: InplaceJob, facts: TableF
         `make the key range usable (a where: that PostgreSQL cannot combine with the key, a function on the key?), or pass --allow-scan if you mean it`,
     );
   }
-  return { plan, lo, hi, scans };
+  return { plan, lo, hi, scans, window: o.window };
 }
 
 function seqScanOf(plan: unknown, relation: string): boolean {

@@ -9,9 +9,9 @@ import type { TableFacts } from './catalog.js';
 import { boundary } from './chunk.js';
 import type { InplaceJob } from './job.js';
 import { ensureLedger } from './ledger.js';
-import { checkPlan } from './plan-check.js';
-import { chunkSql, rangeParams, setTargets, statementText, type ChunkTargets, type Key } from './statements.js';
-import { resolveTargets } from './targets.js';
+import { prepareJob } from './prepare.js';
+import { chunkSql, rangeParams, setTargets, statementText, type ChunkTargets, type Key, type TimeWindow } from './statements.js';
+import { countBuckets, type Bucket } from './windows.js';
 
 export interface JobPlan {
   job: string;
@@ -25,6 +25,9 @@ export interface JobPlan {
   cascades: string[];
   indexedSetColumns: string[];
   sample: { chunks: number; rowsScanned: number; rowsAffected: number; seconds: number; walBytes: number } | null;
+  /** Day/hour chunks: the scope, and each bucket's rows and rows the job is for. */
+  scope: TimeWindow | null;
+  buckets: Bucket[] | null;
   estimate: { rowsAffected: number; walBytes: number; seconds: number } | null;
 }
 
@@ -34,19 +37,18 @@ const SAMPLE_CHUNKS = 3;
  * Everything runs in one transaction that is rolled back: a plan changes nothing (not even a missing
  * archive table). Only sluice's ledger tables are made first when missing.
  */
-export async function planJob(c: pg.ClientBase, job: InplaceJob, facts: TableFacts, o: { allowScan: boolean }): Promise<JobPlan> {
+export async function planJob(c: pg.ClientBase, job: InplaceJob, o: { allowScan: boolean }): Promise<JobPlan> {
   await ensureLedger(c);
   await c.query('BEGIN');
   try {
-    return await planInside(c, job, facts, o);
+    return await planInside(c, job, o);
   } finally {
     await c.query('ROLLBACK').catch(() => undefined);
   }
 }
 
-async function planInside(c: pg.ClientBase, job: InplaceJob, facts: TableFacts, o: { allowScan: boolean }): Promise<JobPlan> {
-  const targets = await resolveTargets(c, job, facts);
-  const check = await checkPlan(c, job, facts, targets, o);
+async function planInside(c: pg.ClientBase, job: InplaceJob, o: { allowScan: boolean }): Promise<JobPlan> {
+  const { facts, targets, check, scope } = await prepareJob(c, job, o);
   const triggers = (
     await c.query(
       `SELECT tgname || ' (' || pg_get_triggerdef(t.oid) || ')' AS d FROM pg_trigger t WHERE tgrelid = $1 AND NOT tgisinternal AND tgenabled <> 'D' ORDER BY tgname`,
@@ -73,7 +75,8 @@ async function planInside(c: pg.ClientBase, job: InplaceJob, facts: TableFacts, 
         )
       ).rows.map((r) => r.n as string)
     : [];
-  const sample = await sampleChunks(c, job, facts, targets);
+  const buckets = scope && facts.window ? await countBuckets(c, job, { ...facts, window: facts.window }, job.chunk.by as 'day' | 'hour', scope) : null;
+  const sample = await sampleChunks(c, job, facts, targets, check.window);
   const estimate =
     sample && sample.rowsScanned > 0
       ? {
@@ -95,11 +98,13 @@ async function planInside(c: pg.ClientBase, job: InplaceJob, facts: TableFacts, 
     indexedSetColumns,
     sample,
     estimate,
+    scope: scope ?? null,
+    buckets,
   };
 }
 
 /** The first chunks, run inside the plan's transaction (rolled back: nothing changes). */
-async function sampleChunks(c: pg.ClientBase, job: InplaceJob, facts: TableFacts, targets: ChunkTargets): Promise<JobPlan['sample']> {
+async function sampleChunks(c: pg.ClientBase, job: InplaceJob, facts: TableFacts, targets: ChunkTargets, window?: TimeWindow): Promise<JobPlan['sample']> {
   const wal0 = (await c.query(`SELECT pg_current_wal_insert_lsn()::text AS l`)).rows[0].l as string;
   const t0 = performance.now();
   let lo: Key | null = null;
@@ -107,9 +112,10 @@ async function sampleChunks(c: pg.ClientBase, job: InplaceJob, facts: TableFacts
   let affected = 0;
   let chunks = 0;
   for (; chunks < SAMPLE_CHUNKS; chunks++) {
-    const hi = await boundary(c, facts, lo, job.chunk.rows);
+    const hi = await boundary(c, facts, lo, job.chunk.rows, window);
     const st = chunkSql(job, facts, lo !== null, hi !== null, targets);
-    const r = await c.query(st.text, targets.imageColumns ? [...rangeParams(lo, hi), '0', String(chunks)] : rangeParams(lo, hi));
+    const params = rangeParams(lo, hi, window);
+    const r = await c.query(st.text, targets.imageColumns ? [...params, '0', String(chunks)] : params);
     const n = st.counted ? Number(r.rows[0].n) : (r.rowCount ?? 0);
     affected += n;
     scanned += hi ? job.chunk.rows : n;

@@ -3,11 +3,12 @@
  * runner's memory: they work whether or not the job runs).
  */
 import type pg from 'pg';
-import type { TableFacts } from './catalog.js';
+import { readTable, type TableFacts } from './catalog.js';
 import type { InplaceJob } from './job.js';
 import { lastRun, type RunRow } from './ledger.js';
 import { JOB_LOCK_CLASS } from './runner.js';
 import { rangeParams, remainingSql, type Key } from './statements.js';
+import { windowSpec } from './windows.js';
 
 export interface JobStatus {
   job: string;
@@ -96,6 +97,9 @@ export function formatSeconds(s: number): string {
 export interface VerifyRange {
   lo: Key | null;
   hi: Key | null;
+  /** Day/hour chunks: the day (or hour, or days merged) the row is about, its planned rows. */
+  span?: string;
+  planned?: number | null;
   chunks: number;
   rowsAffected: number;
   /** Rows of the range that still match the job's where. */
@@ -112,6 +116,41 @@ export interface JobVerdict {
   remaining: number;
   differing: VerifyRange[];
   ok: boolean;
+  /** Day/hour chunks: every window's planned, changed and remaining rows. */
+  windows?: VerifyRange[];
+}
+
+/**
+ * Day/hour chunks, per window of the run (a day, an hour of a large day, or small days merged): the
+ * rows planned for the job when the window was planned, the rows its chunks changed, and the rows that
+ * still match where. A window disagrees when rows remain, or when it changed other than planned (the
+ * application wrote there meanwhile).
+ */
+async function verifyWindows(c: pg.ClientBase, job: InplaceJob, facts: TableFacts, run: RunRow): Promise<JobVerdict> {
+  const rows = (
+    await c.query(
+      `SELECT win_from, win_to, count(*)::int AS chunks, sum(planned)::float8 AS planned, sum(rows_affected)::float8 AS changed
+         FROM _sluice.inplace_chunks WHERE run_id = $1 GROUP BY 1, 2 ORDER BY 1`,
+      [run.id],
+    )
+  ).rows as { win_from: string; win_to: string; chunks: number; planned: number | null; changed: number }[];
+  const windows: VerifyRange[] = [];
+  let remaining = 0;
+  for (const w of rows) {
+    const left = job.where.trim() ? Number((await c.query(remainingSql(job, facts, false, false), rangeParams(null, null, { from: w.win_from, to: w.win_to }))).rows[0].n) : 0;
+    remaining += left;
+    windows.push({ lo: null, hi: null, span: spanOf(w.win_from, w.win_to), chunks: w.chunks, planned: w.planned, rowsAffected: w.changed, remaining: left });
+  }
+  const differing = windows.filter((w) => w.remaining > 0 || (w.planned !== null && w.planned !== undefined && w.planned !== w.rowsAffected));
+  return { job: job.job, run: run.id, state: run.state, where: job.where, ranges: windows.length, remaining, differing, ok: run.state === 'done' && remaining === 0, windows };
+}
+
+/** '2024-03-01' for a day, '2024-03-01 14:00' for an hour, '2024-03-01 … 2024-03-04' for days merged. */
+function spanOf(from: string, to: string): string {
+  const f = from.slice(0, 10);
+  const last = new Date(Date.parse(to.replace(' ', 'T') + 'Z') - 1).toISOString().slice(0, 10);
+  if (from.endsWith('00:00:00') && to.endsWith('00:00:00')) return f === last ? f : `${f} … ${last}`;
+  return `${from.slice(0, 16)} … ${to.slice(0, 16)}`;
 }
 
 const RANGE_ROWS = 100_000;
@@ -121,9 +160,13 @@ const RANGE_ROWS = 100_000;
  * how many rows still match the job's `where` (a fill leaves none; a delete leaves none). Ranges where
  * some remain are named — rows the application wrote there since, or rows the job could not change.
  */
-export async function verifyJob(c: pg.ClientBase, job: InplaceJob, facts: TableFacts): Promise<JobVerdict> {
+export async function verifyJob(c: pg.ClientBase, job: InplaceJob): Promise<JobVerdict> {
+  const table = await readTable(c, job.table);
+  const window = await windowSpec(c, job, table);
+  const facts: TableFacts = window ? { ...table, window } : table;
   const run = await lastRun(c, job.job);
   if (!run) return { job: job.job, run: null, state: 'planned', where: job.where, ranges: 0, remaining: 0, differing: [], ok: false };
+  if (window) return verifyWindows(c, job, facts, run);
   const chunks = (await c.query(`SELECT lo, hi, rows_scanned::float8 AS s, rows_affected::float8 AS a FROM _sluice.inplace_chunks WHERE run_id = $1 ORDER BY seq`, [run.id])).rows as {
     lo: Key | null;
     hi: Key | null;
@@ -159,7 +202,11 @@ export async function verifyJob(c: pg.ClientBase, job: InplaceJob, facts: TableF
 export function renderVerdict(v: JobVerdict): string {
   if (v.run === null) return `${v.job}: not run yet: nothing to verify`;
   const head = v.where.trim()
-    ? `${v.ok ? 'OK       ' : 'NOT DONE '} ${v.job} (run ${v.run}, ${v.state}): ${v.remaining.toLocaleString('en-US')} rows in ${v.ranges} checked key ranges still match where ${v.where}`
+    ? `${v.ok ? 'OK       ' : 'NOT DONE '} ${v.job} (run ${v.run}, ${v.state}): ${v.remaining.toLocaleString('en-US')} rows in ${v.ranges} checked ${v.windows ? 'time windows' : 'key ranges'} still match where ${v.where}`
     : `${v.ok ? 'OK       ' : 'NOT DONE '} ${v.job} (run ${v.run}, ${v.state}): no where: to count; ${v.ranges} key ranges committed`;
-  return [head, ...v.differing.map((d) => `  keys (${JSON.stringify(d.lo)}, ${JSON.stringify(d.hi)}]: ${d.remaining} rows still match (${d.rowsAffected} changed by the job)`)].join('\n');
+  const line = (d: VerifyRange) =>
+    d.span !== undefined
+      ? `  ${d.span}: planned ${d.planned ?? '?'}, changed ${d.rowsAffected}, ${d.remaining} still match`
+      : `  keys (${JSON.stringify(d.lo)}, ${JSON.stringify(d.hi)}]: ${d.remaining} rows still match (${d.rowsAffected} changed by the job)`;
+  return [head, ...v.differing.map(line)].join('\n');
 }

@@ -107,7 +107,7 @@ async function restoreChunks(
       const keys = (await c.query(`SELECT key FROM _sluice.inplace_images WHERE run_id = $1 AND seq = $2`, [of.id, seq])).rows.map((r) => r.key as string[]);
       const done = new Set((await c.query(statement, [of.id, seq])).rows.map((r) => JSON.stringify(r.key)));
       restored = done.size;
-      await recordChunk(c, revert.id, { seq, lo: null, hi: null, rowsScanned: keys.length, rowsAffected: restored, durationMs: performance.now() - started, walBytes: 0, retries: 0, throttleWaitMs: waited });
+      await recordChunk(c, revert.id, { seq, lo: null, hi: null, rowsScanned: keys.length, rowsAffected: restored, durationMs: performance.now() - started, walBytes: 0, retries: 0, throttleWaitMs: waited, final: false });
       for (const k of keys) {
         if (done.has(JSON.stringify(k))) continue;
         await c.query(`INSERT INTO _sluice.inplace_dead_letters (run_id, key, error) VALUES ($1, $2, $3)`, [revert.id, JSON.stringify(k), `changed since run ${of.id} wrote it (or deleted): left as it is`]);

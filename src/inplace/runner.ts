@@ -9,15 +9,15 @@ import { SluiceError, errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { backoffMs, sleep } from '../core/retry.js';
 import { gitCommit } from '../core/code-version.js';
-import { readTable, systemIdentifier, type TableFacts } from './catalog.js';
-import { runChunk } from './chunk.js';
+import { systemIdentifier, type TableFacts } from './catalog.js';
+import { runChunk, type ChunkPlan } from './chunk.js';
 import { finishNotNull } from './finish.js';
 import { HealthGate } from './health.js';
 import type { InplaceJob, InplaceThrottle } from './job.js';
-import { ensureLedger, lastChunk, lastRun, openRun, runById, setRunState, statementSha, type RunRow } from './ledger.js';
-import { checkPlan } from './plan-check.js';
-import { statementText, type ChunkTargets, type Key } from './statements.js';
-import { resolveTargets } from './targets.js';
+import { ensureLedger, lastChunk, lastRun, openRun, runById, setRunState, statementSha, type LastChunk, type RunRow } from './ledger.js';
+import { EMPTY_SCOPE, prepareJob } from './prepare.js';
+import { statementText, type ChunkTargets, type TimeWindow } from './statements.js';
+import { planWindows, type Window } from './windows.js';
 
 /** The advisory lock a running job holds for its whole run: (JOB_LOCK_CLASS, hashtext(job)). */
 export const JOB_LOCK_CLASS = 7451;
@@ -76,10 +76,14 @@ export async function runJob(job: InplaceJob, o: RunOptions): Promise<RunResult>
   let c = await connect(o.databaseUrl, job, 'chunks');
   const h = await connect(o.databaseUrl, job, 'health');
   try {
-    const facts = await readTable(c, job.table);
     await ensureLedger(c);
-    const targets = await resolveTargets(c, job, facts);
-    await checkPlan(c, job, facts, targets, { allowScan: o.allowScan ?? false });
+    const prev0 = await lastRun(c, job.job);
+    const resumable = prev0 && (prev0.state === 'running' || prev0.state === 'paused' || prev0.state === 'failed');
+    // A resumed run keeps the scope it was opened with.
+    const { facts, targets, scope } = await prepareJob(c, job, {
+      allowScan: o.allowScan ?? false,
+      scope: resumable ? (prev0.params as { scope?: TimeWindow | null }).scope : undefined,
+    });
     const locked = (await c.query(`SELECT pg_try_advisory_lock(${JOB_LOCK_CLASS}, hashtext($1)) AS ok`, [job.job])).rows[0].ok as boolean;
     if (!locked) throw new SluiceError('BAD_USAGE', `job ${job.job} is already running in another process (see \`sluice inplace status\`)`);
     const statement = statementText(job, facts, targets);
@@ -102,7 +106,7 @@ export async function runJob(job: InplaceJob, o: RunOptions): Promise<RunResult>
         table: `${facts.schema}.${facts.name}`,
         kind: job.kind,
         statement,
-        params: { ...job, database: undefined },
+        params: { ...job, database: undefined, ...(scope !== undefined ? { scope } : {}) },
         reason,
         version: o.version,
         gitCommit: gitCommit(),
@@ -112,7 +116,7 @@ export async function runJob(job: InplaceJob, o: RunOptions): Promise<RunResult>
     }
     await setRunState(c, run.id, 'running');
     const gate = new HealthGate(h, facts.oid, job.throttle, o.logger);
-    return await loop(job, facts, targets, run, gate, o, () => c, async () => {
+    return await loop(job, facts, targets, scope === undefined ? undefined : (scope ?? EMPTY_SCOPE), run, gate, o, () => c, async () => {
       await c.end().catch(() => undefined);
       c = await reconnect(o.databaseUrl, job, o.logger);
       await c.query(`SELECT pg_advisory_lock(${JOB_LOCK_CLASS}, hashtext($1))`, [job.job]);
@@ -140,6 +144,7 @@ async function loop(
   job: InplaceJob,
   facts: TableFacts,
   targets: ChunkTargets,
+  scope: TimeWindow | undefined,
   start: RunRow,
   gate: HealthGate,
   o: RunOptions,
@@ -151,10 +156,25 @@ async function loop(
   let throttle: InplaceThrottle = job.throttle;
   const rate: { at: number; rows: number }[] = [];
   let held: string | null = null;
+  let windows: Window[] = [];
+  /** The chunk after the last committed one: the next key range, within its window for day/hour chunks. */
+  const nextChunk = async (last: LastChunk | undefined, rows: number): Promise<ChunkPlan> => {
+    const seq = (last?.seq ?? 0) + 1;
+    if (!scope) return { seq, lo: last?.hi ?? null, rows };
+    if (last && last.hi !== null) return { seq, lo: last.hi, rows, window: { from: last.winFrom!, to: last.winTo!, planned: null, last: last.winTo === scope.to } };
+    const start = last ? last.winTo! : scope.from;
+    let w = windows.find((x) => x.from === start);
+    if (!w) {
+      windows = await planWindows(client(), job, { ...facts, window: facts.window! }, { from: start, to: scope.to }, rows);
+      w = windows[0];
+    }
+    if (w.from >= w.to && w.to !== scope.to) throw new SluiceError('INTERNAL', `job ${job.job}: an empty time window [${w.from}, ${w.to}) was planned before the end of the scope; please report this`);
+    return { seq, lo: null, rows, window: { from: w.from, to: w.to, planned: w.planned, last: w.to === scope.to } };
+  };
   for (;;) {
     const c = client();
     let run: RunRow;
-    let last: { seq: number; hi: Key | null } | undefined;
+    let last: LastChunk | undefined;
     try {
       run = (await runById(c, start.id))!;
       last = await lastChunk(c, run.id);
@@ -163,7 +183,7 @@ async function loop(
       await renew();
       continue;
     }
-    if (last && last.hi === null) {
+    if (last?.final) {
       if (job.finish.notNull.length) {
         try {
           await finishNotNull(c, job, facts, o.logger);
@@ -225,7 +245,7 @@ async function loop(
     const watch = gate.watchBlocked(pids.get(c) ?? 0);
     let outcome;
     try {
-      outcome = await runChunk(c, job, facts, run.id, { seq: (last?.seq ?? 0) + 1, lo: last?.hi ?? null, rows }, { retries: attempts, throttleWaitMs: waited }, targets);
+      outcome = await runChunk(c, job, facts, run.id, await nextChunk(last, rows), { retries: attempts, throttleWaitMs: waited }, targets);
     } catch (err) {
       await watch.stop();
       if (isConnectionError(err)) {

@@ -13,10 +13,25 @@ export interface KeyColumn {
   type: string;
 }
 
+/** Day/hour chunks: each chunk also lies within a time window [from, to) of this column. */
+export interface WindowSpec {
+  column: string;
+  /** timestamptz windows are local times in timeZone; timestamp and date windows are the values themselves. */
+  type: 'timestamptz' | 'timestamp' | 'date';
+  timeZone: string;
+}
+
 export interface JobTable {
   schema: string;
   name: string;
   key: KeyColumn[];
+  window?: WindowSpec;
+}
+
+/** A time window: local timestamps as text ('2024-03-01 00:00:00'), from inclusive, to exclusive. */
+export interface TimeWindow {
+  from: string;
+  to: string;
 }
 
 /** A key as text values, one per key column. */
@@ -34,23 +49,36 @@ function params(t: JobTable, first: number): string {
   return `(${t.key.map((c, i) => `$${first + i}::${c.type}`).join(', ')})`;
 }
 
+/** How many parameters a range takes: lo's values, hi's, and a window's two bounds. */
+export function rangeParamCount(t: JobTable, hasLo: boolean, hasHi: boolean): number {
+  return (hasLo ? t.key.length : 0) + (hasHi ? t.key.length : 0) + (t.window ? 2 : 0);
+}
+
+/** `col >= from AND col < to`, with the bounds as constants so the column's index is used. */
+function windowClause(w: WindowSpec, first: number): string {
+  const bound = (n: number) => (w.type === 'timestamptz' ? `($${n}::timestamp AT TIME ZONE ${pg.escapeLiteral(w.timeZone)})` : `$${n}::timestamp`);
+  return `${q(w.column)} >= ${bound(first)} AND ${q(w.column)} < ${bound(first + 1)}`;
+}
+
 /**
  * The next chunk's inclusive upper bound: the key `rows` rows past `lo` (an index walk, no table
- * scan). No row comes back when fewer rows are left: the chunk is then the last, open one.
+ * scan; within a window, a walk of the window's rows). No row comes back when fewer rows are left:
+ * the chunk is then the last, open one. Parameters: lo's values, the window's bounds, the offset.
  */
 export function boundarySql(t: JobTable, hasLo: boolean): string {
   // Aliased: an output column named like a key column would make ORDER BY sort by its text.
   const cols = t.key.map((c, i) => `${q(c.name)}::text AS k${i}`).join(', ');
-  const after = hasLo ? ` WHERE ${rowOf(t)} > ${params(t, 1)}` : '';
-  const offset = `$${hasLo ? t.key.length + 1 : 1}`;
-  return `SELECT ${cols} FROM ${qualifiedName(t)}${after} ORDER BY ${t.key.map((c) => q(c.name)).join(', ')} OFFSET ${offset} LIMIT 1`;
+  const where = rangeWhere(t, hasLo, false, '');
+  const offset = `$${rangeParamCount(t, hasLo, false) + 1}`;
+  return `SELECT ${cols} FROM ${qualifiedName(t)}${where === 'true' ? '' : ` WHERE ${where}`} ORDER BY ${t.key.map((c) => q(c.name)).join(', ')} OFFSET ${offset} LIMIT 1`;
 }
 
-/** The chunk's WHERE: its key range and the job's condition. Parameters: lo's values, then hi's. */
+/** The chunk's WHERE: its key range, its window, the job's condition. Parameters: lo's values, hi's, the window's bounds. */
 export function rangeWhere(t: JobTable, hasLo: boolean, hasHi: boolean, where: string): string {
   const parts: string[] = [];
   if (hasLo) parts.push(`${rowOf(t)} > ${params(t, 1)}`);
   if (hasHi) parts.push(`${rowOf(t)} <= ${params(t, hasLo ? t.key.length + 1 : 1)}`);
+  if (t.window) parts.push(windowClause(t.window, (hasLo ? t.key.length : 0) + (hasHi ? t.key.length : 0) + 1));
   if (where.trim()) parts.push(`(${where})`);
   return parts.length ? parts.join(' AND ') : 'true';
 }
@@ -87,7 +115,7 @@ export function chunkSql(
   switch (job.kind) {
     case 'update': {
       if (!x.imageColumns) return { text: `UPDATE ${table} SET ${job.set} WHERE ${w}`, counted: false };
-      const n = (hasLo ? t.key.length : 0) + (hasHi ? t.key.length : 0);
+      const n = rangeParamCount(t, hasLo, hasHi);
       const keys = t.key.map((c, i) => `${q(c.name)} AS sluice_k${i}`).join(', ');
       const before = x.imageColumns.map((c, i) => `${q(c.name)}::text AS sluice_v${i}`).join(', ');
       const after = x.imageColumns.map((c, i) => `${q(t.name)}.${q(c.name)}::text AS sluice_a${i}`).join(', ');
@@ -126,9 +154,9 @@ export function remainingSql(job: Pick<InplaceJob, 'where'>, t: JobTable, hasLo:
   return `SELECT count(*)::int8 AS n FROM ${qualifiedName(t)} WHERE ${rangeWhere(t, hasLo, hasHi, job.where)}`;
 }
 
-/** The parameters of a chunk statement: lo's values, then hi's. */
-export function rangeParams(lo: Key | null, hi: Key | null): string[] {
-  return [...(lo ?? []), ...(hi ?? [])];
+/** The parameters of a chunk statement: lo's values, hi's, then the window's bounds. */
+export function rangeParams(lo: Key | null, hi: Key | null, window?: TimeWindow): string[] {
+  return [...(lo ?? []), ...(hi ?? []), ...(window ? [window.from, window.to] : [])];
 }
 
 /** The columns an UPDATE's SET list assigns (`a = …, b = …`, `(a, b) = …`), split at top-level commas. */

@@ -31,7 +31,7 @@ async function withJob<T>(file: string, opts: GlobalOptions, fn: (job: InplaceJo
 
 export async function inplacePlanCommand(file: string, flags: { json?: boolean; allowScan?: boolean }, opts: GlobalOptions): Promise<number> {
   return withJob(file, opts, async (job, c) => {
-    const p = await planJob(c, job, await readTable(c, job.table), { allowScan: flags.allowScan ?? false });
+    const p = await planJob(c, job, { allowScan: flags.allowScan ?? false });
     process.stdout.write(flags.json ? JSON.stringify(p, null, 2) + '\n' : renderPlan(p) + '\n');
     return 0;
   });
@@ -56,6 +56,7 @@ function renderPlan(p: JobPlan): string {
     p.estimate
       ? `  estimate for the whole table, unthrottled: ~${n(p.estimate.rowsAffected)} rows changed, ~${mib(p.estimate.walBytes)} WAL, ~${formatSeconds(p.estimate.seconds)}`
       : '',
+    ...bucketLines(p),
   ]
     .filter(Boolean)
     .join('\n');
@@ -72,6 +73,16 @@ function stopOnSignal(): () => boolean {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   return () => stop;
+}
+
+/** Day/hour chunks: the rows each bucket holds and the rows the job is for (the first and last 10 when many). */
+function bucketLines(p: JobPlan): string[] {
+  if (!p.scope || !p.buckets) return [];
+  const n = (x: number) => Math.round(x).toLocaleString('en-US');
+  const rows = p.buckets.map((b) => `    ${b.start}  ${n(b.rows).padStart(12)} rows  ${n(b.planned).padStart(12)} for the job`);
+  const shown = rows.length > 20 ? [...rows.slice(0, 10), `    … ${rows.length - 20} more …`, ...rows.slice(-10)] : rows;
+  const total = p.buckets.reduce((s, b) => s + b.planned, 0);
+  return [`  scope ${p.scope.from} to ${p.scope.to}: ${p.buckets.length} buckets with rows, ${n(total)} rows for the job:`, ...shown];
 }
 
 export async function inplaceRunCommand(file: string, flags: { again?: boolean; allowScan?: boolean; reason?: string }, opts: GlobalOptions): Promise<number> {
@@ -165,7 +176,7 @@ export async function inplaceThrottleCommand(file: string, flags: Record<string,
 
 export async function inplaceVerifyCommand(file: string, flags: { json?: boolean }, opts: GlobalOptions): Promise<number> {
   return withJob(file, opts, async (job, c) => {
-    const v = await verifyJob(c, job, await readTable(c, job.table));
+    const v = await verifyJob(c, job);
     process.stdout.write(flags.json ? JSON.stringify(v, null, 2) + '\n' : renderVerdict(v) + '\n');
     return v.ok ? 0 : 1;
   });
