@@ -105,21 +105,23 @@ export class HealthGate {
    */
   watchBlocked(pid: number): { stop: () => Promise<number> } {
     let most = 0;
-    let running = true;
+    const done = new AbortController();
     const loop = (async () => {
-      while (running) {
+      // The first sample after 100 ms: a chunk that ends sooner blocked nobody for long.
+      while (!done.signal.aborted) {
+        await sleep(100, done.signal);
+        if (done.signal.aborted) return;
         try {
           const n = (await this.c.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE $1 = ANY (pg_blocking_pids(pid))`, [pid])).rows[0].n as number;
           most = Math.max(most, n);
         } catch {
           return;
         }
-        await sleep(100);
       }
     })();
     return {
       stop: async () => {
-        running = false;
+        done.abort();
         await loop;
         return most;
       },

