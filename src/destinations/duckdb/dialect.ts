@@ -69,10 +69,10 @@ export function createLoadTableSql(load: TableName, columns: readonly DuckColumn
  * by an update while the load ran). Every copy was read after L0, and after this dedupe every change
  * at or after L0 is replayed over the table, last image per key. A row changed after L0 is therefore
  * rewritten (or deleted) by the replay whichever copy survives; a row not changed after L0 has the
- * same values in every copy. Keeping the copy with the highest sequence (the chunk read last; the
- * copier numbers chunks when it starts reading them) keeps the newest copy, which is what the replay
- * would produce anyway, and makes the choice deterministic; `rowid` breaks a tie inside one chunk,
- * which cannot hold a key twice.
+ * same values in every copy. So correctness does not hang on which copy wins; keeping the copy with
+ * the highest sequence (state.ts nextLoadSeq numbers a chunk one past the chunks committed before it:
+ * after a resume, the re-read copy) keeps the most recently read one and makes the choice
+ * deterministic. `rowid` breaks a tie inside one chunk, which cannot hold a key twice anyway.
  */
 export function dedupedSelectSql(load: TableName, columns: readonly DuckColumn[], key: readonly string[]): string {
   return (
