@@ -79,7 +79,8 @@ test('left-out values the destination cannot supply are found, filled, or droppe
   );
   assert.deepEqual(dropUnresolvedSql(live, '_sluice_batch', key), [
     `DELETE FROM "main"."orders" AS t USING temp.main."_sluice_batch" AS s WHERE t."id" = s."id" AND s._sluice_op = 'u' AND s._sluice_unchanged IS NOT NULL AND s._sluice_from IS NOT NULL`,
-    `DELETE FROM temp.main."_sluice_batch" AS s WHERE s._sluice_op = 'u' AND s._sluice_unchanged IS NOT NULL`,
+    `DELETE FROM temp.main."_sluice_batch" AS s WHERE s._sluice_op = 'u' AND s._sluice_unchanged IS NOT NULL` +
+      ` AND (s._sluice_from IS NOT NULL OR NOT EXISTS (SELECT 1 FROM "main"."orders" AS t WHERE t."id" = s."id"))`,
   ]);
 });
 

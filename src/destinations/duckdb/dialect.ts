@@ -177,7 +177,14 @@ export function mergeBatchSql(target: TableName, batch: string, columns: readonl
 export function unknownValuesSql(target: TableName, batch: string, key: readonly string[]): string {
   return (
     `SELECT ${key.map((k) => `CAST(s.${quoteIdent(k)} AS VARCHAR) AS ${quoteIdent(k)}`).join(', ')}, s.${UNCHANGED_MASK} AS mask FROM ${batchRef(batch)} AS s` +
-    ` WHERE s.${OP} = 'u' AND s.${UNCHANGED_MASK} IS NOT NULL` +
+    ` WHERE ${unknownCondition(target, key)}`
+  );
+}
+
+/** An image (alias `s`) with left-out values the destination cannot supply. */
+function unknownCondition(target: TableName, key: readonly string[]): string {
+  return (
+    `s.${OP} = 'u' AND s.${UNCHANGED_MASK} IS NOT NULL` +
     ` AND (s.${FROM_KEY} IS NOT NULL OR NOT EXISTS (SELECT 1 FROM ${qualified(target)} AS t WHERE ${keyMatch(key, 't', 's')}))`
   );
 }
@@ -197,9 +204,8 @@ export function applyFillSql(batch: string, fill: string, columns: readonly Duck
  * is deleted, rather than written with values nobody knows.
  */
 export function dropUnresolvedSql(target: TableName, batch: string, key: readonly string[]): string[] {
-  const unresolved = `s.${OP} = 'u' AND s.${UNCHANGED_MASK} IS NOT NULL`;
   return [
-    `DELETE FROM ${qualified(target)} AS t USING ${batchRef(batch)} AS s WHERE ${keyMatch(key, 't', 's')} AND ${unresolved} AND s.${FROM_KEY} IS NOT NULL`,
-    `DELETE FROM ${batchRef(batch)} AS s WHERE ${unresolved}`,
+    `DELETE FROM ${qualified(target)} AS t USING ${batchRef(batch)} AS s WHERE ${keyMatch(key, 't', 's')} AND s.${OP} = 'u' AND s.${UNCHANGED_MASK} IS NOT NULL AND s.${FROM_KEY} IS NOT NULL`,
+    `DELETE FROM ${batchRef(batch)} AS s WHERE ${unknownCondition(target, key)}`,
   ];
 }
