@@ -7,6 +7,7 @@
  * The oracle shares no code with sluice: it reads PostgreSQL and DuckDB with plain SQL (each value as
  * its engine prints it, floats and intervals as numbers) and compares in Node, per DuckDB column type.
  * A value DuckDB cannot hold (a timestamp past 294247-01-10) must be refused, naming the column.
+ * Last, the cross-engine row hash (row-hash.ts) must agree on every row and column of it.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -19,6 +20,7 @@ import { to as copyTo } from 'pg-copy-streams';
 import { SESSION_OPTIONS } from '../../src/pipeline/context.js';
 import { introspectTable } from '../../src/sources/postgres/introspect.js';
 import { openDuckDb } from '../../src/destinations/duckdb/connection.js';
+import { duckdbRangeHashSql, duckdbRowHashExpr, postgresRowHashExpr } from '../../src/destinations/duckdb/row-hash.js';
 import { duckColumns } from '../../src/destinations/duckdb/types.js';
 import { appendChunk, applyBatch, createLoadTable, createTarget, finishLoad, type TableShape } from '../../src/destinations/duckdb/writer.js';
 import { startCluster, type Cluster } from '../support/clusters.js';
@@ -333,4 +335,37 @@ test('a batch of every type through the MERGE: new rows, every column changed, t
     file.close();
   }
   await assertEqualToSource(path);
+});
+
+test('the cross-engine row hash: PostgreSQL and DuckDB give the same hash for every row and every type, and a one-ulp change shows', { timeout: 120_000 }, async () => {
+  const info = await introspectTable(client, { schema: 'public', name: 'types' });
+  const columns = duckColumns(info);
+  const path = join(dir, 'types.duckdb');
+  const pgHashes = (await client.query({ text: `SELECT id, ${postgresRowHashExpr(columns)} FROM public.types ORDER BY id`, rowMode: 'array' })).rows as [number, string][];
+  const instance = await DuckDBInstance.create(path);
+  const duck = await instance.connect();
+  try {
+    const duckHashes = (await duck.runAndReadAll(`SELECT id, ${duckdbRowHashExpr(columns)} FROM main.types ORDER BY id`)).getRowsJS() as [number, string][];
+    assert.equal(duckHashes.length, pgHashes.length);
+    const differing = pgHashes.filter(([id, h], i) => duckHashes[i][0] !== id || duckHashes[i][1] !== h).map(([id]) => id);
+    assert.deepEqual(differing, [], 'rows whose hashes differ');
+    // Each column on its own too, so that one column's agreement cannot hide in another's NULLs.
+    for (const c of columns) {
+      const p = (await client.query({ text: `SELECT string_agg(${postgresRowHashExpr([c])}, '' ORDER BY id) AS h FROM public.types` })).rows[0].h;
+      const d = (await duck.runAndReadAll(`SELECT string_agg(${duckdbRowHashExpr([c])}, '' ORDER BY id) AS h FROM main.types`)).getRowsJS()[0][0];
+      assert.equal(d, p, `column ${c.name}`);
+    }
+    const pgRange = (await client.query(`SELECT count(*)::int AS n, coalesce(md5(string_agg(${postgresRowHashExpr(columns)}, '' ORDER BY id)), md5('')) AS h FROM public.types`)).rows[0];
+    const duckRange = (await duck.runAndReadAll(duckdbRangeHashSql({ schema: 'main', name: 'types' }, columns, ['id']))).getRowsJS()[0];
+    assert.deepEqual([Number(duckRange[0]), duckRange[1]], [pgRange.n, pgRange.h]);
+    // One value moved by one unit in the last place: that row's hash, and the range's, differ.
+    await duck.run(`UPDATE main.types SET c_double = nextafter(c_double, 1e308) WHERE id = 200`);
+    const after = (await duck.runAndReadAll(`SELECT id, ${duckdbRowHashExpr(columns)} FROM main.types ORDER BY id`)).getRowsJS() as [number, string][];
+    assert.deepEqual(pgHashes.filter(([id, h], i) => after[i][0] !== id || after[i][1] !== h).map(([id]) => id), [200]);
+    const changed = (await duck.runAndReadAll(duckdbRangeHashSql({ schema: 'main', name: 'types' }, columns, ['id']))).getRowsJS()[0];
+    assert.notEqual(changed[1], pgRange.h);
+  } finally {
+    duck.closeSync();
+    instance.closeSync();
+  }
 });
