@@ -249,3 +249,44 @@ test('one writer: a second process, or a second open in this process, gets an er
   }
   (await openDuckDb(path)).close();
 });
+
+test('a process killed inside a chunk transaction leaves neither the rows nor the progress; the committed chunks and state stay', async () => {
+  const path = join(dir, 'crash.duckdb');
+  const setup = await openDuckDb(path);
+  await state.ensureStateSchema(setup);
+  await state.setTableState(setup, 'p', 'public.docs', 'backfilling', { target: 'main.docs', mode: 'truncate' });
+  await createLoadTable(setup, load, shape);
+  setup.close();
+  // The child commits chunk 1, then appends chunk 2 and records its progress, and is killed before COMMIT.
+  const writer = new URL('../../src/destinations/duckdb/writer.js', import.meta.url).href;
+  const stateUrl = new URL('../../src/destinations/duckdb/state.js', import.meta.url).href;
+  const connUrl = new URL('../../src/destinations/duckdb/connection.js', import.meta.url).href;
+  const script = `
+    const { openDuckDb } = await import(${JSON.stringify(connUrl)});
+    const { appendChunk } = await import(${JSON.stringify(writer)});
+    const state = await import(${JSON.stringify(stateUrl)});
+    const shape = ${JSON.stringify(shape)};
+    const load = ${JSON.stringify(load)};
+    const file = await openDuckDb(${JSON.stringify(path)});
+    await appendChunk(file, load, shape, [['1', 'one', null, null], ['2', 'two', null, null]], 1, () => state.recordChunk(file, 'p', 'public.docs', ['2'], 2, 1));
+    await appendChunk(file, load, shape, Array.from({ length: 5000 }, (_, i) => [String(i + 3), 'x', null, null]), 2, async () => {
+      await state.recordChunk(file, 'p', 'public.docs', ['5002'], 5000, 1);
+      process.stdout.write('inside\\n');
+      await new Promise(() => {});
+    });`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (d: Buffer) => d.toString().includes('inside') && resolve());
+    child.on('exit', (code) => reject(new Error(`child exited with ${code} before the kill`)));
+  });
+  child.kill('SIGKILL');
+  await new Promise((r) => child.once('close', r));
+  const file = await openDuckDb(path);
+  try {
+    assert.deepEqual(await rows(file, `SELECT id FROM main.docs__sluice_load ORDER BY id`), [[1], [2]]);
+    const t = await state.readTable(file, 'p', 'public.docs');
+    assert.deepEqual([t?.lastKey, t?.chunksDone, t?.rowsCopied], [['2'], 1, 2]);
+  } finally {
+    file.close();
+  }
+});
