@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { DuckDBDateValue, DuckDBTimestampValue } from '@duckdb/node-api';
-import { lockConflictError } from '../../src/destinations/duckdb/connection.js';
+import { classifyDuckDb, duckErrorType, lockConflictError } from '../../src/destinations/duckdb/errors.js';
 import { daysFromCivil, duckColumns, duckTypeOf, duckTypeOfBuiltin, intervalParts, toDuckValue, type DuckType } from '../../src/destinations/duckdb/types.js';
 import type { ColumnInfo, UserTypeDef } from '../../src/sources/postgres/introspect.js';
 
@@ -121,4 +121,17 @@ test('a second writer gets an error naming the file, the process and the fix', (
   assert.match(err.message, /^destination DuckDB file \/data\/analytics\.duckdb is in use by process 4242 \(\/usr\/bin\/node\)/);
   assert.match(err.message, /stop that process first/);
   assert.equal(lockConflictError('/x', new Error('IO Error: disk full')), null);
+});
+
+test('DuckDB errors are classified by their type word', () => {
+  assert.equal(duckErrorType(new Error('Constraint Error: NOT NULL constraint failed: docs.title')), 'Constraint');
+  assert.equal(duckErrorType(new Error('Out of Memory Error: could not allocate')), 'Out of Memory');
+  assert.equal(duckErrorType(new Error('no type')), null);
+  const full = classifyDuckDb('/d.duckdb', 'appending a chunk', new Error('IO Error: Could not write file "/d.duckdb.wal": No space left on device'));
+  assert.match(full.message, /the disk is full while appending a chunk; free space/);
+  assert.equal(full.retryable, false);
+  assert.equal(classifyDuckDb('/d', 'x', new Error('TransactionContext Error: Catalog write-write conflict on alter')).retryable, true);
+  const c = classifyDuckDb('/d', 'merging a batch', new Error('Constraint Error: NOT NULL constraint failed: docs.title'));
+  assert.equal(c.code, 'DESTINATION_ERROR');
+  assert.match(c.message, /^destination DuckDB file \/d: merging a batch: Constraint Error: NOT NULL/);
 });

@@ -17,6 +17,7 @@ import { realpathSync } from 'node:fs';
 import { dirname, basename, resolve, join } from 'node:path';
 import { DuckDBConnection, DuckDBInstance, type DuckDBValue } from '@duckdb/node-api';
 import { SluiceError } from '../../core/errors.js';
+import { classifyDuckDb, lockConflictError } from './errors.js';
 
 /** Paths (resolved) that an open DuckDbDestination of this process holds. */
 const heldHere = new Set<string>();
@@ -51,24 +52,6 @@ function resolvedPath(path: string): string {
       return abs;
     }
   }
-}
-
-/**
- * The error for a file another process holds, from DuckDB's lock message; null when `err` is not
- * a lock conflict. Pure, so the wording is tested without two processes.
- */
-export function lockConflictError(path: string, err: unknown): SluiceError | null {
-  const message = err instanceof Error ? err.message : String(err);
-  if (!/Could not set lock on file/i.test(message)) return null;
-  const m = /Conflicting lock is held in (.*?) \(PID (\d+)\)/.exec(message);
-  const holder = m ? `process ${m[2]} (${m[1]})` : 'another process';
-  return new SluiceError(
-    'DESTINATION_UNREACHABLE',
-    `destination DuckDB file ${path} is in use by ${holder}: DuckDB allows one process per database file, and sluice holds it for as long as ` +
-      `\`sluice run\` runs; stop that process first (if it is another sluice run of this pipeline, let it be the one), ` +
-      `or point destination.path at another file`,
-    { cause: err, context: { path, pid: m ? Number(m[2]) : null, program: m ? m[1] : null } },
-  );
 }
 
 function inUseHere(path: string): SluiceError {
@@ -118,12 +101,20 @@ class OpenFile implements DuckDbFile {
   }
 
   async run(sql: string, params: readonly Param[] = []): Promise<void> {
-    await this.connection.run(sql, params.length ? [...params] : undefined);
+    try {
+      await this.connection.run(sql, params.length ? [...params] : undefined);
+    } catch (err) {
+      throw classifyDuckDb(this.path, `running ${sql.trim().split(/\s+/).slice(0, 3).join(' ')}`, err);
+    }
   }
 
   async all(sql: string, params: readonly Param[] = []): Promise<Record<string, unknown>[]> {
-    const reader = await this.connection.runAndReadAll(sql, params.length ? [...params] : undefined);
-    return reader.getRowObjectsJS() as Record<string, unknown>[];
+    try {
+      const reader = await this.connection.runAndReadAll(sql, params.length ? [...params] : undefined);
+      return reader.getRowObjectsJS() as Record<string, unknown>[];
+    } catch (err) {
+      throw classifyDuckDb(this.path, `reading ${sql.trim().split(/\s+/).slice(0, 3).join(' ')}`, err);
+    }
   }
 
   async transaction<T>(fn: () => Promise<T>): Promise<T> {

@@ -16,6 +16,7 @@ import {
 } from '@duckdb/node-api';
 import type { BackfillMode, CapturedValue, TableName } from '../../core/types.js';
 import type { DuckDbFile } from './connection.js';
+import { classifyDuckDb } from './errors.js';
 import {
   addColumnSql,
   applyFillSql,
@@ -63,7 +64,10 @@ async function appendRows(
   rows: Iterable<readonly (string | null)[]>,
   extra?: (appender: DuckDBAppender, index: number) => void,
 ): Promise<number> {
-  const appender = await file.connection.createAppender(table.name, table.schema, table.catalog ?? null);
+  const what = `appending rows to ${table.schema}.${table.name}`;
+  const appender = await file.connection.createAppender(table.name, table.schema, table.catalog ?? null).catch((err) => {
+    throw classifyDuckDb(file.path, what, err);
+  });
   let n = 0;
   try {
     for (const row of rows) {
@@ -73,8 +77,14 @@ async function appendRows(
       n++;
     }
     appender.flushSync();
+  } catch (err) {
+    throw classifyDuckDb(file.path, what, err);
   } finally {
-    appender.closeSync();
+    try {
+      appender.closeSync();
+    } catch {
+      // The error that stopped the append is the one to report.
+    }
   }
   return n;
 }
