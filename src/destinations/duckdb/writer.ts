@@ -95,6 +95,10 @@ export async function createTarget(file: DuckDbFile, target: TableName, shape: T
   await file.run(createTableSql(target, shape.columns));
 }
 
+/**
+ * A new, empty load table, for the start of a backfill run. Not on a resume: the chunks committed
+ * before the crash are in the load table, and their progress in the state says so.
+ */
 export async function createLoadTable(file: DuckDbFile, load: TableName, shape: TableShape): Promise<void> {
   await file.run(createSchemaSql(load.schema));
   await file.run(dropTableSql(load));
