@@ -73,6 +73,13 @@ async function assertEqualToSource(dbPath: string): Promise<number> {
     await duck.run(`SET TimeZone = 'UTC'`);
     const types = (await duck.runAndReadAll(`SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = 'main' AND table_name = 'types' ORDER BY ordinal_position`)).getRows() as [string, string][];
     assert.deepEqual(types.map((t) => t[0]), COLUMNS);
+    // The DuckDB types of docs/configuration.md, "DuckDB destination: type mapping".
+    assert.deepEqual(types.map((t) => t[1]).join(' '), [
+      'INTEGER SMALLINT INTEGER BIGINT VARCHAR DECIMAL(12,3) FLOAT DOUBLE VARCHAR VARCHAR VARCHAR BLOB BOOLEAN DATE TIME',
+      'TIME WITH TIME ZONE TIMESTAMP TIMESTAMP WITH TIME ZONE INTERVAL UUID JSON JSON VARCHAR VARCHAR VARCHAR',
+      `ENUM('sad', 'ok', 'happy', 'very "happy", really') INTEGER VARCHAR VARCHAR VARCHAR VARCHAR VARCHAR VARCHAR BIT VARCHAR`,
+      'DECIMAL(19,2) VARCHAR VARCHAR VARCHAR VARCHAR',
+    ].join(' '));
     const type = new Map(types);
     const pgExpr = (c: string) => {
       const t = type.get(c)!;
