@@ -4,8 +4,9 @@
  * DuckDB lets one process write a database file at a time: opening it takes an exclusive lock on
  * the file, and a second process (even one that only wants to read) fails with "Could not set lock
  * on file … Conflicting lock is held in <program> (PID n)". sluice opens the file once for the whole
- * run and holds it; a second `sluice run` on the same file gets a DESTINATION_UNREACHABLE error (a usage error: exit 2) that names
- * the file, the process holding it and what to do. Inside one process DuckDB does not stop a second
+ * run and holds it; a second `sluice run` on the same file gets a DESTINATION_UNREACHABLE error (a
+ * usage error: exit 2) that names the file, the process holding it and what to do (errors.ts,
+ * lockConflictError). Inside one process DuckDB does not stop a second
  * instance of the same file (two instances would each think they own it and corrupt it), so a
  * process-wide registry refuses that too.
  *
@@ -19,7 +20,7 @@ import { DuckDBConnection, DuckDBInstance, type DuckDBValue } from '@duckdb/node
 import { SluiceError } from '../../core/errors.js';
 import { classifyDuckDb, lockConflictError } from './errors.js';
 
-/** Paths (resolved) that an open DuckDbDestination of this process holds. */
+/** Paths (resolved) of the DuckDB files this process holds open. */
 const heldHere = new Set<string>();
 
 /** A value bound to a `$n` or `?` parameter. */
