@@ -10,6 +10,7 @@
  *   npm run bench:100m                       # 100,000,000 rows
  *   npm run bench:100m -- --rows 20000000    # a smaller run; other flags go to backfill-and-cdc
  *   npm run bench:100m -- --skip-pipe        # sluice only
+ *   npm run bench:100m -- --pg 15            # the machine's PostgreSQL 15 instead of the embedded 17
  */
 import { spawn } from 'node:child_process';
 import { statfsSync } from 'node:fs';
@@ -46,7 +47,7 @@ if (free < need) {
 const script = join(dirname(fileURLToPath(import.meta.url)), 'backfill-and-cdc.js');
 const child = spawn(
   process.execPath,
-  [script, '--rows', String(rows), '--table', 'orders9', '--runs', '1', '--skip-cdc', '--extra-chunk-rows', '0', '--latency-rates', '0', ...rest],
+  [script, '--rows', String(rows), '--table', 'orders9', '--runs', '1', '--skip-cdc', '--extra-chunk-rows', '0', '--latency-rates', '0', ...(rest.includes('--pg') ? [] : ['--pg', '17']), ...rest],
   { stdio: 'inherit' },
 );
 child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
