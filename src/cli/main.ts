@@ -12,6 +12,7 @@ import {
   inplaceEnsureFinishedCommand,
   inplacePlanCommand,
   inplaceRequestCommand,
+  inplaceRetryFailedCommand,
   inplaceRevertCommand,
   inplaceRunCommand,
   inplaceStatusCommand,
@@ -210,6 +211,13 @@ inplace
   .option('--reason <text>', 'why, for the audit ledger')
   .action((job: string, flags) => {
     action = inplaceRevertCommand(job, flags, globals());
+  });
+inplace
+  .command('retry-failed')
+  .description("once the cause is fixed: try the rows the job's last run sent to the dead-letter table again (exit 1 if some fail again)")
+  .argument('<job>', 'the job file (YAML)')
+  .action((job: string) => {
+    action = inplaceRetryFailedCommand(job, globals());
   });
 inplace
   .command('ensure-finished')

@@ -76,11 +76,14 @@ CREATE TABLE IF NOT EXISTS _sluice.inplace_images (
 );
 CREATE INDEX IF NOT EXISTS inplace_images_chunk ON _sluice.inplace_images (run_id, seq);
 CREATE TABLE IF NOT EXISTS _sluice.inplace_dead_letters (
+  id       bigserial PRIMARY KEY,
   run_id   bigint NOT NULL REFERENCES _sluice.inplace_runs (id),
   key      jsonb NOT NULL,
   error    text NOT NULL,
   sqlstate text,
-  at       timestamptz NOT NULL DEFAULT clock_timestamp()
+  at       timestamptz NOT NULL DEFAULT clock_timestamp(),
+  attempts int NOT NULL DEFAULT 1,
+  resolved_at timestamptz
 );`;
 
 export type RunState = 'running' | 'paused' | 'done' | 'failed' | 'cancelled';
@@ -262,6 +265,12 @@ export async function setRunState(c: pg.ClientBase, runId: number, state: RunSta
   );
   const row = r.rows[0] as RunRow;
   await c.query(`UPDATE _sluice.inplace_runs SET outcome_hash = $2 WHERE id = $1`, [runId, final ? outcomeHash(row) : null]);
+}
+
+/** Seals a finished run's outcome again after sluice changed it (retry-failed), keeping its state and end. */
+export async function resealRun(c: pg.ClientBase, runId: number): Promise<void> {
+  const row = (await c.query(`SELECT ${RUN_COLUMNS} FROM _sluice.inplace_runs WHERE id = $1`, [runId])).rows[0] as RunRow;
+  await c.query(`UPDATE _sluice.inplace_runs SET outcome_hash = $2 WHERE id = $1`, [runId, outcomeHash(row)]);
 }
 
 export interface AuditProblem {

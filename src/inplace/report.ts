@@ -130,7 +130,7 @@ async function verifyWindows(c: pg.ClientBase, job: InplaceJob, facts: TableFact
   const rows = (
     await c.query(
       `SELECT win_from, win_to, count(*)::int AS chunks, sum(planned)::float8 AS planned, sum(rows_affected)::float8 AS changed
-         FROM _sluice.inplace_chunks WHERE run_id = $1 GROUP BY 1, 2 ORDER BY 1`,
+         FROM _sluice.inplace_chunks WHERE run_id = $1 AND ${NOT_RETRY} GROUP BY 1, 2 ORDER BY 1`,
       [run.id],
     )
   ).rows as { win_from: string; win_to: string; chunks: number; planned: number | null; changed: number }[];
@@ -154,6 +154,8 @@ function spanOf(from: string, to: string): string {
 }
 
 const RANGE_ROWS = 100_000;
+/** The one-row chunks of retry-failed, (key, key], cover no range. */
+const NOT_RETRY = `(lo IS NULL OR hi IS NULL OR lo <> hi)`;
 
 /**
  * The post-check: over the key ranges the run committed, grouped into ranges of about 100,000 rows,
@@ -167,7 +169,7 @@ export async function verifyJob(c: pg.ClientBase, job: InplaceJob): Promise<JobV
   const run = await lastRun(c, job.job);
   if (!run) return { job: job.job, run: null, state: 'planned', where: job.where, ranges: 0, remaining: 0, differing: [], ok: false };
   if (window) return verifyWindows(c, job, facts, run);
-  const chunks = (await c.query(`SELECT lo, hi, rows_scanned::float8 AS s, rows_affected::float8 AS a FROM _sluice.inplace_chunks WHERE run_id = $1 ORDER BY seq`, [run.id])).rows as {
+  const chunks = (await c.query(`SELECT lo, hi, rows_scanned::float8 AS s, rows_affected::float8 AS a FROM _sluice.inplace_chunks WHERE run_id = $1 AND ${NOT_RETRY} ORDER BY seq`, [run.id])).rows as {
     lo: Key | null;
     hi: Key | null;
     s: number;

@@ -85,6 +85,8 @@ export function rangeWhere(t: JobTable, hasLo: boolean, hasHi: boolean, where: s
 
 /** What a chunk statement needs beyond the job and its table. */
 export interface ChunkTargets {
+  /** One row by its key (retry-failed): the range is `key = $1…` instead of (lo, hi]. */
+  exactKey?: boolean;
   /** undo: the columns the job sets, whose before- and after-images are kept. */
   imageColumns?: KeyColumn[];
   /** archive-delete, insert-select: the table rows go into. */
@@ -110,12 +112,12 @@ export function chunkSql(
   hasHi: boolean,
   x: ChunkTargets = {},
 ): ChunkStatement {
-  const w = rangeWhere(t, hasLo, hasHi, job.where);
+  const w = x.exactKey ? [`${rowOf(t)} = ${params(t, 1)}`, ...(job.where.trim() ? [`(${job.where})`] : [])].join(' AND ') : rangeWhere(t, hasLo, hasHi, job.where);
   const table = qualifiedName(t);
   switch (job.kind) {
     case 'update': {
       if (!x.imageColumns) return { text: `UPDATE ${table} SET ${job.set} WHERE ${w}`, counted: false };
-      const n = rangeParamCount(t, hasLo, hasHi);
+      const n = x.exactKey ? t.key.length : rangeParamCount(t, hasLo, hasHi);
       const keys = t.key.map((c, i) => `${q(c.name)} AS sluice_k${i}`).join(', ');
       const before = x.imageColumns.map((c, i) => `${q(c.name)}::text AS sluice_v${i}`).join(', ');
       const after = x.imageColumns.map((c, i) => `${q(t.name)}.${q(c.name)}::text AS sluice_a${i}`).join(', ');

@@ -117,6 +117,23 @@ test('a delete on a composite key, and a poison row that goes to the dead-letter
   const b = (await db.query(`SELECT count(*) FILTER (WHERE v = id % 50 + 10)::int AS bumped, count(*) FILTER (WHERE id = 777 AND v = 95)::int AS poison FROM public.events WHERE tenant = 'b'`)).rows[0];
   assert.deepEqual(b, { bumped: 3999, poison: 1 });
   assert.equal((await db.query(`SELECT count(*)::int AS n FROM public.events WHERE tenant = 'a' AND v <> id % 50`)).rows[0].n, 0);
+
+  // The cause fixed, the failed row is done by retry-failed; the ledger still adds up.
+  const early = await cli(['retry-failed', bump]);
+  assert.equal(early.code, 1, 'still failing while the cause is there');
+  assert.match(early.stdout, /1 fail again: \["b","777"\]/);
+  await db.query(`ALTER TABLE public.events DROP CONSTRAINT events_v_check, ADD CONSTRAINT events_v_check CHECK (v < 200)`);
+  const retried = await cli(['retry-failed', bump]);
+  assert.equal(retried.code, 0, retried.stdout + retried.stderr);
+  assert.match(retried.stdout, /1 failed rows done now/);
+  assert.equal((await db.query(`SELECT v FROM public.events WHERE tenant = 'b' AND id = 777`)).rows[0].v, 105);
+  const run = (await db.query(`SELECT rows_affected::int AS rows, dead_letters FROM _sluice.inplace_runs WHERE job = 'bump-b'`)).rows[0];
+  assert.deepEqual(run, { rows: 4000, dead_letters: 0 });
+  assert.equal((await cli(['retry-failed', bump])).code, 0, 'nothing left: exit 0');
+  // (The first test edits its own run on purpose; this run must not be among the problems.)
+  const audit = JSON.parse((await cli(['audit', bump, '--check', '--json'])).stdout) as { problems: { run: number }[] };
+  const id = (await db.query(`SELECT id::int AS id FROM _sluice.inplace_runs WHERE job = 'bump-b'`)).rows[0].id as number;
+  assert.deepEqual(audit.problems.filter((p) => p.run === id), []);
 });
 
 test('held by the throttle query; paused, retuned and resumed from another process', { timeout: 120_000 }, async () => {

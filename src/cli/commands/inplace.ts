@@ -5,6 +5,7 @@ import { SluiceError } from '../../core/errors.js';
 import { readTable } from '../../inplace/catalog.js';
 import { loadJob, type InplaceJob, type InplaceThrottle } from '../../inplace/job.js';
 import { checkLedger, ensureLedger, lastRun, revertOf, setRunState } from '../../inplace/ledger.js';
+import { retryFailed } from '../../inplace/retry-failed.js';
 import { revertJob } from '../../inplace/revert.js';
 import { planJob, type JobPlan } from '../../inplace/plan.js';
 import { formatSeconds, jobStatus, renderStatus, renderVerdict, verifyJob } from '../../inplace/report.js';
@@ -231,4 +232,15 @@ export async function inplaceRevertCommand(file: string, flags: { run?: string; 
       '\n',
   );
   return r.revert.state === 'done' || r.revert.state === 'paused' ? 0 : 1;
+}
+
+export async function inplaceRetryFailedCommand(file: string, opts: GlobalOptions): Promise<number> {
+  const job = loadJob(file);
+  const r = await retryFailed(job, { databaseUrl: databaseOf(job, opts), logger: makeLogger(opts) });
+  process.stdout.write(
+    `${job.job}: run ${r.run.id}: ${r.resolved} failed rows done now` +
+      (r.failing.length ? `; ${r.failing.length} fail again: ${r.failing.slice(0, 10).map((f) => `${JSON.stringify(f.key)} ${f.error}`).join('; ')}${r.failing.length > 10 ? ' …' : ''}` : '') +
+      '\n',
+  );
+  return r.failing.length === 0 ? 0 : 1;
 }
