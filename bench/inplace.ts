@@ -5,14 +5,16 @@
  *   2. the hand-written loop people write: a DO block that updates 10,000 rows matching the condition
  *      (`WITH c AS (SELECT id … LIMIT 10000) UPDATE …`), commits, `pg_sleep(0)`, until none is left,
  *   3. `sluice inplace run` unthrottled (defaults: key chunks adapting to 0.5 s),
- *   4. `sluice inplace run` throttled (--throttle-rows rows/s).
+ *   4. `sluice inplace run` throttled (--throttle-rows rows/s; a list gives one variant each).
  * Each runs on a fresh copy of the table (VACUUM ANALYZE, CHECKPOINT first), in A B C D order then
- * D C B A, and is checked (no NULL left, every total right). Then each runs again beside pgbench
- * (tpcb-like, -c 2 -j 2, its own database) for --pgbench-seconds: pgbench's TPS against pgbench alone,
- * and its slowest transaction. Wall time and CPU seconds (server, and this process for sluice) are
- * reported; the machine is shared, so CPU seconds are the steadier figure.
+ * D C B A, and is checked (no NULL left, every total right). Then, again in alternating order, each
+ * runs beside pgbench (tpcb-like, -c 2 -j 2, its own database) for --pgbench-seconds, right after
+ * pgbench ran alone for as long: pgbench's TPS while the job ran (from its per-transaction log, so a job
+ * that ends early is measured only while it ran) against the run alone just before, and its slowest
+ * transaction. Wall time and CPU seconds (server, and this process for sluice) are reported; the
+ * machine is shared, so CPU seconds and same-round ratios are the steadier figures.
  *
- *   npm run bench:inplace -- --rows 5000000 --rounds 2 --pgbench-seconds 20 --throttle-rows 20000
+ *   npm run bench:inplace -- --rows 5000000 --rounds 2 --pgbench-seconds 20 --throttle-rows 20000,5000
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -23,7 +25,7 @@ import { silentLogger } from '../src/core/logger.js';
 import { startCluster, type Cluster } from '../src/embedded/clusters.js';
 import { parseJob } from '../src/inplace/job.js';
 import { runJob } from '../src/inplace/runner.js';
-import { childrenCpuSeconds, clusterCpuSeconds } from './cluster-cpu.js';
+import { clusterCpuSeconds } from './cluster-cpu.js';
 import { intOption, withClient } from './support.js';
 
 const { values: flags } = parseArgs({
@@ -37,12 +39,13 @@ const { values: flags } = parseArgs({
 const ROWS = intOption(flags.rows ?? process.env.BENCH_ROWS, 5_000_000);
 const ROUNDS = Math.max(1, intOption(flags.rounds, 2));
 const PGBENCH_SECONDS = Math.max(5, intOption(flags['pgbench-seconds'], 20));
-const THROTTLE = intOption(flags['throttle-rows'], 20_000);
+const THROTTLES = (flags['throttle-rows'] ?? '20000,5000').split(',').map((x) => intOption(x.trim(), 20_000));
 const PGBENCH = '/usr/bin/pgbench';
 const sh = promisify(execFile);
 
-type Variant = 'single UPDATE' | 'DO loop (10,000)' | 'sluice' | 'sluice throttled';
-const VARIANTS: Variant[] = ['single UPDATE', 'DO loop (10,000)', 'sluice', 'sluice throttled'];
+type Variant = string;
+const THROTTLED = (n: number) => `sluice at ${n.toLocaleString('en-US')} rows/s`;
+const VARIANTS: Variant[] = ['single UPDATE', 'DO loop (10,000)', 'sluice', ...THROTTLES.map(THROTTLED)];
 
 const note = (s: string) => console.log(`  ${new Date().toISOString().slice(11, 19)} ${s}`);
 let db: Cluster;
@@ -78,10 +81,10 @@ BEGIN
   END LOOP;
 END $$`;
 
-function job(throttled: boolean) {
+function job(maxRowsPerSecond: number) {
   return parseJob(
     `job: bench-fill\ndatabase: "${db.url()}"\nreason: benchmark\ntable: public.orders\nkind: update\nset: "total_price = quantity * unit_price"\nwhere: "total_price IS NULL"\n` +
-      (throttled ? `throttle: { maxRowsPerSecond: ${THROTTLE} }\n` : ''),
+      `throttle: { maxRowsPerSecond: ${maxRowsPerSecond} }\n`,
   );
 }
 
@@ -96,7 +99,8 @@ async function runVariant(v: Variant): Promise<{ seconds: number; serverCpu: num
     await withClient(db.url(), (c) => c.query(LOOP));
   } else {
     await withClient(db.url(), (c) => c.query(`DELETE FROM _sluice.inplace_chunks; DELETE FROM _sluice.inplace_runs`).catch(() => undefined));
-    const r = await runJob(job(v === 'sluice throttled'), { databaseUrl: db.url(), version: 'bench', logger: silentLogger, again: true });
+    const limit = THROTTLES.find((n) => THROTTLED(n) === v) ?? 0;
+    const r = await runJob(job(limit), { databaseUrl: db.url(), version: 'bench', logger: silentLogger, again: true });
     if (r.outcome !== 'done') throw new Error(`sluice: ${r.outcome}`);
   }
   const seconds = (performance.now() - t0) / 1000;
@@ -107,25 +111,30 @@ async function runVariant(v: Variant): Promise<{ seconds: number; serverCpu: num
   return { seconds, serverCpu: clusterCpuSeconds(db) - s0, nodeCpu: (n1.user + n1.system) / 1e6 };
 }
 
-/** pgbench for PGBENCH_SECONDS; TPS and the slowest transaction (ms), from its per-transaction log. */
-async function pgbench(): Promise<{ tps: number; maxMs: number; cpu: number }> {
+/** pgbench for PGBENCH_SECONDS, with its per-transaction log: each transaction's end (ms) and latency (ms). */
+async function pgbench(): Promise<{ tx: { end: number; ms: number }[]; startedAt: number; endedAt: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-pgbench-'));
-  const k0 = childrenCpuSeconds();
+  const startedAt = Date.now();
   try {
-    const { stdout } = await sh(PGBENCH, ['-b', 'tpcb-like', '-c', '2', '-j', '2', '-T', String(PGBENCH_SECONDS), '-l', '--log-prefix', join(dir, 'tx'), db.url('pgb')], { cwd: dir, maxBuffer: 1 << 24 });
-    const m = /tps = ([\d.]+)/.exec(stdout);
-    if (!m) throw new Error(`pgbench: no tps in\n${stdout}`);
-    let maxUs = 0;
+    await sh(PGBENCH, ['-b', 'tpcb-like', '-c', '2', '-j', '2', '-T', String(PGBENCH_SECONDS), '-l', '--log-prefix', join(dir, 'tx'), db.url('pgb')], { cwd: dir, maxBuffer: 1 << 24 });
+    const tx: { end: number; ms: number }[] = [];
     for (const f of readdirSync(dir)) {
       for (const line of readFileSync(join(dir, f), 'utf8').split('\n')) {
-        const us = Number(line.split(' ')[2]);
-        if (us > maxUs) maxUs = us;
+        // client_id transaction_no latency_us script_no epoch_s epoch_us
+        const x = line.split(' ');
+        if (x.length >= 6) tx.push({ end: Number(x[4]) * 1000 + Number(x[5]) / 1000, ms: Number(x[2]) / 1000 });
       }
     }
-    return { tps: Number(m[1]), maxMs: maxUs / 1000, cpu: childrenCpuSeconds() - k0 };
+    return { tx, startedAt, endedAt: Date.now() };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** TPS and the slowest transaction of the transactions that ended within [from, to]. */
+function window(tx: { end: number; ms: number }[], from: number, to: number): { tps: number; maxMs: number } {
+  const inside = tx.filter((t) => t.end >= from && t.end <= to);
+  return { tps: inside.length / Math.max(0.001, (to - from) / 1000), maxMs: inside.reduce((m, t) => Math.max(m, t.ms), 0) };
 }
 
 const median = (xs: number[]) => {
@@ -163,35 +172,42 @@ async function main(): Promise<void> {
       }
     }
 
-    const base = await pgbench();
-    note(`pgbench alone: ${fmt(base.tps)} tps, slowest ${fmt(base.maxMs, 1)} ms`);
-    const beside = new Map<Variant, { tps: number; maxMs: number; finished: number | null }>();
-    for (const v of VARIANTS) {
-      await freshTable();
-      const t0 = performance.now();
-      const end: { at: number | null } = { at: null };
-      const work = runVariant(v).then(() => (end.at = (performance.now() - t0) / 1000));
-      const p = await pgbench();
-      await work;
-      await check();
-      const finished = end.at;
-      beside.set(v, { tps: p.tps, maxMs: p.maxMs, finished: finished !== null && finished < PGBENCH_SECONDS ? finished : null });
-      note(`beside pgbench: ${v}: pgbench ${fmt(p.tps)} tps (${((100 * p.tps) / base.tps).toFixed(0)}% of alone), slowest ${fmt(p.maxMs, 1)} ms${finished !== null && finished < PGBENCH_SECONDS ? `; the job ended after ${finished.toFixed(1)} s of the ${PGBENCH_SECONDS}` : ''}`);
+    const shares = new Map<Variant, { share: number; tps: number; maxMs: number; aloneMaxMs: number; seconds: number }[]>(VARIANTS.map((v) => [v, []]));
+    for (let round = 1; round <= ROUNDS; round++) {
+      const order = round % 2 ? VARIANTS : [...VARIANTS].reverse();
+      for (const v of order) {
+        await freshTable();
+        const a = await pgbench();
+        const aloneW = window(a.tx, a.startedAt, a.endedAt);
+        const t0 = Date.now();
+        const end: { at: number | null } = { at: null };
+        const work = runVariant(v).then(() => (end.at = Date.now()));
+        const p = await pgbench();
+        await work;
+        await check();
+        const until = Math.min(end.at ?? p.endedAt, p.endedAt);
+        const w = window(p.tx, t0, until);
+        shares.get(v)!.push({ share: w.tps / aloneW.tps, tps: w.tps, maxMs: w.maxMs, aloneMaxMs: aloneW.maxMs, seconds: (until - t0) / 1000 });
+        note(
+          `round ${round} beside pgbench: ${v}: ${fmt(w.tps)} tps while it ran (${((100 * w.tps) / aloneW.tps).toFixed(0)}% of ${fmt(aloneW.tps)} alone just before), ` +
+            `slowest ${fmt(w.maxMs, 1)} ms (alone ${fmt(aloneW.maxMs, 1)} ms), over ${((until - t0) / 1000).toFixed(1)} s`,
+        );
+      }
     }
 
     const rate = (v: Variant) => ROWS / median(alone.get(v)!.map((x) => x.seconds));
-    console.log(`\n## Results (${fmt(ROWS)} rows; medians of ${ROUNDS} rounds; pgbench -c 2 -j 2 -T ${PGBENCH_SECONDS}, alone ${fmt(base.tps)} tps, slowest ${fmt(base.maxMs, 1)} ms)\n`);
-    console.log('| variant | wall s | rows/s | × single UPDATE | × DO loop | CPU s server | CPU s node | pgbench tps beside (share) | slowest pgbench tx |');
+    console.log(`\n## Results (${fmt(ROWS)} rows; medians of ${ROUNDS} rounds; beside pgbench -c 2 -j 2, TPS while the job ran against pgbench alone just before)\n`);
+    console.log('| variant | wall s | rows/s | × single UPDATE | × DO loop | CPU s server | CPU s node | pgbench TPS beside (share of alone) | slowest pgbench tx beside / alone |');
     console.log('|---|--:|--:|--:|--:|--:|--:|--:|--:|');
     for (const v of VARIANTS) {
       const runs = alone.get(v)!;
-      const b = beside.get(v)!;
+      const b = shares.get(v)!;
       console.log(
-        `| ${v}${v === 'sluice throttled' ? ` (${fmt(THROTTLE)} rows/s)` : ''} | ${median(runs.map((x) => x.seconds)).toFixed(1)} | ${fmt(rate(v))} | ${(rate(v) / rate('single UPDATE')).toFixed(2)}× | ${(rate(v) / rate('DO loop (10,000)')).toFixed(2)}× | ` +
-          `${median(runs.map((x) => x.serverCpu)).toFixed(1)} | ${median(runs.map((x) => x.nodeCpu)).toFixed(1)} | ${fmt(b.tps)} (${((100 * b.tps) / base.tps).toFixed(0)}%)${b.finished !== null ? ` ¹` : ''} | ${fmt(b.maxMs, 1)} ms |`,
+        `| ${v} | ${median(runs.map((x) => x.seconds)).toFixed(1)} | ${fmt(rate(v))} | ${(rate(v) / rate('single UPDATE')).toFixed(2)}× | ${(rate(v) / rate('DO loop (10,000)')).toFixed(2)}× | ` +
+          `${median(runs.map((x) => x.serverCpu)).toFixed(1)} | ${median(runs.map((x) => x.nodeCpu)).toFixed(1)} | ${fmt(median(b.map((x) => x.tps)))} (${(100 * median(b.map((x) => x.share))).toFixed(0)}%; ${b.map((x) => `${(100 * x.share).toFixed(0)}%`).join(', ')}) | ` +
+          `${fmt(median(b.map((x) => x.maxMs)), 1)} / ${fmt(median(b.map((x) => x.aloneMaxMs)), 1)} ms |`,
       );
     }
-    if ([...beside.values()].some((b) => b.finished !== null)) console.log(`\n¹ the job ended before pgbench did: the share includes seconds of pgbench alone.`);
   } finally {
     await db.destroy();
   }
