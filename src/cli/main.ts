@@ -137,35 +137,43 @@ program
     action = demoCommand(flags, globals());
   });
 
+/** Commander's collector for a repeatable option. */
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
 const inplace = program
   .command('inplace')
   .description('in-place jobs: chunked, throttled, exactly-once UPDATE/DELETE on a live database, audited (docs/inplace.md)');
 inplace
   .command('plan')
   .description('before anything changes: the chunk statement and its plan, triggers, cascades, indexed columns, estimates from sample chunks rolled back')
-  .argument('<job>', 'the job file (YAML)')
+  .argument('[job]', 'the job file (YAML)')
+  .option('--with <key=value>', 'a job key, over the file or instead of one (repeatable; dotted: throttle.maxRowsPerSecond=5000)', collect, [])
   .option('--allow-scan', 'accept a chunk statement that reads the whole table')
   .option('--json', 'machine-readable output')
-  .action((job: string, flags) => {
-    action = inplacePlanCommand(job, flags, globals());
+  .action((job: string | undefined, flags) => {
+    action = inplacePlanCommand({ file: job, with: flags.with }, flags, globals());
   });
 inplace
   .command('run')
   .description('run the job (or resume its run) until done; SIGINT/SIGTERM stop after the chunk in flight')
-  .argument('<job>', 'the job file (YAML)')
+  .argument('[job]', 'the job file (YAML)')
+  .option('--with <key=value>', 'a job key, over the file or instead of one (repeatable; dotted: throttle.maxRowsPerSecond=5000)', collect, [])
   .option('--again', 'start a new run of a job whose last run is done')
   .option('--allow-scan', 'accept a chunk statement that reads the whole table')
   .option('--reason <text>', "why it runs, for the audit ledger (else the job's reason:)")
-  .action((job: string, flags) => {
-    action = inplaceRunCommand(job, flags, globals());
+  .action((job: string | undefined, flags) => {
+    action = inplaceRunCommand({ file: job, with: flags.with }, flags, globals());
   });
 inplace
   .command('status')
   .description("the job's last run: state, rows, %, rate, ETA, errors")
-  .argument('<job>', 'the job file (YAML)')
+  .argument('[job]', 'the job file (YAML)')
+  .option('--with <key=value>', 'a job key, over the file or instead of one (repeatable; dotted: throttle.maxRowsPerSecond=5000)', collect, [])
   .option('--json', 'machine-readable output')
-  .action((job: string, flags) => {
-    action = inplaceStatusCommand(job, flags, globals());
+  .action((job: string | undefined, flags) => {
+    action = inplaceStatusCommand({ file: job, with: flags.with }, flags, globals());
   });
 for (const what of ['pause', 'resume', 'cancel'] as const) {
   inplace
@@ -177,63 +185,70 @@ for (const what of ['pause', 'resume', 'cancel'] as const) {
           ? 'let a paused job go on'
           : 'end the run after its chunk in flight (committed chunks stay)',
     )
-    .argument('<job>', 'the job file (YAML)')
-    .action((job: string) => {
-      action = inplaceRequestCommand(what, job, globals());
+    .argument('[job]', 'the job file (YAML)')
+    .option('--with <key=value>', 'a job key, over the file or instead of one (repeatable)', collect, [])
+    .action((job: string | undefined, flags) => {
+      action = inplaceRequestCommand(what, { file: job, with: flags.with }, globals());
     });
 }
 inplace
   .command('throttle')
   .description('retune the running job (applied before its next chunk)')
-  .argument('<job>', 'the job file (YAML)')
+  .argument('[job]', 'the job file (YAML)')
+  .option('--with <key=value>', 'a job key, over the file or instead of one (repeatable; dotted: throttle.maxRowsPerSecond=5000)', collect, [])
   .option('--max-rows-per-second <n>', 'rows/s ceiling')
   .option('--max-wal-bytes-per-second <n>', "budget for the job's WAL")
   .option('--max-active-sessions <n>', 'hold while more sessions are active')
   .option('--max-replica-lag-seconds <n>', 'hold while a standby lags more')
   .option('--query <sql>', 'hold while this query returns a number > 0')
   .option('--reset', "back to the job file's throttle")
-  .action((job: string, flags) => {
-    action = inplaceThrottleCommand(job, flags, globals());
+  .action((job: string | undefined, flags) => {
+    action = inplaceThrottleCommand({ file: job, with: flags.with }, flags, globals());
   });
 inplace
   .command('verify')
   .description("post-check: rows of the committed key ranges that still match the job's where (exit 0 none and done, 1 otherwise)")
-  .argument('<job>', 'the job file (YAML)')
+  .argument('[job]', 'the job file (YAML)')
+  .option('--with <key=value>', 'a job key, over the file or instead of one (repeatable; dotted: throttle.maxRowsPerSecond=5000)', collect, [])
   .option('--json', 'machine-readable output')
-  .action((job: string, flags) => {
-    action = inplaceVerifyCommand(job, flags, globals());
+  .action((job: string | undefined, flags) => {
+    action = inplaceVerifyCommand({ file: job, with: flags.with }, flags, globals());
   });
 inplace
   .command('revert')
   .description('restore the rows an update run with undo: true changed, chunk by chunk under the throttle; rows changed since are left and named')
-  .argument('<job>', 'the job file (YAML)')
+  .argument('[job]', 'the job file (YAML)')
+  .option('--with <key=value>', 'a job key, over the file or instead of one (repeatable; dotted: throttle.maxRowsPerSecond=5000)', collect, [])
   .option('--run <id>', "the run to revert (default: the job's last run)")
   .option('--reason <text>', 'why, for the audit ledger')
-  .action((job: string, flags) => {
-    action = inplaceRevertCommand(job, flags, globals());
+  .action((job: string | undefined, flags) => {
+    action = inplaceRevertCommand({ file: job, with: flags.with }, flags, globals());
   });
 inplace
   .command('retry-failed')
   .description("once the cause is fixed: try the rows the job's last run sent to the dead-letter table again (exit 1 if some fail again)")
-  .argument('<job>', 'the job file (YAML)')
-  .action((job: string) => {
-    action = inplaceRetryFailedCommand(job, globals());
+  .argument('[job]', 'the job file (YAML)')
+  .option('--with <key=value>', 'a job key, over the file or instead of one (repeatable; dotted: throttle.maxRowsPerSecond=5000)', collect, [])
+  .action((job: string | undefined, flags) => {
+    action = inplaceRetryFailedCommand({ file: job, with: flags.with }, globals());
   });
 inplace
   .command('ensure-finished')
   .description("exit 0 only when the job's last run is done (for deploy pipelines)")
-  .argument('<job>', 'the job file (YAML)')
-  .action((job: string) => {
-    action = inplaceEnsureFinishedCommand(job, globals());
+  .argument('[job]', 'the job file (YAML)')
+  .option('--with <key=value>', 'a job key, over the file or instead of one (repeatable; dotted: throttle.maxRowsPerSecond=5000)', collect, [])
+  .action((job: string | undefined, flags) => {
+    action = inplaceEnsureFinishedCommand({ file: job, with: flags.with }, globals());
   });
 inplace
   .command('audit')
   .description("the job's runs from the ledger: who, why, what, when; --check verifies the whole ledger's hash chain")
-  .argument('<job>', 'the job file (YAML)')
+  .argument('[job]', 'the job file (YAML)')
+  .option('--with <key=value>', 'a job key, over the file or instead of one (repeatable; dotted: throttle.maxRowsPerSecond=5000)', collect, [])
   .option('--check', 'verify the hash chain and the chunk totals (exit 1 when edited)')
   .option('--json', 'machine-readable output')
-  .action((job: string, flags) => {
-    action = inplaceAuditCommand(job, flags, globals());
+  .action((job: string | undefined, flags) => {
+    action = inplaceAuditCommand({ file: job, with: flags.with }, flags, globals());
   });
 
 async function main(): Promise<void> {

@@ -111,26 +111,73 @@ export type InplaceThrottle = z.infer<typeof inplaceThrottleSchema>;
 
 /** Parses a job's YAML text (`${ENV}` expanded); problems name the key and the fix. */
 export function parseJob(text: string, file = 'job'): InplaceJob {
+  return validateJob(yamlOf(text, file), file);
+}
+
+function yamlOf(text: string, file: string): Record<string, unknown> {
   let raw: unknown;
   try {
     raw = parseYaml(expandEnv(text, process.env));
   } catch (err) {
     throw new SluiceError('CONFIG_INVALID', `${file}: ${(err as Error).message}`, { cause: err });
   }
+  if (raw === null || raw === undefined) return {};
+  if (typeof raw !== 'object' || Array.isArray(raw)) throw new SluiceError('CONFIG_INVALID', `${file}: a job is a YAML mapping of keys (see docs/inplace.md)`);
+  return raw as Record<string, unknown>;
+}
+
+function validateJob(raw: unknown, label: string): InplaceJob {
   const r = jobSchema.safeParse(raw);
   if (!r.success) {
     const lines = r.error.issues.map((i) => `  ${formatPath(i.path)}: ${i.message}`);
-    throw new SluiceError('CONFIG_INVALID', `${file}: the job is not valid:\n${lines.join('\n')}\n(see docs/inplace.md)`);
+    throw new SluiceError('CONFIG_INVALID', `${label}: the job is not valid:\n${lines.join('\n')}\n(see docs/inplace.md)`);
   }
   return r.data;
 }
 
-export function loadJob(file: string): InplaceJob {
-  let text: string;
+/** A job file, and keys given as `--with key=value` (dotted paths into the job; they win over the file). */
+export interface JobSource {
+  file?: string;
+  with?: readonly string[];
+}
+
+/**
+ * A value given on the command line: a number, boolean, null or [list] as YAML reads it, anything else
+ * as the text itself (so SQL such as `status: 'x'` is never read as a mapping).
+ */
+function cliValue(text: string): unknown {
   try {
-    text = readFileSync(file, 'utf8');
+    const v = parseYaml(text) as unknown;
+    if (v === null || typeof v === 'number' || typeof v === 'boolean' || Array.isArray(v)) return v;
   } catch {
-    throw new SluiceError('CONFIG_NOT_FOUND', `job file ${file} not found (sluice inplace run path/to/job.yaml)`);
+    // not YAML: the text itself
   }
-  return parseJob(text, file);
+  return text;
+}
+
+export function loadJob(src: JobSource | string): InplaceJob {
+  const { file, with: withs = [] } = typeof src === 'string' ? { file: src } : src;
+  if (!file && withs.length === 0) throw new SluiceError('BAD_USAGE', 'give a job file, or the job\'s keys with --with key=value (e.g. --with job=fill --with table=orders …; docs/inplace.md)');
+  let raw: Record<string, unknown> = {};
+  if (file) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch {
+      throw new SluiceError('CONFIG_NOT_FOUND', `job file ${file} not found (sluice inplace run path/to/job.yaml)`);
+    }
+    raw = yamlOf(text, file);
+  }
+  for (const w of withs) {
+    const eq = w.indexOf('=');
+    if (eq <= 0) throw new SluiceError('BAD_USAGE', `--with ${w}: expected key=value, e.g. --with throttle.maxRowsPerSecond=5000`);
+    const path = w.slice(0, eq).split('.');
+    let at = raw;
+    for (const k of path.slice(0, -1)) {
+      if (typeof at[k] !== 'object' || at[k] === null || Array.isArray(at[k])) at[k] = {};
+      at = at[k] as Record<string, unknown>;
+    }
+    at[path[path.length - 1]] = cliValue(expandEnv(w.slice(eq + 1), process.env));
+  }
+  return validateJob(raw, file ?? 'the job given with --with');
 }

@@ -41,3 +41,25 @@ test('a job: defaults, and problems that name the key', () => {
   assert.throws(() => parseJob(`job: Fill!\ntable: orders\nkind: delete\n`), /job: must be/);
   assert.throws(() => parseJob(`job: fill\ntable: orders\nkind: delete\nchunk: { size: 3 }\n`), /chunk/);
 });
+
+test('a job from --with key=value, alone or over a file: dotted paths, typed values, SQL kept as text', async () => {
+  const { loadJob } = await import('../../src/inplace/job.js');
+  const { mkdtempSync, writeFileSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { tmpdir } = await import('node:os');
+  const j = loadJob({ with: ['job=fill', 'table=orders', 'kind=update', 'set=total = qty * price', "where=status = 'x: y'", 'chunk.rows=500', 'throttle.pauseWhileAutovacuum=true', 'finish.notNull=[total]', 'reason=r'] });
+  assert.equal(j.set, 'total = qty * price');
+  assert.equal(j.where, "status = 'x: y'");
+  assert.equal(j.chunk.rows, 500);
+  assert.equal(j.throttle.pauseWhileAutovacuum, true);
+  assert.deepEqual(j.finish.notNull, ['total']);
+  const f = join(mkdtempSync(join(tmpdir(), 'sluice-job-')), 'j.yaml');
+  writeFileSync(f, 'job: fill\ntable: orders\nkind: delete\nchunk: { rows: 100 }\nthrottle: { maxRowsPerSecond: 10 }\n');
+  const o = loadJob({ file: f, with: ['throttle.maxRowsPerSecond=5000', 'where=id < 10'] });
+  assert.equal(o.throttle.maxRowsPerSecond, 5000);
+  assert.equal(o.chunk.rows, 100);
+  assert.equal(o.where, 'id < 10');
+  assert.throws(() => loadJob({ with: ['job'] }), /--with job: expected key=value/);
+  assert.throws(() => loadJob({}), /give a job file, or the job's keys with --with/);
+  assert.throws(() => loadJob({ with: ['job=x', 'table=t', 'kind=update'] }), /the job given with --with: the job is not valid:\n {2}set:/);
+});

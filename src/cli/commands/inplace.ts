@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import type pg from 'pg';
 import { SluiceError } from '../../core/errors.js';
 import { readTable } from '../../inplace/catalog.js';
-import { loadJob, type InplaceJob, type InplaceThrottle } from '../../inplace/job.js';
+import { loadJob, type InplaceJob, type InplaceThrottle, type JobSource } from '../../inplace/job.js';
 import { checkLedger, ensureLedger, lastRun, revertOf, setRunState } from '../../inplace/ledger.js';
 import { retryFailed } from '../../inplace/retry-failed.js';
 import { revertJob } from '../../inplace/revert.js';
@@ -20,8 +20,8 @@ function databaseOf(job: InplaceJob, opts: GlobalOptions): string {
   throw new SluiceError('CONFIG_INVALID', `job ${job.job} names no database: add database: postgres://… to the job (or run it beside a sluice.yaml whose source it changes)`);
 }
 
-async function withJob<T>(file: string, opts: GlobalOptions, fn: (job: InplaceJob, c: pg.Client) => Promise<T>): Promise<T> {
-  const job = loadJob(file);
+async function withJob<T>(src: JobSource, opts: GlobalOptions, fn: (job: InplaceJob, c: pg.Client) => Promise<T>): Promise<T> {
+  const job = loadJob(src);
   const c = await connect(databaseOf(job, opts), job, 'cli');
   try {
     return await fn(job, c);
@@ -30,8 +30,8 @@ async function withJob<T>(file: string, opts: GlobalOptions, fn: (job: InplaceJo
   }
 }
 
-export async function inplacePlanCommand(file: string, flags: { json?: boolean; allowScan?: boolean }, opts: GlobalOptions): Promise<number> {
-  return withJob(file, opts, async (job, c) => {
+export async function inplacePlanCommand(src: JobSource, flags: { json?: boolean; allowScan?: boolean }, opts: GlobalOptions): Promise<number> {
+  return withJob(src, opts, async (job, c) => {
     const p = await planJob(c, job, { allowScan: flags.allowScan ?? false });
     process.stdout.write(flags.json ? JSON.stringify(p, null, 2) + '\n' : renderPlan(p) + '\n');
     return 0;
@@ -86,8 +86,8 @@ function bucketLines(p: JobPlan): string[] {
   return [`  scope ${p.scope.from} to ${p.scope.to}: ${p.buckets.length} buckets with rows, ${n(total)} rows for the job:`, ...shown];
 }
 
-export async function inplaceRunCommand(file: string, flags: { again?: boolean; allowScan?: boolean; reason?: string }, opts: GlobalOptions): Promise<number> {
-  const job = loadJob(file);
+export async function inplaceRunCommand(src: JobSource, flags: { again?: boolean; allowScan?: boolean; reason?: string }, opts: GlobalOptions): Promise<number> {
+  const job = loadJob(src);
   const logger = makeLogger(opts);
   const stopRequested = stopOnSignal();
   let shown = 0;
@@ -114,8 +114,8 @@ export function progressLine(p: RunProgress): string {
   return `${p.job}: ${n(p.rowsScanned)} of ~${n(p.rowsEstimated)} rows${pct}, ${n(p.rowsAffected)} changed, ${n(p.rowsPerSecond)} rows/s${eta}, chunk ${n(p.chunkRows)} rows${held}`;
 }
 
-export async function inplaceStatusCommand(file: string, flags: { json?: boolean }, opts: GlobalOptions): Promise<number> {
-  return withJob(file, opts, async (job, c) => {
+export async function inplaceStatusCommand(src: JobSource, flags: { json?: boolean }, opts: GlobalOptions): Promise<number> {
+  return withJob(src, opts, async (job, c) => {
     const s = await jobStatus(c, job, (await readTable(c, job.table)).rowsEstimated);
     process.stdout.write(flags.json ? JSON.stringify(s, null, 2) + '\n' : renderStatus(s) + '\n');
     return 0;
@@ -123,8 +123,8 @@ export async function inplaceStatusCommand(file: string, flags: { json?: boolean
 }
 
 /** pause | resume | cancel: recorded on the run; a running job acts on it between chunks. */
-export async function inplaceRequestCommand(what: 'pause' | 'resume' | 'cancel', file: string, opts: GlobalOptions): Promise<number> {
-  return withJob(file, opts, async (job, c) => {
+export async function inplaceRequestCommand(what: 'pause' | 'resume' | 'cancel', src: JobSource, opts: GlobalOptions): Promise<number> {
+  return withJob(src, opts, async (job, c) => {
     await ensureLedger(c);
     const run = await lastRun(c, job.job);
     if (!run || run.state === 'done' || run.state === 'cancelled') {
@@ -147,7 +147,7 @@ export async function inplaceRequestCommand(what: 'pause' | 'resume' | 'cancel',
   });
 }
 
-export async function inplaceThrottleCommand(file: string, flags: Record<string, string | boolean | undefined>, opts: GlobalOptions): Promise<number> {
+export async function inplaceThrottleCommand(src: JobSource, flags: Record<string, string | boolean | undefined>, opts: GlobalOptions): Promise<number> {
   const change: Partial<InplaceThrottle> = {};
   const num = (flag: string, key: keyof InplaceThrottle) => {
     const v = flags[flag];
@@ -162,7 +162,7 @@ export async function inplaceThrottleCommand(file: string, flags: Record<string,
   num('maxReplicaLagSeconds', 'maxReplicaLagSeconds');
   if (typeof flags.query === 'string') change.query = flags.query;
   if (Object.keys(change).length === 0 && !flags.reset) throw new SluiceError('BAD_USAGE', 'nothing to change: give a limit (e.g. --max-rows-per-second 5000) or --reset');
-  return withJob(file, opts, async (job, c) => {
+  return withJob(src, opts, async (job, c) => {
     await ensureLedger(c);
     const run = await lastRun(c, job.job);
     if (!run || run.state === 'done' || run.state === 'cancelled') throw new SluiceError('BAD_USAGE', `job ${job.job} has no run in progress: change throttle: in the job file instead`);
@@ -175,8 +175,8 @@ export async function inplaceThrottleCommand(file: string, flags: Record<string,
   });
 }
 
-export async function inplaceVerifyCommand(file: string, flags: { json?: boolean }, opts: GlobalOptions): Promise<number> {
-  return withJob(file, opts, async (job, c) => {
+export async function inplaceVerifyCommand(src: JobSource, flags: { json?: boolean }, opts: GlobalOptions): Promise<number> {
+  return withJob(src, opts, async (job, c) => {
     const v = await verifyJob(c, job);
     process.stdout.write(flags.json ? JSON.stringify(v, null, 2) + '\n' : renderVerdict(v) + '\n');
     return v.ok ? 0 : 1;
@@ -184,8 +184,8 @@ export async function inplaceVerifyCommand(file: string, flags: { json?: boolean
 }
 
 /** Exit 0 only when the job's last run is done: for deploy pipelines that depend on it. */
-export async function inplaceEnsureFinishedCommand(file: string, opts: GlobalOptions): Promise<number> {
-  return withJob(file, opts, async (job, c) => {
+export async function inplaceEnsureFinishedCommand(src: JobSource, opts: GlobalOptions): Promise<number> {
+  return withJob(src, opts, async (job, c) => {
     const exists = (await c.query(`SELECT to_regclass('_sluice.inplace_runs') IS NOT NULL AS ok`)).rows[0].ok as boolean;
     const run = exists ? await lastRun(c, job.job) : undefined;
     const reverted = run?.state === 'done' ? await revertOf(c, run.id) : undefined;
@@ -194,16 +194,16 @@ export async function inplaceEnsureFinishedCommand(file: string, opts: GlobalOpt
       return 0;
     }
     if (reverted) {
-      process.stdout.write(`${job.job}: not finished: run ${run!.id} was reverted by run ${reverted.id} (${reverted.state}); \`sluice inplace run ${file} --again\` runs it anew\n`);
+      process.stdout.write(`${job.job}: not finished: run ${run!.id} was reverted by run ${reverted.id} (${reverted.state}); \`sluice inplace run ${src.file ?? '…'} --again\` runs it anew\n`);
       return 1;
     }
-    process.stdout.write(`${job.job}: not finished (${run ? `run ${run.id} is ${run.state}` : 'never run'}): run \`sluice inplace run ${file}\` and wait for it\n`);
+    process.stdout.write(`${job.job}: not finished (${run ? `run ${run.id} is ${run.state}` : 'never run'}): run \`sluice inplace run ${src.file ?? '…'}\` and wait for it\n`);
     return 1;
   });
 }
 
-export async function inplaceAuditCommand(file: string, flags: { check?: boolean; json?: boolean }, opts: GlobalOptions): Promise<number> {
-  return withJob(file, opts, async (job, c) => {
+export async function inplaceAuditCommand(src: JobSource, flags: { check?: boolean; json?: boolean }, opts: GlobalOptions): Promise<number> {
+  return withJob(src, opts, async (job, c) => {
     await ensureLedger(c);
     if (flags.check) {
       const r = await checkLedger(c);
@@ -219,8 +219,8 @@ export async function inplaceAuditCommand(file: string, flags: { check?: boolean
   });
 }
 
-export async function inplaceRevertCommand(file: string, flags: { run?: string; reason?: string }, opts: GlobalOptions): Promise<number> {
-  const job = loadJob(file);
+export async function inplaceRevertCommand(src: JobSource, flags: { run?: string; reason?: string }, opts: GlobalOptions): Promise<number> {
+  const job = loadJob(src);
   const runId = flags.run === undefined ? undefined : Number(flags.run);
   if (runId !== undefined && !Number.isInteger(runId)) throw new SluiceError('BAD_USAGE', `--run ${flags.run}: expected a run id (sluice inplace audit lists them)`);
   const stopRequested = stopOnSignal();
@@ -234,8 +234,8 @@ export async function inplaceRevertCommand(file: string, flags: { run?: string; 
   return r.revert.state === 'done' || r.revert.state === 'paused' ? 0 : 1;
 }
 
-export async function inplaceRetryFailedCommand(file: string, opts: GlobalOptions): Promise<number> {
-  const job = loadJob(file);
+export async function inplaceRetryFailedCommand(src: JobSource, opts: GlobalOptions): Promise<number> {
+  const job = loadJob(src);
   const r = await retryFailed(job, { databaseUrl: databaseOf(job, opts), logger: makeLogger(opts) });
   process.stdout.write(
     `${job.job}: run ${r.run.id}: ${r.resolved} failed rows done now` +
