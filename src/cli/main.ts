@@ -124,6 +124,8 @@ program
   .option('--range-rows <n>', 'rows per compared key range (also the most rows held in memory to name keys)', '50000')
   .option('--max-rows-per-second <n>', 'ceiling on rows read from the source per second (0: none)', '0')
   .option('--where <sql>', 'compare only the rows matching this condition (e.g. the scope of a backfill)')
+  .option('--by <unit:column>', 'compare per day or hour of a timestamp column first (day:created_at), then name the keys of the hours that differ')
+  .option('--time-zone <zone>', 'the time zone of --by days and hours (default UTC)')
   .action((tables: string[], flags) => {
     action = verifyCommand(tables, flags, globals());
   });

@@ -42,6 +42,7 @@ export class HealthGate {
   /** Why the job would hold now, or null. */
   async holdReason(): Promise<string | null> {
     const l = this.limits;
+    if (!l.maxActiveSessions && !l.maxReplicaLagSeconds && !l.pauseWhileAutovacuum && !l.query.trim()) return null;
     const p = (await this.c.query(PROBE_SQL, [this.tableOid])).rows[0] as { active: number; replica_lag: number; autovacuum: number };
     if (l.maxActiveSessions > 0 && p.active > l.maxActiveSessions) {
       const mean = await this.meanActive();

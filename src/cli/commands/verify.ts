@@ -1,5 +1,6 @@
 import { SluiceError } from '../../core/errors.js';
 import { TableName } from '../../core/types.js';
+import { parseBy, verifyTablesByBucket, type BucketVerdict } from '../../verify/by-bucket.js';
 import { verifyTables, type TableVerdict, type VerifyProgress } from '../../verify/verifier.js';
 import { readConfig, type GlobalOptions } from '../shared.js';
 
@@ -9,6 +10,8 @@ export interface VerifyFlags {
   rangeRows?: string;
   maxRowsPerSecond?: string;
   where?: string;
+  by?: string;
+  timeZone?: string;
 }
 
 /** Exit 0 when every table is equal, 1 with the differing keys otherwise, 2 on error. */
@@ -26,6 +29,13 @@ export async function verifyCommand(names: string[], flags: VerifyFlags, opts: G
     const pct = p.rowsEstimated > 0 ? ` (~${Math.min(100, Math.round((100 * p.rowsChecked) / p.rowsEstimated))}%)` : '';
     process.stderr.write(`verify ${p.table}: ${p.rowsChecked.toLocaleString('en-US')} rows checked${pct} in ${p.ranges} ranges, ${p.rangesDiffering} differing so far\n`);
   };
+  if (flags.by) {
+    const byBucket = await verifyTablesByBucket(cfg, tables, parseBy(flags.by, flags.timeZone), { attempts, rangeRows, maxRowsPerSecond, where: flags.where });
+    if (flags.json) process.stdout.write(JSON.stringify({ equal: byBucket.every((v) => v.equal), tables: byBucket }, null, 2) + '\n');
+    else process.stdout.write(renderBucketVerdicts(byBucket) + '\n');
+    return byBucket.every((v) => v.equal) ? 0 : 1;
+  }
+  if (flags.timeZone) throw new SluiceError('BAD_USAGE', '--time-zone goes with --by day:COLUMN or --by hour:COLUMN');
   const verdicts = await verifyTables(cfg, tables, { attempts, rangeRows, maxRowsPerSecond, where: flags.where, onProgress });
   if (flags.json) process.stdout.write(JSON.stringify({ equal: verdicts.every((v) => v.equal), tables: verdicts }, null, 2) + '\n');
   else process.stdout.write(renderVerdicts(verdicts) + '\n');
@@ -45,6 +55,20 @@ export function renderVerdicts(verdicts: TableVerdict[]): string {
       const ranges = v.rangesDiffering > 0 ? `; ${v.rangesDiffering} of ${v.ranges} key ranges differ` : '';
       const head = `${v.equal ? 'EQUAL    ' : 'DIFFERENT'} ${v.table}${v.where ? ` (where ${v.where})` : ''}: source ${v.sourceRows.toLocaleString('en-US')} rows (md5 ${v.sourceMd5.slice(0, 12)}), destination ${v.destinationRows.toLocaleString('en-US')} rows (md5 ${v.destinationMd5.slice(0, 12)})${ranges}`;
       return [head, ...v.differences.map((d) => `  ${d.key}: ${d.problem}`)].join('\n');
+    })
+    .join('\n');
+}
+
+export function renderBucketVerdicts(verdicts: BucketVerdict[]): string {
+  const n = (x: number) => x.toLocaleString('en-US');
+  return verdicts
+    .map((v) => {
+      const head = `${v.equal ? 'EQUAL    ' : 'DIFFERENT'} ${v.table}${v.where ? ` (where ${v.where})` : ''} by ${v.by}: source ${n(v.sourceRows)} rows, destination ${n(v.destinationRows)} rows; ${v.rangesDiffering} of ${v.buckets} buckets differ`;
+      return [
+        head,
+        ...v.differingBuckets.map((b) => `  ${b.bucket}: source ${n(b.sourceRows)} rows, destination ${n(b.destinationRows)}`),
+        ...v.differences.map((d) => `    ${d.key}: ${d.problem}`),
+      ].join('\n');
     })
     .join('\n');
 }
