@@ -30,7 +30,7 @@ import { Swapper } from './swapper.js';
 import { destinationRefusal } from './backfill-refusals.js';
 import { ControlChannel } from './control-channel.js';
 import { classify, isConnectionLoss } from '../sources/postgres/errors.js';
-import { quoteIdent } from '../sources/postgres/introspect.js';
+import { quoteIdent } from '../core/quote.js';
 import { Applier } from './applier.js';
 import { configureConnections, connect, withTransaction, type PipelineContext } from './context.js';
 import { Copier } from './copier.js';

@@ -17,7 +17,7 @@ import { SluiceError } from '../core/errors.js';
 import { TableName, type BackfillMode } from '../core/types.js';
 import { deleteCursor } from '../destinations/postgres/state.js';
 import { typeChange } from '../destinations/postgres/type-change.js';
-import { type TableInfo } from '../sources/postgres/introspect.js';
+import type { TableInfo } from '../core/columns.js';
 import { destinationCollations } from '../destinations/postgres/collations.js';
 import { type PipelineContext } from './context.js';
 import type { TableRuntime } from './runtime.js';
