@@ -29,9 +29,9 @@ import {
 } from '../destinations/postgres/dialect.js';
 import { setRunStatus, setTableState, writeCursor } from '../destinations/postgres/state.js';
 import { destinationCollations } from '../destinations/postgres/collations.js';
-import { classify, isConnectionLoss } from '../sources/postgres/errors.js';
+import { classify, isConnectionLoss } from '../postgres/errors.js';
 import { introspectTable } from '../sources/postgres/introspect.js';
-import { closeClient } from '../sources/postgres/connection.js';
+import { closeClient } from '../postgres/connection.js';
 import { connect, withTransaction, type PipelineContext } from './context.js';
 import { Mutex, type TableRuntime } from './runtime.js';
 import { columnTypes, syncColumnTypes } from './type-sync.js';

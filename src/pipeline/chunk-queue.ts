@@ -11,8 +11,8 @@ import type pg from 'pg';
 import { SluiceError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { backoffMs, sleep } from '../core/retry.js';
-import { closeClient } from '../sources/postgres/connection.js';
-import { isConnectionLoss } from '../sources/postgres/errors.js';
+import { closeClient } from '../postgres/connection.js';
+import { isConnectionLoss } from '../postgres/errors.js';
 import type { Chunk, Planner } from './chunking.js';
 import type { TableRuntime } from './runtime.js';
 

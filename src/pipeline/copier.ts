@@ -39,7 +39,7 @@ import {
   type KeysetTable,
 } from '../destinations/postgres/dialect.js';
 import { readRangeChunks, recordChunk, recordRangeChunk, setRunStatus, setTableState, writeCursor, readTable } from '../destinations/postgres/state.js';
-import { classify } from '../sources/postgres/errors.js';
+import { classify } from '../postgres/errors.js';
 import { introspectTable, type TableInfo } from '../sources/postgres/introspect.js';
 import { connect, withTransaction, type PipelineContext } from './context.js';
 import type { TableRuntime } from './runtime.js';

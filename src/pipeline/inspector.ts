@@ -3,8 +3,8 @@
  * SluiceError whose message names the fix; the CLI exits 2 for them.
  */
 import pg from 'pg';
-import { connectError, redactUrl } from '../sources/postgres/errors.js';
-import { clientConfig } from '../sources/postgres/connection.js';
+import { connectError, redactUrl } from '../postgres/errors.js';
+import { clientConfig } from '../postgres/connection.js';
 import type { SluiceConfig, TableConfig } from '../config/schema.js';
 import { SluiceError } from '../core/errors.js';
 import { TableName } from '../core/types.js';

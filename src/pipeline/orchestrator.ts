@@ -29,7 +29,7 @@ import { inBackfill } from '../core/table-state.js';
 import { Swapper } from './swapper.js';
 import { destinationRefusal } from './backfill-refusals.js';
 import { ControlChannel } from './control-channel.js';
-import { classify, isConnectionLoss } from '../sources/postgres/errors.js';
+import { classify, isConnectionLoss } from '../postgres/errors.js';
 import { quoteIdent } from '../core/quote.js';
 import { Applier } from './applier.js';
 import { configureConnections, connect, withTransaction, type PipelineContext } from './context.js';

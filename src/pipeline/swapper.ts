@@ -19,7 +19,7 @@ import { deleteCursor, setTableState, writeCursor } from '../destinations/postgr
 import { archiveName, captureCarried, swapSql } from '../destinations/postgres/swap.js';
 import { ensureArchiveSchema } from '../destinations/postgres/archives.js';
 import { lowSpaceWarning } from './archive-space.js';
-import { classify } from '../sources/postgres/errors.js';
+import { classify } from '../postgres/errors.js';
 import type { Applier } from './applier.js';
 import type { PipelineContext } from './context.js';
 import type { TableRuntime } from './runtime.js';

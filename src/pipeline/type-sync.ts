@@ -12,7 +12,7 @@ import type { Logger } from '../core/logger.js';
 import { TableName, type RelationColumns } from '../core/types.js';
 import { qualified, quoteIdent } from '../destinations/postgres/dialect.js';
 import { columnAction } from '../destinations/postgres/type-change.js';
-import { classify } from '../sources/postgres/errors.js';
+import { classify } from '../postgres/errors.js';
 
 /** OIDs below this are PostgreSQL's own (built-in) types: the same on every cluster. */
 const FIRST_NORMAL_OID = 16384;
