@@ -103,3 +103,15 @@ export interface SourceIndex {
   /** Unusable in the source (a failed CREATE INDEX CONCURRENTLY): not carried. */
   readonly valid: boolean;
 }
+
+/** A foreign key between two tables of one database (a destination carries them across reloads and swaps). */
+export interface ForeignKey {
+  readonly name: string;
+  /** The table that has the constraint. */
+  readonly table: TableName;
+  /** The referenced table. */
+  readonly references: TableName;
+  /** pg_get_constraintdef without a trailing NOT VALID (names resolve by this session's search_path). */
+  readonly definition: string;
+  readonly validated: boolean;
+}

@@ -2,6 +2,7 @@
 import type { ChangeLog } from '../changelog/changelog.js';
 import type { SluiceConfig } from '../config/schema.js';
 import type { Logger } from '../core/logger.js';
+import { enginesFor, type Engines } from '../engines.js';
 import type { Throttler } from './throttler.js';
 
 // PostgreSQL sessions for the pipeline parts that still run their own SQL (docs/architecture.md, "Ports").
@@ -18,3 +19,15 @@ export interface PipelineContext {
   readonly version: string;
 }
 
+
+const enginesByConfig = new WeakMap<SluiceConfig, Engines>();
+
+/** The source and destination drivers of the pipeline's config (the composition root picks them by type). */
+export function enginesOf(ctx: Pick<PipelineContext, 'cfg'>): Engines {
+  let engines = enginesByConfig.get(ctx.cfg);
+  if (!engines) {
+    engines = enginesFor(ctx.cfg);
+    enginesByConfig.set(ctx.cfg, engines);
+  }
+  return engines;
+}

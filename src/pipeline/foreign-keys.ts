@@ -8,11 +8,10 @@
  * parent is tried again (with backoff, for some minutes) until every table has caught up.
  */
 import type pg from 'pg';
-import { SluiceError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { backoffMs, sleep } from '../core/retry.js';
 import { TableName } from '../core/types.js';
-import { addForeignKeySql, replicaRoleGrant, validateForeignKeySql, type ForeignKey } from '../destinations/postgres/foreign-keys.js';
+import { addForeignKeySql, validateForeignKeySql, type ForeignKey } from '../destinations/postgres/foreign-keys.js';
 import { qualified } from '../destinations/postgres/dialect.js';
 import { connect, type PipelineContext } from './context.js';
 
@@ -94,13 +93,3 @@ export async function resumeValidations(ctx: PipelineContext, dst: pg.ClientBase
   }
 }
 
-/** A foreign-key violation on a session that could not take the replica role: name the grant. */
-export function withGrantHint(err: SluiceError, replicaRole: boolean): SluiceError {
-  if (replicaRole || (err.context.sqlstate as string | undefined) !== '23503') return err;
-  return new SluiceError(
-    err.code,
-    `${err.message}; sluice writes each table in its own transactions, so a row may arrive before the row it references: ` +
-      `let sluice's destination role skip foreign-key checks with ${replicaRoleGrant('<role>')}`,
-    { cause: err, retryable: err.retryable, context: err.context },
-  );
-}
