@@ -36,6 +36,12 @@ export interface Destination {
   isLockTimeout(err: SluiceError): boolean;
   /** A chunk worker's session: appends chunks of a backfill, each with its progress. */
   openChunkWriter(options: { readonly pipeline: string }): Promise<ChunkWriter>;
+  /**
+   * Validates foreign keys a reload or swap added back unvalidated, in the background on a session of
+   * its own (retrying while a parent's rows are still on their way); never throws. With `runId`, the
+   * run's list of keys to validate is cleared once all are.
+   */
+  validateForeignKeysLater(foreignKeys: readonly ForeignKey[], log: Logger, runId?: number): void;
   /** What the CLI reads and writes at the destination, whether a pipeline runs or not (one connection). */
   openControl(applicationName: string): Promise<DestinationControl>;
 }

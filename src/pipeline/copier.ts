@@ -20,7 +20,7 @@ import { referencingKeys, truncateBlockers, truncateRefusal } from '../destinati
 import { firstLoadInPlace } from '../destinations/postgres/swap.js';
 import { addForeignKeySql, dropDependents, dropRefusal, foreignKeysOf, setReplicaRole, type ForeignKey } from '../destinations/postgres/foreign-keys.js';
 import { dependentViews, recreateViews, type DependentView } from '../destinations/postgres/dependent-views.js';
-import { recreateForeignKeys, validateForeignKeysLater } from './foreign-keys.js';
+import { recreateForeignKeys } from '../destinations/postgres/foreign-key-validation.js';
 import { addStagingPrimaryKey, checkTarget, createStaging, createTarget, dropStaging, finishStaging } from './target-tables.js';
 import { to as copyTo } from 'pg-copy-streams';
 import { SluiceError } from '../core/errors.js';
@@ -169,7 +169,7 @@ export class Copier {
         await dst.query(`UPDATE _sluice.runs SET params = params - 'addBack' WHERE id = $1`, [runId]);
       }
       await this.armReplay(dst, rt, l0);
-      if (fkParams?.validate) validateForeignKeysLater(this.ctx, fkParams.validate as ForeignKey[], log, runId);
+      if (fkParams?.validate) enginesOf(this.ctx).destination.validateForeignKeysLater(fkParams.validate as ForeignKey[], log, runId);
       log.info('backfill copied; replaying changes since L0', { rowsCopied: rt.rowsCopied, l0: Lsn.format(l0) });
       return true;
     } finally {

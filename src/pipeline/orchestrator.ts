@@ -22,7 +22,7 @@ import type { Logger } from '../core/logger.js';
 import { backoffMs, sleep } from '../core/retry.js';
 import { Lsn, TableName, type BackfillMode } from '../core/types.js';
 import { cursorKey, ensureStateSchema, lastDoneRows, readCursors, readTables, setRunStatus, setTableState, type TableRow } from '../destinations/postgres/state.js';
-import { resumeValidations } from './foreign-keys.js';
+import { resumeValidations } from '../destinations/postgres/foreign-key-validation.js';
 import { dropArchive } from '../destinations/postgres/archives.js';
 import { inBackfill } from '../core/table-state.js';
 import { Swapper } from './swapper.js';
@@ -282,7 +282,7 @@ class Orchestrator implements Pipeline {
       );
       this.timers.push(setInterval(() => void this.writeStatus().catch(() => {}), cfg.pipeline.statusIntervalMs));
       await this.sweepArchives().catch((e) => this.log.warn('dropping expired archives failed', { error: errorMessage(e) }));
-      await this.onControl((c) => resumeValidations(this.ctx, c, this.log)).catch((e) => this.log.warn('resuming foreign key validations failed', { error: errorMessage(e) }));
+      await this.onControl((c) => resumeValidations(this.cfg.destination.url, this.pipeline, c, this.log)).catch((e) => this.log.warn('resuming foreign key validations failed', { error: errorMessage(e) }));
       this.timers.push(setInterval(() => void this.sweepArchives().catch((e) => this.log.warn('dropping expired archives failed', { error: errorMessage(e) })), 60_000));
       this.log.info('pipeline running', {
         slot: this.slot,

@@ -17,7 +17,6 @@ import { TableName } from '../core/types.js';
 import type { Applier } from './applier.js';
 import { enginesOf, type PipelineContext } from './context.js';
 import type { TableRuntime } from './runtime.js';
-import { validateForeignKeysLater } from './foreign-keys.js';
 
 export interface SwapperHooks {
   onSwapped(rt: TableRuntime, archive: TableName, lockHeldMs: number, attempts: number): void;
@@ -119,7 +118,7 @@ export class Swapper {
         if (result.lowSpace) log.warn(`destination short of space after the swap: ${result.lowSpace}`);
         this.hooks.onSwapped(rt, result.archive, result.lockHeldMs, attempt);
         // Added back NOT VALID in the swap; validated now, outside its lock (SHARE UPDATE EXCLUSIVE).
-        validateForeignKeysLater(this.ctx, result.validateLater, log, result.runId);
+        enginesOf(this.ctx).destination.validateForeignKeysLater(result.validateLater, log, result.runId);
         return;
       } catch (err) {
         const destination = enginesOf(this.ctx).destination;

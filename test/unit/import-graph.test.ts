@@ -74,7 +74,6 @@ const STILL_ON_POSTGRES = new Set([
   'src/pipeline/context.ts',
   'src/pipeline/control-channel.ts',
   'src/pipeline/copier.ts',
-  'src/pipeline/foreign-keys.ts',
   'src/pipeline/inspector.ts',
   'src/pipeline/orchestrator.ts',
   'src/pipeline/slot-guard.ts',
