@@ -4,39 +4,19 @@
  * a backfill is the same loop starting from L0 (docs/architecture.md, "One mechanism for apply, replay and
  * catch-up").
  *
- * A batch is compacted per primary key (only the last image of a key matters), then applied set-wise:
- * COPY of the final images into a session temp table, one DELETE for removed keys, and one
- * INSERT … ON CONFLICT (or UPDATE + INSERT when some images left TOASTed columns out: those keep the
- * destination's value for a plain update of a row it has, and are read from the source by key for
- * everything else, contract 5; see resolveUnknownValues).
- * A TRUNCATE or a new column set splits the batch into segments, still in the same transaction.
+ * A batch is compacted per primary key (only the last image of a key matters) and handed to the
+ * destination's apply session (destinations/destination.ts), which writes it set-wise with the
+ * cursor in one transaction. A TRUNCATE or a new column set splits the batch into segments, still
+ * in the same transaction.
  */
-import type pg from 'pg';
-import { from as copyFrom } from 'pg-copy-streams';
 import { SluiceError } from '../core/errors.js';
 import { crashPoint } from '../core/crash.js';
+import type { SourceLookups } from '../core/source-lookups.js';
 import { sleep, backoffMs } from '../core/retry.js';
 import { Position, TableName, type CapturedValue, type Change, type RelationColumns } from '../core/types.js';
-import {
-  columnDefSql,
-  copyTextValue,
-  deleteByKeysSql,
-  insertMissingSql,
-  qualified,
-  quoteIdent,
-  updateKeepingUnchangedSql,
-  upsertFromSql,
-} from '../destinations/postgres/dialect.js';
-import { setRunStatus, setTableState, writeCursor } from '../destinations/postgres/state.js';
-import { destinationCollations } from '../destinations/postgres/collations.js';
-import { classify, isConnectionLoss } from '../sources/postgres/errors.js';
-import { introspectTable } from '../sources/postgres/introspect.js';
-import { closeClient } from '../sources/postgres/connection.js';
-import { connect, withTransaction, type PipelineContext } from './context.js';
+import type { ApplySegment, ApplySession, Destination } from '../destinations/destination.js';
+import { enginesOf, type PipelineContext } from './context.js';
 import { Mutex, type TableRuntime } from './runtime.js';
-import { columnTypes, syncColumnTypes } from './type-sync.js';
-import { isReferenced, setReplicaRole, replicaRoleGrant } from '../destinations/postgres/foreign-keys.js';
-import { withGrantHint } from './foreign-keys.js';
 
 export interface ApplierHooks {
   onCaughtUp(rt: TableRuntime): void;
@@ -44,17 +24,6 @@ export interface ApplierHooks {
   onApplied?(rt: TableRuntime, changes: number): void;
   /** An online backfill's staging table has reached the live table's position: time to swap. */
   onStagingCaughtUp?(rt: TableRuntime): void;
-}
-
-interface Shape {
-  /** Columns written, in relation order (all exist in the destination). */
-  columns: string[];
-  destTypes: string[];
-  /** Index (into relation columns) of each primary-key column. */
-  keyIdx: number[];
-  keyTypes: string[];
-  upTable: string;
-  delTable: string;
 }
 
 interface ApplyTarget {
@@ -72,27 +41,24 @@ interface Image {
 const IDLE_CURSOR_ADVANCE_MS = 1000;
 
 export class Applier {
-  private dst: pg.Client | null = null;
-  private src: pg.Client | null = null;
+  private readonly destination: Destination;
+  private readonly sourceLookups: SourceLookups;
+  private readonly session: ApplySession;
   /**
-   * One user of the Applier's connections at a time. The apply loop (one table after another) and
+   * One user of the Applier's session at a time. The apply loop (one table after another) and
    * `exclusive` (the swap, a cancel: another table than the one the loop is on) would otherwise
    * interleave their statements on one session, and one's COMMIT would end the other's transaction.
    * Always taken after the table's lock, never before it.
    */
-  private readonly session = new Mutex();
+  private readonly sessionLock = new Mutex();
   private stopping = false;
   private loop: Promise<void> | null = null;
   private wake: (() => void) | null = null;
-  private shapes = new Map<string, Shape>();
-  private tempSeq = 0;
   private lastIdleAdvance = new Map<string, number>();
   /** The next batch of a target, read while the destination worked on the previous one. */
   private readonly readAhead = new Map<string, { after: Position; changes: Change[] }>();
   private lastPurge = 0;
   private failures = 0;
-  /** Whether the apply session runs with session_replication_role = replica (null: not asked yet). */
-  private replicaRole: boolean | null = null;
   /** Changes applied since start (for status and benchmarks). */
   applied = 0;
 
@@ -100,7 +66,12 @@ export class Applier {
     private readonly ctx: PipelineContext,
     private readonly tables: Map<string, TableRuntime>,
     private readonly hooks: ApplierHooks,
-  ) {}
+  ) {
+    const engines = enginesOf(ctx);
+    this.destination = engines.destination;
+    this.sourceLookups = engines.source.openLookups('sluice-apply');
+    this.session = this.destination.openApplySession({ pipeline: ctx.pipeline, logger: ctx.logger, source: this.sourceLookups });
+  }
 
   start(): void {
     if (this.loop) return;
@@ -117,12 +88,7 @@ export class Applier {
     this.poke();
     await this.loop;
     this.loop = null;
-    await this.session.run(async () => {
-      await this.dst?.end().catch(() => {});
-      await this.src?.end().catch(() => {});
-      this.dst = null;
-      this.src = null;
-    });
+    await this.sessionLock.run(() => this.resetSession());
   }
 
   private async run(): Promise<void> {
@@ -138,11 +104,11 @@ export class Applier {
       } catch (err) {
         // Connection-level trouble: drop the session (temp tables go with it) and back off.
         this.failures++;
-        const e = err instanceof SluiceError ? err : classify('destination', 'applying changes', err);
+        const e = err instanceof SluiceError ? err : this.destination.classifyError('applying changes', err);
         this.ctx.logger.warn('apply failed; retrying', { error: e.message, attempt: this.failures });
-        await this.session.run(() => this.resetSession());
+        await this.sessionLock.run(() => this.resetSession());
         // An absent destination is asked again every few seconds, so applies resume soon after it is back.
-        await sleep(backoffMs(this.failures, 200, isConnectionLoss(e) ? 5000 : 10_000));
+        await sleep(backoffMs(this.failures, 200, this.destination.isConnectionLoss(e) ? 5000 : 10_000));
         continue;
       }
       if (!busy && !this.stopping) {
@@ -160,45 +126,8 @@ export class Applier {
   }
 
   private async resetSession(): Promise<void> {
-    const d = this.dst;
-    const s = this.src;
-    this.dst = null;
-    this.src = null;
-    this.shapes.clear();
     // The source connection (filling unchanged columns) may be the one that was lost.
-    await Promise.all([d && closeClient(d), s && closeClient(s)]);
-  }
-
-  private async destination(): Promise<pg.Client> {
-    if (!this.dst) {
-      const dst = await connect('destination', this.ctx.cfg.destination.url, 'sluice-apply');
-      // Every apply statement joins a batch (≤ apply.batchRows keys, in an unanalyzed temp table)
-      // to the target by its primary key. Left to itself the planner picks a merge join, which
-      // walks the target's key index from its first key up to the batch's last: cost grows with
-      // the table (a batch of 20k deletes near the end of a 1M-row table took 410 ms instead of
-      // 34 ms). Index probes per staged row cost the same whatever the table's size. This relies on
-      // every apply target having the primary key (checkTarget; a deferred key is built before the replay).
-      try {
-        await dst.query('SET enable_mergejoin = off; SET enable_hashjoin = off');
-        // Each table applies in its own transactions, so a child row may arrive before its parent
-        // (foreign keys in the destination): as PostgreSQL's logical replication workers do, apply
-        // with foreign-key (and other ordinary) triggers off. Without the right, say what to grant.
-        const had = this.replicaRole;
-        this.replicaRole = await setReplicaRole(dst);
-        if (!this.replicaRole && had === null) {
-          const user = (await dst.query('SELECT current_user AS u')).rows[0].u as string;
-          this.ctx.logger.warn(
-            'cannot set session_replication_role = replica: foreign keys between replicated tables in the destination may stop applies until the parent rows arrive',
-            { grant: replicaRoleGrant(user) },
-          );
-        }
-      } catch (err) {
-        await dst.end().catch(() => {});
-        throw err;
-      }
-      this.dst = dst;
-    }
-    return this.dst;
+    await Promise.all([this.session.close(), this.sourceLookups.close()]);
   }
 
   /** The destination tables of `rt` that receive its changes now, with their cursors. */
@@ -212,23 +141,18 @@ export class Applier {
   /** Applies one batch to each target of one table. Returns true when it applied something. */
   private async step(rt: TableRuntime): Promise<boolean> {
     if (this.targetsOf(rt).length === 0) return false;
-    return rt.lock.run(() => this.session.run(async () => {
+    return rt.lock.run(() => this.sessionLock.run(async () => {
       let busy = false;
-      const dst = await this.destination();
+      await this.session.open();
       for (const target of this.targetsOf(rt)) {
         let r: { applied: number; drained: boolean };
         try {
-          r = await this.applyBatch(dst, rt, target);
+          r = await this.applyBatch(rt, target);
         } catch (err) {
-          const e = withGrantHint(classify('destination', `applying changes to ${TableName.format(target.table)}`, err), this.replicaRole !== false);
+          const e = this.session.batchFailure(`applying changes to ${TableName.format(target.table)}`, err);
           if (e.retryable) throw e;
-          // Without the replica role a row may arrive before its parent: the other table's apply
-          // brings the parent, so try again rather than fail the table.
-          if (this.replicaRole === false && (e.context.sqlstate as string | undefined) === '23503') {
-            throw new SluiceError(e.code, e.message, { cause: e, retryable: true, context: e.context });
-          }
-          // The temp tables may be gone with the aborted transaction's DDL; rebuild them next time.
-          this.shapes.clear();
+          // What the session built for the table may be gone with the aborted transaction; rebuilt next time.
+          this.session.forget();
           if (target.kind === 'live') rt.applyHalted = true;
           this.hooks.onTableFailed(rt, e);
           return false;
@@ -236,7 +160,7 @@ export class Applier {
         if (r.applied > 0) busy = true;
         if (r.applied > 0 && (target.kind === 'staging' || rt.state === 'catching_up')) crashPoint('replay:batch');
         if (!r.drained) continue;
-        if (target.kind === 'live' && rt.state === 'catching_up' && !rt.staging) await this.caughtUp(dst, rt);
+        if (target.kind === 'live' && rt.state === 'catching_up' && !rt.staging) await this.caughtUp(rt);
         // Drained: the staging table has replayed up to the head; the swap brings both tables to one position.
         if (target.kind === 'staging') {
           crashPoint('online:replay');
@@ -252,7 +176,7 @@ export class Applier {
    * `drained` means nothing more was pending: the cursor then moves to the head (or `upTo`) now and then,
    * so lag and purging see it current even when the table has no changes.
    */
-  private async applyBatch(dst: pg.Client, rt: TableRuntime, target: ApplyTarget, upTo?: Position): Promise<{ applied: number; drained: boolean }> {
+  private async applyBatch(rt: TableRuntime, target: ApplyTarget, upTo?: Position): Promise<{ applied: number; drained: boolean }> {
     const log = this.ctx.changeLog;
     const head = log.head();
     const limit = this.ctx.cfg.apply.batchRows;
@@ -270,7 +194,7 @@ export class Applier {
       const due = upTo !== undefined || now - (this.lastIdleAdvance.get(key) ?? 0) >= IDLE_CURSOR_ADVANCE_MS;
       if (due && Position.compare(at, target.cursor) > 0) {
         this.lastIdleAdvance.set(key, now);
-        await writeCursor(dst, this.ctx.pipeline, rt.name, TableName.format(target.table), at, null, 0);
+        await this.session.advanceCursor(rt.name, target.table, at);
         this.setCursor(rt, target, at);
         if (target.kind === 'live' && !upTo) rt.lastCommitTimeMs = head.commitTimeMs || rt.lastCommitTimeMs;
       }
@@ -288,21 +212,8 @@ export class Applier {
             prefetched = true;
             this.readAhead.set(key, { after: last.position, changes: log.read(rt.name, last.position, limit) });
           };
-    await withTransaction(dst, async () => {
-      let start = 0;
-      for (let i = 1; i <= changes.length; i++) {
-        const boundary =
-          i === changes.length ||
-          changes[i].kind === 'truncate' ||
-          changes[i - 1].kind === 'truncate' ||
-          changes[i].relationVersion !== changes[start].relationVersion;
-        if (boundary) {
-          await this.applySegment(dst, rt, target.table, changes.slice(start, i), i === changes.length ? prefetch : undefined);
-          start = i;
-        }
-      }
-      await writeCursor(dst, this.ctx.pipeline, rt.name, TableName.format(target.table), last.position, last.commitTimeMs, changes.length);
-    });
+    const segments = this.segmentsOf(rt, changes);
+    await this.session.applyBatch(rt, target.table, segments, { position: last.position, commitTimeMs: last.commitTimeMs, changes: changes.length }, prefetch);
     this.setCursor(rt, target, last.position);
     if (target.kind === 'live') {
       rt.changesApplied += changes.length;
@@ -325,226 +236,67 @@ export class Applier {
    * applies every target of the table up to position `p` and leaves each cursor exactly at `p`
    * (the online swap needs the live and the staging table at the same position).
    */
-  async exclusive<T>(rt: TableRuntime, fn: (dst: pg.Client, bringTo: (p: Position) => Promise<void>) => Promise<T>): Promise<T> {
-    return rt.lock.run(() => this.session.run(async () => {
-      const dst = await this.destination();
+  async exclusive<T>(rt: TableRuntime, fn: (session: ApplySession, bringTo: (p: Position) => Promise<void>) => Promise<T>): Promise<T> {
+    return rt.lock.run(() => this.sessionLock.run(async () => {
+      await this.session.open();
       const bringTo = async (p: Position) => {
         for (const target of this.targetsOf(rt)) {
           for (;;) {
-            const r = await this.applyBatch(dst, rt, target, p);
+            const r = await this.applyBatch(rt, target, p);
             if (r.drained) break;
           }
         }
       };
-      const names = [rt.target, rt.staging?.target].filter((t): t is TableName => !!t).map((t) => `${TableName.format(t)}#`);
+      const tables = [rt.target, rt.staging?.target].filter((t): t is TableName => !!t);
       try {
-        return await fn(dst, bringTo);
+        return await fn(this.session, bringTo);
       } finally {
         // A swap or a cancel changes which table stands under these names: describe them afresh next time.
-        for (const k of [...this.shapes.keys()]) if (names.some((n) => k.startsWith(n))) this.shapes.delete(k);
+        this.session.forget(tables);
         this.readAhead.clear();
       }
     }));
   }
 
   /** Nothing pending after a reload's replay: the table is streaming. */
-  private async caughtUp(dst: pg.Client, rt: TableRuntime): Promise<void> {
-    await withTransaction(dst, async () => {
-      await setTableState(dst, this.ctx.pipeline, rt.name, 'streaming', { error: null, detail: null });
-      await setRunStatus(dst, this.ctx.pipeline, rt.name, 'done');
-    });
+  private async caughtUp(rt: TableRuntime): Promise<void> {
+    await this.session.markCaughtUp(rt.name);
     rt.state = 'streaming';
     rt.l0 = null;
     rt.error = null;
     this.hooks.onCaughtUp(rt);
   }
 
-  private async applySegment(dst: pg.Client, rt: TableRuntime, target: TableName, changes: Change[], prefetch?: () => void): Promise<void> {
-    if (changes[0].kind === 'truncate') {
-      // PostgreSQL cannot TRUNCATE a table other tables reference; the source truncated those too,
-      // and their own TRUNCATE comes in their own apply: empty this one row by row instead.
-      await dst.query((await isReferenced(dst, target)) ? `DELETE FROM ${qualified(target)}` : `TRUNCATE ${qualified(target)}`);
-      return;
-    }
-    const rel = this.ctx.changeLog.relation(changes[0].relationVersion);
-    const shape = await this.shape(dst, rt, target, changes[0].relationVersion, rel);
-    const { upserts, deletes } = compact(changes, rel, shape.keyIdx);
-
-    let anyUnchanged = false;
-    if (upserts.size > 0) {
-      const lines: string[] = [];
-      for (const img of upserts.values()) {
-        let bits = '';
-        let unchanged = false;
-        const vals: string[] = new Array(img.row.length);
-        for (let i = 0; i < img.row.length; i++) {
-          const v = img.row[i];
-          if (v === false) {
-            unchanged = true;
-            bits += '1';
-            vals[i] = '\\N';
-          } else {
-            bits += '0';
-            vals[i] = copyTextValue(v);
-          }
-        }
-        // `_sluice_from_*` marks an image born of a key change in the batch: its unknown values
-        // belong to another row's history, never to whatever row the destination holds at its key.
-        const from = img.fromKey && unchanged ? img.fromKey.map((v) => copyTextValue(v)) : shape.keyIdx.map(() => '\\N');
-        if (unchanged) anyUnchanged = true;
-        lines.push(`${vals.join('\t')}\t${unchanged ? bits : '\\N'}\t${from.join('\t')}\n`);
-      }
-      await copyLines(dst, `COPY ${shape.upTable} FROM STDIN`, lines);
-      if (anyUnchanged) await this.resolveUnknownValues(dst, rt, target, shape);
-    }
-    if (deletes.size > 0) {
-      const lines: string[] = [];
-      for (const key of deletes.values()) lines.push(`${key.map((v) => copyTextValue(v)).join('\t')}\n`);
-      await copyLines(dst, `COPY ${shape.delTable} FROM STDIN`, lines);
-      await dst.query(deleteByKeysSql(target, shape.delTable, keyNames(shape)));
-    }
-    if (upserts.size > 0) {
-      if (anyUnchanged) {
-        await dst.query(updateKeepingUnchangedSql(target, shape.upTable, shape.columns, keyNames(shape)));
-        await dst.query(insertMissingSql(target, shape.upTable, shape.columns, keyNames(shape)));
+  /**
+   * Splits a batch where a TRUNCATE or a new column set starts, and compacts each run of rows per
+   * primary key (the destination writes only the last image of a key).
+   */
+  private segmentsOf(rt: TableRuntime, changes: readonly Change[]): ApplySegment[] {
+    const out: ApplySegment[] = [];
+    let start = 0;
+    for (let i = 1; i <= changes.length; i++) {
+      const boundary =
+        i === changes.length ||
+        changes[i].kind === 'truncate' ||
+        changes[i - 1].kind === 'truncate' ||
+        changes[i].relationVersion !== changes[start].relationVersion;
+      if (!boundary) continue;
+      const first = changes[start];
+      if (first.kind === 'truncate') {
+        out.push({ kind: 'truncate' });
       } else {
-        const upsert = dst.query(upsertFromSql(target, shape.upTable, shape.columns, keyNames(shape)));
-        prefetch?.();
-        await upsert;
+        const version = first.relationVersion;
+        const rel = this.ctx.changeLog.relation(version);
+        const keyIdx = rt.info.primaryKey.map((k) => rel.names.indexOf(k));
+        if (keyIdx.some((k) => k < 0)) {
+          throw new SluiceError('SOURCE_ERROR', `source ${rt.name}: the change stream lacks primary key columns (${rt.info.primaryKey.join(', ')})`);
+        }
+        const { upserts, deletes } = compact(changes.slice(start, i), rel, keyIdx);
+        out.push({ kind: 'rows', relationVersion: version, columns: rel, previous: this.ctx.changeLog.previousRelation(rt.name, version), keyIdx, upserts, deletes });
       }
+      start = i;
     }
-    // ON COMMIT DELETE ROWS empties them at commit; within one transaction segments reuse them.
-    await dst.query(`TRUNCATE ${shape.upTable}, ${shape.delTable}`);
-  }
-
-  /**
-   * Update images that left unchanged TOASTed columns out carry no value for them. The destination's
-   * value may be kept only when the destination holds the same row's own history at that key: a
-   * plain update of a row it has. Everything else reads the columns from the source by key, now:
-   * - an image born of a key change (`_sluice_from_*` set): during a replay from L0 the destination
-   *   is ahead of the change being replayed, so the row it holds at the old key (or at the new key)
-   *   may be a later row that reuses the key, or not the row at all;
-   * - an image whose key the destination lacks (a row copied after it moved, a key change whose old
-   *   row was never loaded).
-   * The source's current value is at least as new as the change; every later change of it is in
-   * the log after this one and replays over it. A key the source no longer has was deleted or moved
-   * by a later change, also in the log: such an image is dropped, and a stale destination row at a
-   * born key is deleted, rather than written with values nobody knows (that once put NULLs into
-   * rows that later key changes carried on).
-   */
-  private async resolveUnknownValues(dst: pg.Client, rt: TableRuntime, target: TableName, shape: Shape): Promise<void> {
-    const keys = keyNames(shape);
-    const match = keys.map((k) => `t.${quoteIdent(k)} = s.${quoteIdent(k)}`).join(' AND ');
-    const unknown = `s._sluice_unchanged IS NOT NULL AND (s._sluice_from_0 IS NOT NULL OR NOT EXISTS (SELECT 1 FROM ${qualified(target)} t WHERE ${match}))`;
-    const need = await dst.query({
-      text: `SELECT ${keys.map((k) => `s.${quoteIdent(k)}::text`).join(', ')}, s._sluice_unchanged FROM ${shape.upTable} s WHERE ${unknown}`,
-      rowMode: 'array',
-    });
-    if (!need.rowCount) return;
-    const rows = need.rows as string[][];
-    const cols = shape.columns.filter((_, i) => rows.some((r) => r[keys.length][i] === '1'));
-    if (!this.src) this.src = await connect('source', this.ctx.cfg.source.url, 'sluice-apply');
-    const byName = new Map(rt.info.columns.map((c) => [c.name, c.typeSql]));
-    const keyArrays = keys.map((_, i) => rows.map((r) => r[i]));
-    const src = this.src;
-    const got = await src
-      .query({
-        text:
-          `SELECT ${[...keys, ...cols].map((c) => `${quoteIdent(c)}::text`).join(', ')} FROM ${qualified(rt.source)}` +
-          ` WHERE (${keys.map(quoteIdent).join(', ')}) IN (SELECT ${keys.map((k, i) => `u.k${i}::${byName.get(k)}`).join(', ')}` +
-          ` FROM unnest(${keys.map((_, i) => `$${i + 1}::text[]`).join(', ')}) AS u(${keys.map((_, i) => `k${i}`).join(', ')}))`,
-        values: keyArrays,
-        rowMode: 'array',
-      })
-      .catch((err) => {
-        throw classify('source', `reading the columns left out of update images of ${rt.name}`, err);
-      });
-    if (got.rowCount) {
-      const fetched = got.rows as (string | null)[][];
-      const columnArrays = [...keys, ...cols].map((_, j) => fetched.map((r) => r[j]));
-      const typeOf = new Map(shape.columns.map((c, i) => [c, shape.destTypes[i]]));
-      const sets = cols.map((c, j) => {
-        const i = shape.columns.indexOf(c);
-        return `${quoteIdent(c)} = CASE WHEN substr(s._sluice_unchanged, ${i + 1}, 1) = '1' THEN f.c${j}::${typeOf.get(c)} ELSE s.${quoteIdent(c)} END`;
-      });
-      await dst.query(
-        `UPDATE ${shape.upTable} s SET ${sets.join(', ')}, _sluice_unchanged = NULL` +
-          ` FROM unnest(${columnArrays.map((_, j) => `$${j + 1}::text[]`).join(', ')}) AS f(${[...keys.map((_, i) => `k${i}`), ...cols.map((_, j) => `c${j}`)].join(', ')})` +
-          ` WHERE ${keys.map((k, i) => `s.${quoteIdent(k)} = f.k${i}::${typeOf.get(k)}`).join(' AND ')}`,
-        columnArrays,
-      );
-    }
-    const gone = rows.length - (got.rowCount ?? 0);
-    if (gone > 0) {
-      await dst.query(
-        `DELETE FROM ${qualified(target)} t USING ${shape.upTable} s WHERE ${match} AND s._sluice_unchanged IS NOT NULL AND s._sluice_from_0 IS NOT NULL`,
-      );
-      await dst.query(`DELETE FROM ${shape.upTable} s WHERE ${unknown}`);
-    }
-    this.ctx.logger.debug('read columns left out of update images from the source', { table: rt.name, rows: rows.length, gone });
-  }
-
-  /**
-   * The destination-side shape of a column set: widens columns the source widened (type-sync.ts),
-   * adds columns the source gained (with their DEFAULT, read from the source catalog) and creates
-   * the session's temp tables for it.
-   */
-  private async shape(dst: pg.Client, rt: TableRuntime, table: TableName, version: number, rel: RelationColumns): Promise<Shape> {
-    const cacheKey = `${TableName.format(table)}#${version}`;
-    const hit = this.shapes.get(cacheKey);
-    if (hit) return hit;
-    const target = qualified(table);
-    const destCols = () => columnTypes(dst, table);
-    const source = async () => {
-      if (!this.src) this.src = await connect('source', this.ctx.cfg.source.url, 'sluice-apply');
-      return this.src;
-    };
-    let have = await destCols();
-    // A column type the source changed since the previous column set: widened here, or the table stops.
-    const alsoTable = rt.staging && TableName.format(rt.staging.target) !== TableName.format(table) ? rt.staging.target : undefined;
-    const prev = this.ctx.changeLog.previousRelation(rt.name, version);
-    if (await syncColumnTypes(dst, source, { name: rt.name, table, alsoTable, rel, prev, destTypes: have }, this.ctx.logger)) {
-      have = await destCols();
-      rt.info = await introspectTable(await source(), rt.source);
-    }
-    const missing = rel.names.filter((n) => !have.has(n));
-    if (missing.length > 0) {
-      const info = await introspectTable(await source(), rt.source);
-      rt.info = info;
-      for (const name of missing) {
-        const col = info.columns.find((c) => c.name === name);
-        if (!col) throw new SluiceError('SOURCE_ERROR', `source ${rt.name}: column ${name} is in the change stream but not in the catalog`);
-        // Sorted as in the source, whatever the destination's default collation (as when the table was made).
-        const collations = await destinationCollations(dst, [col]);
-        for (const w of collations.warnings) this.ctx.logger.warn(`adding a column to ${target}: ${w}`, { table: rt.name });
-        const definition = columnDefSql(col, collations.clauses.get(col.name));
-        this.ctx.logger.info('adding a column the source gained', { table: rt.name, column: name, definition });
-        // Serialised with readers; the source already rewrote or defaulted its existing rows the same way.
-        await dst.query(`ALTER TABLE ${target} ADD COLUMN IF NOT EXISTS ${definition}`);
-      }
-      have = await destCols();
-    }
-    const keyIdx = rt.info.primaryKey.map((k) => rel.names.indexOf(k));
-    if (keyIdx.some((i) => i < 0)) {
-      throw new SluiceError('SOURCE_ERROR', `source ${rt.name}: the change stream lacks primary key columns (${rt.info.primaryKey.join(', ')})`);
-    }
-    const id = ++this.tempSeq;
-    const destTypes = rel.names.map((n) => have.get(n)!);
-    const keyTypes = keyIdx.map((i) => destTypes[i]);
-    const upTable = `_sluice_up_${id}`;
-    const delTable = `_sluice_del_${id}`;
-    const defs = rel.names.map((n, i) => `${quoteIdent(n)} ${destTypes[i]}`);
-    await dst.query(
-      `CREATE TEMP TABLE ${upTable} (${defs.join(', ')}, _sluice_unchanged text, ${keyTypes
-        .map((t, i) => `_sluice_from_${i} ${t}`)
-        .join(', ')}) ON COMMIT DELETE ROWS`,
-    );
-    await dst.query(
-      `CREATE TEMP TABLE ${delTable} (${keyIdx.map((ki, i) => `${quoteIdent(rel.names[ki])} ${keyTypes[i]}`).join(', ')}) ON COMMIT DELETE ROWS`,
-    );
-    const shape: Shape = { columns: [...rel.names], destTypes, keyIdx, keyTypes, upTable, delTable };
-    this.shapes.set(cacheKey, shape);
-    return shape;
+    return out;
   }
 
   /** Drops changes every target has applied, keeping each pending backfill's changes since its L0. */
@@ -569,10 +321,6 @@ export class Applier {
       log.purge(rt.name, bound);
     }
   }
-}
-
-function keyNames(shape: Shape): string[] {
-  return shape.keyIdx.map((i) => shape.columns[i]);
 }
 
 /** compact()'s map key of a primary key: the text itself for a one-column key (no JSON per change). */
@@ -642,15 +390,4 @@ export function compact(
     }
   }
   return { upserts, deletes };
-}
-
-async function copyLines(dst: pg.Client, sql: string, lines: string[]): Promise<void> {
-  const stream = dst.query(copyFrom(sql));
-  await new Promise<void>((resolve, reject) => {
-    stream.on('error', reject);
-    stream.on('finish', resolve);
-    const CHUNK = 2000;
-    for (let i = 0; i < lines.length; i += CHUNK) stream.write(lines.slice(i, i + CHUNK).join(''));
-    stream.end();
-  });
 }

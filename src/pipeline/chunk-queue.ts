@@ -9,16 +9,17 @@
  */
 import type pg from 'pg';
 import { SluiceError } from '../core/errors.js';
+import type { ChunkWriter } from '../destinations/destination.js';
 import type { Logger } from '../core/logger.js';
 import { backoffMs, sleep } from '../core/retry.js';
-import { closeClient } from '../sources/postgres/connection.js';
-import { isConnectionLoss } from '../sources/postgres/errors.js';
+import { closeClient } from '../postgres/connection.js';
+import { isConnectionLoss } from '../postgres/errors.js';
 import type { Chunk, Planner } from './chunking.js';
 import type { TableRuntime } from './runtime.js';
 
 export interface WorkerConnections {
   src: pg.Client;
-  dst: pg.Client;
+  writer: ChunkWriter;
 }
 
 export interface TableLoad {
@@ -217,5 +218,5 @@ export class ChunkQueue {
 }
 
 async function closeWorker(c: WorkerConnections): Promise<void> {
-  await Promise.allSettled([closeClient(c.src), closeClient(c.dst)]);
+  await Promise.allSettled([closeClient(c.src), c.writer.close()]);
 }

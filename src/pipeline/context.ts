@@ -1,21 +1,12 @@
 /** What every part of a running pipeline shares: config, connections, the change log, the logger. */
-import pg from 'pg';
 import type { ChangeLog } from '../changelog/changelog.js';
 import type { SluiceConfig } from '../config/schema.js';
 import type { Logger } from '../core/logger.js';
-import { clientConfig, destroyClient, watchForDeadPath } from '../sources/postgres/connection.js';
-import { connectError, redactUrl } from '../sources/postgres/errors.js';
+import { enginesFor, type Engines } from '../engines.js';
 import type { Throttler } from './throttler.js';
 
-/**
- * Session settings for every source and destination connection: values travel as text in some
- * paths (CDC, text COPY), and these make their rendering exact and identical on both sides.
- */
-export const SESSION_OPTIONS =
-  '-c DateStyle=ISO,YMD -c IntervalStyle=postgres -c extra_float_digits=3 -c TimeZone=UTC -c bytea_output=hex' +
-  // The server probes an idle connection too, so a session whose client vanished (path cut) ends
-  // within about a minute and releases its locks, instead of after the kernel's 2 h default.
-  ' -c tcp_keepalives_idle=10 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=6';
+// PostgreSQL sessions for the pipeline parts that still run their own SQL (docs/architecture.md, "Ports").
+export { configureConnections, connect, SESSION_OPTIONS, withTransaction } from '../postgres/session.js';
 
 export interface PipelineContext {
   readonly cfg: SluiceConfig;
@@ -28,41 +19,15 @@ export interface PipelineContext {
   readonly version: string;
 }
 
-/** How connections made by `connect()` watch for a dead path (set from the config at start). */
-const connectionSettings = { deadConnectionCheckMs: 30_000 };
 
-export function configureConnections(cfg: Pick<SluiceConfig, 'pipeline'>): void {
-  connectionSettings.deadConnectionCheckMs = cfg.pipeline.deadConnectionCheckMs;
-}
+const enginesByConfig = new WeakMap<SluiceConfig, Engines>();
 
-/**
- * A connection for the pipeline's statements: bounded connect, TCP keepalives both ways, and a
- * statement that hears nothing for `pipeline.deadConnectionCheckMs` is checked for a dead path
- * (sources/postgres/connection.ts).
- */
-export async function connect(side: 'source' | 'destination', url: string, applicationName: string): Promise<pg.Client> {
-  const client = new pg.Client(clientConfig(url, { application_name: applicationName, options: SESSION_OPTIONS }));
-  // An idle client whose server goes away emits 'error'; the next query reports it instead.
-  client.on('error', () => {});
-  try {
-    await client.connect();
-    const pid = (await client.query(`SELECT pg_backend_pid() AS pid`)).rows[0].pid as number;
-    if (pid === (client as unknown as { processID: number | null }).processID) watchForDeadPath(client, url, pid, connectionSettings.deadConnectionCheckMs);
-  } catch (err) {
-    destroyClient(client);
-    throw connectError(side, redactUrl(url), err);
+/** The source and destination drivers of the pipeline's config (the composition root picks them by type). */
+export function enginesOf(ctx: Pick<PipelineContext, 'cfg'>): Engines {
+  let engines = enginesByConfig.get(ctx.cfg);
+  if (!engines) {
+    engines = enginesFor(ctx.cfg);
+    enginesByConfig.set(ctx.cfg, engines);
   }
-  return client;
-}
-
-export async function withTransaction<T>(client: pg.ClientBase, fn: () => Promise<T>): Promise<T> {
-  await client.query('BEGIN');
-  try {
-    const out = await fn();
-    await client.query('COMMIT');
-    return out;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw err;
-  }
+  return engines;
 }

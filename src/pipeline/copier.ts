@@ -20,30 +20,24 @@ import { referencingKeys, truncateBlockers, truncateRefusal } from '../destinati
 import { firstLoadInPlace } from '../destinations/postgres/swap.js';
 import { addForeignKeySql, dropDependents, dropRefusal, foreignKeysOf, setReplicaRole, type ForeignKey } from '../destinations/postgres/foreign-keys.js';
 import { dependentViews, recreateViews, type DependentView } from '../destinations/postgres/dependent-views.js';
-import { recreateForeignKeys, validateForeignKeysLater, withGrantHint } from './foreign-keys.js';
+import { recreateForeignKeys } from '../destinations/postgres/foreign-key-validation.js';
 import { addStagingPrimaryKey, checkTarget, createStaging, createTarget, dropStaging, finishStaging } from './target-tables.js';
-import { pipeline as pipe } from 'node:stream/promises';
-import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
+import { to as copyTo } from 'pg-copy-streams';
 import { SluiceError } from '../core/errors.js';
 import type { BackfillStrategy } from '../core/types.js';
+import type { AppendChunk } from '../destinations/destination.js';
 import { ChunkQueue, type TableLoad } from './chunk-queue.js';
 import { ChunkSizer, CtidPlanner, ceilingCap, IntervalPlanner, KeysetPlanner, chunkSelectSql, rangeKey, type Chunk, type ChunkRange, type Planner } from './chunking.js';
 import type { BackfillRequest } from './runtime.js';
 import { sleep } from '../core/retry.js';
 import { Lsn, Position, TableName } from '../core/types.js';
-import {
-  copyInSql,
-  qualified,
-  quoteIdent,
-  upsertFromSql,
-  type KeysetTable,
-} from '../destinations/postgres/dialect.js';
-import { readRangeChunks, recordChunk, recordRangeChunk, setRunStatus, setTableState, writeCursor, readTable } from '../destinations/postgres/state.js';
-import { classify } from '../sources/postgres/errors.js';
+import { qualified, quoteIdent, type KeysetTable } from '../destinations/postgres/dialect.js';
+import { readRangeChunks, setRunStatus, setTableState, writeCursor, readTable } from '../destinations/postgres/state.js';
+import { classify } from '../postgres/errors.js';
 import { introspectTable, type TableInfo } from '../sources/postgres/introspect.js';
-import { connect, withTransaction, type PipelineContext } from './context.js';
+import { connect, enginesOf, withTransaction, type PipelineContext } from './context.js';
 import type { TableRuntime } from './runtime.js';
-import { columnTypes } from './type-sync.js';
+import { columnTypes } from '../destinations/postgres/type-sync.js';
 import { buildSourceIndexes } from './source-indexes.js';
 import { keyBuiltAfterLoad, keysetInFlight } from './load-shape.js';
 import { OrderedCommits } from './ordered-commits.js';
@@ -80,8 +74,6 @@ export interface CopierHooks {
 
 export class Copier {
   private readonly queue: ChunkQueue;
-  /** False once a chunk session could not set session_replication_role = replica. */
-  private replicaRole = true;
 
   constructor(
     private readonly ctx: PipelineContext,
@@ -93,11 +85,8 @@ export class Copier {
       async () => {
         const src = await connect('source', cfg.source.replicaUrl ?? cfg.source.url, 'sluice-chunk');
         try {
-          const dst = await connect('destination', cfg.destination.url, 'sluice-chunk');
-          // Chunks of a child table may land before its parent's (foreign keys in the destination):
-          // the role keeps foreign-key triggers from firing for sluice's writes (foreign-keys.ts).
-          if (!(await setReplicaRole(dst).catch(() => false))) this.replicaRole = false;
-          return { src, dst };
+          const writer = await enginesOf(ctx).destination.openChunkWriter({ pipeline: ctx.pipeline });
+          return { src, writer };
         } catch (err) {
           await src.end().catch(() => {});
           throw err;
@@ -122,7 +111,7 @@ export class Copier {
     const dst = await connect('destination', this.ctx.cfg.destination.url, 'sluice-backfill');
     try {
       // A scoped truncate deletes rows other tables may reference: no foreign-key action for sluice's writes.
-      if (!(await setReplicaRole(dst).catch(() => false))) this.replicaRole = false;
+      await setReplicaRole(dst).catch(() => false);
       rt.info = await introspectTable(src, rt.source);
       const state = await readTable(dst, this.ctx.pipeline, rt.name);
       let l0: Lsn;
@@ -180,7 +169,7 @@ export class Copier {
         await dst.query(`UPDATE _sluice.runs SET params = params - 'addBack' WHERE id = $1`, [runId]);
       }
       await this.armReplay(dst, rt, l0);
-      if (fkParams?.validate) validateForeignKeysLater(this.ctx, fkParams.validate as ForeignKey[], log, runId);
+      if (fkParams?.validate) enginesOf(this.ctx).destination.validateForeignKeysLater(fkParams.validate as ForeignKey[], log, runId);
       log.info('backfill copied; replaying changes since L0', { rowsCopied: rt.rowsCopied, l0: Lsn.format(l0) });
       return true;
     } finally {
@@ -263,41 +252,24 @@ export class Copier {
         await this.ctx.throttler.acquire(chunk.expectedRows, signal, (why) => (rt.detail = why));
       },
       failed: (err) => ordered?.fail(err),
-      copy: async (chunk, { src, dst }) => {
-        const started = Date.now();
-        const record = async (rows: number) => {
-          const rate = Math.round(rows / Math.max(0.001, (Date.now() - started) / 1000));
-          if (chunk.range.kind === 'key') {
-            await recordChunk(dst, this.ctx.pipeline, rt.name, chunk.range.upTo ? [...chunk.range.upTo] : 'done', rows, rt.rowsPerSecond);
-          } else {
-            const k = rangeKey(chunk.range);
-            await recordRangeChunk(dst, this.ctx.pipeline, rt.name, runId, k.lo, k.hi, rows, rt.rowsPerSecond);
-          }
-          return { rows, rate };
-        };
-        const read = (into: string) => {
-          const out = src.query(copyTo(`COPY (${chunkSelectSql(keyset, chunk.range, plan.scope)}) TO STDOUT${binary ? ' (FORMAT binary)' : ''}`));
-          const inp = dst.query(copyFrom(copyInSql(into, keyset.columns, binary)));
-          return pipe(out, inp).then(
-            () => Number((inp as unknown as { rowCount: number }).rowCount ?? 0),
-            (err) => {
-              throw withGrantHint(classify('destination', `copying a chunk of ${rt.name}`, err), this.replicaRole);
-            },
-          );
-        };
+      copy: async (chunk, { src, writer }) => {
+        const k = chunk.range.kind === 'key' ? null : rangeKey(chunk.range);
         // A chunk that upserts into a table the Applier writes too (upsert, a scoped truncate, ctid
-        // into a kept table) stages its rows first, touching nothing of the target (the temp table is
-        // built from the source's column types, not LIKE the target), then writes and commits while
-        // holding the table's apply lock. The Applier holds the same lock for each batch, so the two
-        // never hold row locks of the same table at once: no deadlock between sluice's own sessions
-        // (contract 10), and no wait on the lock while holding one of the table's.
-        const { rows } = viaTemp
-          ? await this.stagedChunk(dst, rt, target, read, record)
-          : await withTransaction(dst, async () => {
-              const n = await read(qualified(target));
-              if (ordered) await ordered.waitTurn(chunk);
-              return record(n);
-            });
+        // into a kept table) is merged by key under the table's apply lock (ChunkWriter.appendChunk).
+        const rows = await writer.appendChunk({
+          name: rt.name,
+          target,
+          columns: keyset.columns,
+          format: binary ? 'postgres-binary' : 'postgres-text',
+          open: () => src.query(copyTo(`COPY (${chunkSelectSql(keyset, chunk.range, plan.scope)}) TO STDOUT${binary ? ' (FORMAT binary)' : ''}`)),
+          progress:
+            chunk.range.kind === 'key'
+              ? { kind: 'key', upTo: chunk.range.upTo ?? 'done' }
+              : { kind: 'range', runId, lo: k!.lo, hi: k!.hi },
+          rowsPerSecond: () => rt.rowsPerSecond,
+          merge: viaTemp ? this.mergeOf(rt) : undefined,
+          beforeCommit: ordered ? () => ordered.waitTurn(chunk) : undefined,
+        });
         ordered?.committed(chunk);
         // rows/s is the orchestrator's average over time (the rate recorded with a chunk is that average too).
         rt.rowsCopied += rows;
@@ -308,33 +280,10 @@ export class Copier {
     };
   }
 
-  /**
-   * One chunk through a temp table into a target the Applier writes as well: the commit happens
-   * under the table's apply lock, with the upsert and the chunk's progress.
-   */
-  private async stagedChunk<T>(
-    dst: pg.Client,
-    rt: TableRuntime,
-    target: TableName,
-    read: (into: string) => Promise<number>,
-    record: (rows: number) => Promise<T>,
-  ): Promise<T> {
+  /** How a staged chunk merges into a table the Applier writes too: by key, as the source describes the table now. */
+  private mergeOf(rt: TableRuntime): AppendChunk['merge'] {
     const keyset = this.keysetOf(rt.info);
-    await dst.query('BEGIN');
-    try {
-      const defs = rt.info.copyColumns.map((c) => `${quoteIdent(c.name)} ${c.typeSql}`);
-      await dst.query(`CREATE TEMP TABLE _sluice_chunk (${defs.join(', ')}) ON COMMIT DROP`);
-      const rows = await read('_sluice_chunk');
-      return await rt.lock.run(async () => {
-        await dst.query(upsertFromSql(target, '_sluice_chunk', keyset.columns, keyset.key));
-        const out = await record(rows);
-        await dst.query('COMMIT');
-        return out;
-      });
-    } catch (err) {
-      await dst.query('ROLLBACK').catch(() => {});
-      throw err;
-    }
+    return { key: keyset.key, columns: keyset.columns, sourceColumns: rt.info.copyColumns, underApplyLock: (fn) => rt.lock.run(fn) };
   }
 
   /** Scoped truncate: delete the destination rows the scope matches, in batches, before loading them again. */

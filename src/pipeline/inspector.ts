@@ -3,75 +3,19 @@
  * SluiceError whose message names the fix; the CLI exits 2 for them.
  */
 import pg from 'pg';
-import { connectError, redactUrl } from '../sources/postgres/errors.js';
-import { clientConfig } from '../sources/postgres/connection.js';
+import { connectError, redactUrl } from '../postgres/errors.js';
+import { clientConfig } from '../postgres/connection.js';
 import type { SluiceConfig, TableConfig } from '../config/schema.js';
 import { SluiceError } from '../core/errors.js';
 import { TableName } from '../core/types.js';
 import { introspectTable, type TableInfo } from '../sources/postgres/introspect.js';
+import { checkBackfillOptions } from '../sources/postgres/load-options.js';
 import { incompatibleTarget, targetProblems } from '../destinations/postgres/compat.js';
 import { qualified } from '../destinations/postgres/dialect.js';
 
 export interface PreflightResult {
   readonly tables: Map<string, TableInfo>;
   readonly serverVersion: number;
-}
-
-export interface BackfillOptions {
-  readonly mode: string;
-  readonly strategy: string;
-  readonly parallelism: number;
-  readonly where: string;
-}
-
-/**
- * Checks a backfill's strategy, parallelism and scope against the table before anything runs:
- * interval needs an integer key, ctid a heap table, a scope must be a boolean condition on the
- * table, and online or drop cannot take a scope. `label` prefixes messages (a config path or --flag).
- */
-export async function checkBackfillOptions(src: pg.ClientBase, info: TableInfo, o: BackfillOptions, label: (key: string) => string): Promise<void> {
-  const name = TableName.format(info.table);
-  if (o.strategy === 'keyset' && o.parallelism > 1) {
-    throw new SluiceError('BAD_USAGE', `${label('parallelism')}: keyset reads ${name} with one reader; use strategy interval or ctid for parallel reads`);
-  }
-  if (o.strategy === 'interval') {
-    const key = info.columns.find((c) => c.name === info.primaryKey[0]);
-    if (info.primaryKey.length !== 1 || !key || !['smallint', 'integer', 'bigint'].includes(key.typeSql)) {
-      throw new SluiceError(
-        'BAD_USAGE',
-        `${label('strategy')}: interval needs a single integer primary key, and ${name}'s is (${info.primaryKey.map((k) => `${k} ${info.columns.find((c) => c.name === k)?.typeSql}`).join(', ')}); use keyset or ctid`,
-      );
-    }
-  }
-  if (o.strategy === 'ctid') {
-    const r = await src.query(
-      `SELECT current_setting('server_version_num')::int AS v, coalesce(am.amname, '') AS am, c.relkind::text AS kind
-         FROM pg_class c LEFT JOIN pg_am am ON am.oid = c.relam WHERE c.oid = $1::regclass`,
-      [`"${info.table.schema.replace(/"/g, '""')}"."${info.table.name.replace(/"/g, '""')}"`],
-    );
-    const x = r.rows[0];
-    if (x.v < 140000) throw new SluiceError('BAD_USAGE', `${label('strategy')}: ctid needs PostgreSQL 14 or later (TID range scans); use interval or keyset`);
-    if (x.kind !== 'r' || x.am !== 'heap') {
-      throw new SluiceError('BAD_USAGE', `${label('strategy')}: ctid reads heap pages, and ${name} is ${x.kind === 'p' ? 'a partitioned table' : `not a heap table (${x.am || x.kind})`}; use interval or keyset`);
-    }
-  }
-  if (o.where.trim() !== '') {
-    if (o.mode === 'online' || o.mode === 'drop') {
-      throw new SluiceError(
-        'BAD_USAGE',
-        `${label('where')}: a scoped backfill loads part of ${name}, and mode ${o.mode} would replace the whole table with that part; use mode upsert or truncate`,
-      );
-    }
-    try {
-      await src.query({ text: `SELECT 1 FROM ${qname(info.table)} WHERE (${o.where}) LIMIT 0`, values: [], queryMode: 'extended' } as pg.QueryConfig);
-    } catch (err) {
-      throw new SluiceError('BAD_USAGE', `${label('where')}: ${JSON.stringify(o.where)} is not a valid condition on ${name}: ${(err as Error).message}`);
-    }
-  }
-}
-
-function qname(t: TableName): string {
-  return `"${t.schema.replace(/"/g, '""')}"."${t.name.replace(/"/g, '""')}"`;
 }
 
 /** A configured replica must be reachable and a standby. */

@@ -21,20 +21,20 @@ import { SluiceError, errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { backoffMs, sleep } from '../core/retry.js';
 import { Lsn, TableName, type BackfillMode } from '../core/types.js';
-import { cursorKey, deleteCursor, ensureStateSchema, readCursors, readTables, setRunStatus, setTableState, type TableRow } from '../destinations/postgres/state.js';
-import { qualified } from '../destinations/postgres/dialect.js';
-import { resumeValidations } from './foreign-keys.js';
+import { cursorKey, ensureStateSchema, lastDoneRows, readCursors, readTables, setRunStatus, setTableState, type TableRow } from '../destinations/postgres/state.js';
+import { resumeValidations } from '../destinations/postgres/foreign-key-validation.js';
 import { dropArchive } from '../destinations/postgres/archives.js';
 import { inBackfill } from '../core/table-state.js';
 import { Swapper } from './swapper.js';
-import { destinationRefusal } from './backfill-refusals.js';
+import { destinationRefusal } from '../destinations/postgres/backfill-refusals.js';
 import { ControlChannel } from './control-channel.js';
-import { classify, isConnectionLoss } from '../sources/postgres/errors.js';
-import { quoteIdent } from '../sources/postgres/introspect.js';
+import { classify, isConnectionLoss } from '../postgres/errors.js';
+import { quoteIdent } from '../core/quote.js';
 import { Applier } from './applier.js';
-import { configureConnections, connect, withTransaction, type PipelineContext } from './context.js';
+import { configureConnections, connect, enginesOf, withTransaction, type PipelineContext } from './context.js';
 import { Copier } from './copier.js';
-import { checkBackfillOptions, checkCreatedFirst, preflight } from './inspector.js';
+import { checkCreatedFirst, preflight } from './inspector.js';
+import { capabilityRefusal } from './capability-refusal.js';
 import { uniqueSecondaryIndexes } from '../destinations/postgres/indexes.js';
 import { Mutex, type BackfillRequest, type TableRuntime } from './runtime.js';
 import { Capture } from './capture.js';
@@ -282,7 +282,7 @@ class Orchestrator implements Pipeline {
       );
       this.timers.push(setInterval(() => void this.writeStatus().catch(() => {}), cfg.pipeline.statusIntervalMs));
       await this.sweepArchives().catch((e) => this.log.warn('dropping expired archives failed', { error: errorMessage(e) }));
-      await this.onControl((c) => resumeValidations(this.ctx, c, this.log)).catch((e) => this.log.warn('resuming foreign key validations failed', { error: errorMessage(e) }));
+      await this.onControl((c) => resumeValidations(this.cfg.destination.url, this.pipeline, c, this.log)).catch((e) => this.log.warn('resuming foreign key validations failed', { error: errorMessage(e) }));
       this.timers.push(setInterval(() => void this.sweepArchives().catch((e) => this.log.warn('dropping expired archives failed', { error: errorMessage(e) })), 60_000));
       this.log.info('pipeline running', {
         slot: this.slot,
@@ -507,17 +507,19 @@ class Orchestrator implements Pipeline {
   private async acceptBackfill(rt: TableRuntime, req: BackfillRequest): Promise<string> {
     const { mode, keepArchive } = req;
     if (this.running.has(rt.name) || this.queue.includes(rt) || inBackfill(rt.state)) return `refused: ${rt.name} is already ${rt.state}`;
+    const engines = enginesOf(this.ctx);
+    const unable = capabilityRefusal(engines.destination, mode);
+    if (unable) return `refused: ${unable}`;
     try {
-      const src = await connect('source', this.cfg.source.url, 'sluice');
+      const inspection = await engines.source.openInspection('sluice');
       try {
-        await checkBackfillOptions(
-          src,
+        await inspection.checkBackfillOptions(
           rt.info,
           { mode, strategy: req.strategy ?? rt.config.strategy, parallelism: req.parallelism ?? 1, where: req.where ?? '' },
           (key) => `--${key}`,
         );
       } finally {
-        await src.end().catch(() => {});
+        await inspection.close();
       }
     } catch (err) {
       return `refused: ${errorMessage(err)}`;
@@ -562,7 +564,7 @@ class Orchestrator implements Pipeline {
     await this.onControl((c) =>
       withTransaction(c, async () => {
         // A table that keeps streaming holds its last finished copy: COPIED counts that run's rows, not the cancelled one's.
-        if (keepsStreaming) rt.rowsCopied = await this.lastDoneRows(c, rt);
+        if (keepsStreaming) rt.rowsCopied = await lastDoneRows(c, this.pipeline, rt.name, rt.rowsCopied);
         await setTableState(c, this.pipeline, rt.name, state, { l0: null, lastKey: null, rowsCopied: rt.rowsCopied });
         await setRunStatus(c, this.pipeline, rt.name, 'cancelled');
         if (!keepsStreaming) await c.query(`DELETE FROM _sluice.cursors WHERE pipeline = $1 AND name = $2`, [this.pipeline, rt.name]);
@@ -590,19 +592,12 @@ class Orchestrator implements Pipeline {
     try {
       rt.abort?.abort();
       await active;
-      const dropped = await this.applier!.exclusive(rt, async (dst) => {
+      const dropped = await this.applier!.exclusive(rt, async (session) => {
         const staging = rt.staging;
         if (!staging) return null;
         const live = rt.cursor ? 'streaming' : 'cancelled';
-        await withTransaction(dst, async () => {
-          await dst.query(`DROP TABLE IF EXISTS ${qualified(staging.target)}`);
-          await deleteCursor(dst, this.pipeline, rt.name, TableName.format(staging.target));
-          // The live table is untouched: COPIED counts the run that loaded it, not the staging table's rows.
-          const rowsCopied = await this.lastDoneRows(dst, rt);
-          await setTableState(dst, this.pipeline, rt.name, live, { l0: null, lastKey: null, staging: null, detail: null, rowsCopied });
-          rt.rowsCopied = rowsCopied;
-          await setRunStatus(dst, this.pipeline, rt.name, 'cancelled');
-        });
+        // The live table is untouched: COPIED counts the run that loaded it, not the staging table's rows.
+        rt.rowsCopied = await session.cancelStaging({ name: rt.name, staging: staging.target, state: live, rowsCopiedIfUnknown: rt.rowsCopied });
         // Under the table's lock, like the swap that reads it.
         rt.staging = null;
         rt.state = live;
@@ -618,21 +613,6 @@ class Orchestrator implements Pipeline {
     } finally {
       swapper.release(rt.name);
     }
-  }
-
-  /**
-   * Rows of the copy the live table holds when a cancelled run did not replace it: its last finished
-   * run's, or a cancelled truncate/drop reload's partial copy if that came later. Called before the
-   * cancelled run's own status is set. Without such a run, the count now.
-   */
-  private async lastDoneRows(c: pg.ClientBase, rt: TableRuntime): Promise<number> {
-    const r = await c.query(
-      `SELECT rows_copied FROM _sluice.runs WHERE pipeline = $1 AND table_name = $2
-          AND (status = 'done' OR (status = 'cancelled' AND mode IN ('truncate', 'drop')))
-        ORDER BY id DESC LIMIT 1`,
-      [this.pipeline, rt.name],
-    );
-    return r.rowCount ? Number(r.rows[0].rows_copied) : rt.rowsCopied;
   }
 
   /** Drops archived tables whose retention has passed. */

@@ -4,7 +4,7 @@
  */
 import type { TableConfig } from '../config/schema.js';
 import type { BackfillMode, BackfillStrategy, Lsn, Position, TableName, TableState } from '../core/types.js';
-import type { TableInfo } from '../sources/postgres/introspect.js';
+import type { TableInfo } from '../core/columns.js';
 
 /** A FIFO mutex: the Applier holds a table's lock while it applies a batch, the Copier while it switches modes. */
 export class Mutex {

@@ -19,7 +19,7 @@ import { Lsn, TableName, type BackfillMode } from '../core/types.js';
 import { qualified } from '../destinations/postgres/dialect.js';
 import { deleteCursor, setTableState, type CursorRow, type TableRow } from '../destinations/postgres/state.js';
 import { uncarriable } from '../destinations/postgres/swap.js';
-import { classify } from '../sources/postgres/errors.js';
+import { classify } from '../postgres/errors.js';
 import { withTransaction } from './context.js';
 import type { TableRuntime } from './runtime.js';
 

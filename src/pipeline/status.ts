@@ -9,6 +9,7 @@ import type { SluiceConfig } from '../config/schema.js';
 import { slotNameOf } from '../config/schema.js';
 import { errorMessage } from '../core/errors.js';
 import { Lsn, TableName } from '../core/types.js';
+import { formatBytes } from '../core/units.js';
 import { cursorKey, readCursors, readTables, stateSchemaExists } from '../destinations/postgres/state.js';
 import { assertStateReadable, readStateFormat, STATE_FORMAT } from '../destinations/postgres/state-format.js';
 import { describeLockWait, readLockWaits, waitIsOn, type LockWait } from '../destinations/postgres/lock-waits.js';
@@ -239,17 +240,6 @@ export async function computeStatus(cfg: SluiceConfig): Promise<PipelineStatus> 
 }
 
 
-export function formatBytes(n: number | null): string {
-  if (n === null) return '-';
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return `${v < 10 && u > 0 ? v.toFixed(1) : Math.round(v)} ${units[u]}`;
-}
 
 /** "23 h", "41 min", "now". */
 export function formatDuration(ms: number): string {

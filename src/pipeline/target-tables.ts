@@ -12,16 +12,16 @@ import { onlineAlternative, referencingKeys } from '../destinations/postgres/ref
 import { stagingIndexSql, stagingName, tableIndexes, uncarriable, withSuffix } from '../destinations/postgres/swap.js';
 import { ensureArchiveSchema, listArchives } from '../destinations/postgres/archives.js';
 import { diskSpace } from '../destinations/postgres/space.js';
-import { keptArchivesNote } from './archive-space.js';
+import { keptArchivesNote } from '../destinations/postgres/archive-space.js';
 import { SluiceError } from '../core/errors.js';
 import { TableName, type BackfillMode } from '../core/types.js';
 import { deleteCursor } from '../destinations/postgres/state.js';
 import { typeChange } from '../destinations/postgres/type-change.js';
-import { type TableInfo } from '../sources/postgres/introspect.js';
+import type { TableInfo } from '../core/columns.js';
 import { destinationCollations } from '../destinations/postgres/collations.js';
 import { type PipelineContext } from './context.js';
 import type { TableRuntime } from './runtime.js';
-import { columnTypes } from './type-sync.js';
+import { columnTypes } from '../destinations/postgres/type-sync.js';
 import { incompatibleTarget, targetProblems } from '../destinations/postgres/compat.js';
 
 export async function createTarget(ctx: PipelineContext, dst: pg.Client, info: TableInfo, target: TableName, keyLater = false): Promise<void> {

@@ -16,7 +16,7 @@ import pg from 'pg';
 import type { ThrottleConfig } from '../config/schema.js';
 import type { Logger } from '../core/logger.js';
 import { sleep } from '../core/retry.js';
-import { clientConfig } from '../sources/postgres/connection.js';
+import { clientConfig } from '../postgres/connection.js';
 
 export type ThrottleLimits = ThrottleConfig;
 

@@ -21,7 +21,9 @@ import type { SluiceConfig } from '../config/schema.js';
 import { sleep } from '../core/retry.js';
 import { TableName } from '../core/types.js';
 import { SluiceError } from '../core/errors.js';
-import { byteOrdered, introspectTable, readCollations } from '../sources/postgres/introspect.js';
+import { byteOrdered } from '../core/columns.js';
+import { readCollations } from '../postgres/collations.js';
+import { introspectTable } from '../sources/postgres/introspect.js';
 import { connect } from '../pipeline/context.js';
 import { boundariesQuery, boundaryQuery, qualified, rangeHashQuery, rowHashesQuery, scopeCheckSql, verifyShape, type KeyRange, type VerifyShape } from './ranges.js';
 

@@ -4,8 +4,7 @@
  * recorded and acted on at the next start.
  */
 import { sleep } from '../../core/retry.js';
-import { pipelineLockHolder } from '../../destinations/postgres/pipeline-lock.js';
-import { connect } from '../../pipeline/context.js';
+import { destinationFor } from '../../engines.js';
 import type { SluiceConfig } from '../../config/schema.js';
 
 /** How long a request waits for the running pipeline's answer unless `--answer-timeout` says otherwise. */
@@ -24,20 +23,20 @@ export interface Answers {
 }
 
 export async function awaitAnswers(cfg: SluiceConfig, ids: number[], timeoutS: number): Promise<Answers> {
-  const dst = await connect('destination', cfg.destination.url, 'sluice-cli');
+  const control = await destinationFor(cfg).openControl('sluice-cli');
   try {
     const deadline = Date.now() + timeoutS * 1000;
     for (;;) {
-      const r = await dst.query(`SELECT table_name, outcome FROM _sluice.requests WHERE id = ANY($1) AND handled_at IS NOT NULL ORDER BY id`, [ids]);
-      if (r.rowCount === ids.length) return { answered: true, running: true, rows: r.rows };
+      const rows = (await control.answers(ids)).map((a) => ({ table_name: a.table, outcome: a.outcome }));
+      if (rows.length === ids.length) return { answered: true, running: true, rows };
       // Checked after reading: a pipeline that answered and stopped since still counts as answered.
-      const running = (await pipelineLockHolder(dst, cfg.pipeline.name)) !== null;
-      if (!running) return { answered: false, running: false, rows: r.rows };
-      if (Date.now() >= deadline) return { answered: false, running: true, rows: r.rows };
+      const running = await control.pipelineRunning(cfg.pipeline.name);
+      if (!running) return { answered: false, running: false, rows };
+      if (Date.now() >= deadline) return { answered: false, running: true, rows };
       await sleep(200);
     }
   } finally {
-    await dst.end().catch(() => {});
+    await control.close();
   }
 }
 

@@ -3,26 +3,23 @@
  * online.archiveRetentionHours (or for good with --keep-archive). Both work whether or not
  * `sluice run` is running: they touch only recorded archive tables and their rows in
  * `_sluice.archives`, never a live table, and a drop is idempotent against the running pipeline's
- * sweeper (destinations/postgres/archives.ts).
+ * sweeper (for PostgreSQL: destinations/postgres/archives.ts).
  */
 import { SluiceError } from '../../core/errors.js';
 import { TableName } from '../../core/types.js';
-import { dropArchive, listArchives, type ArchiveRow } from '../../destinations/postgres/archives.js';
-import { assertStateReadable, readStateFormat } from '../../destinations/postgres/state-format.js';
-import { configureConnections, connect } from '../../pipeline/context.js';
-import { formatBytes } from '../../pipeline/status.js';
+import type { ArchiveRow, DestinationControl } from '../../destinations/destination.js';
+import { destinationFor } from '../../engines.js';
+import { formatBytes } from '../../core/units.js';
 import { readConfig, type GlobalOptions } from '../shared.js';
-import type pg from 'pg';
 import type { SluiceConfig } from '../../config/schema.js';
 
-async function withDestination<T>(cfg: SluiceConfig, fn: (dst: pg.Client) => Promise<T>): Promise<T> {
-  configureConnections(cfg);
-  const dst = await connect('destination', cfg.destination.url, 'sluice-archives');
+async function withDestination<T>(cfg: SluiceConfig, fn: (control: DestinationControl) => Promise<T>): Promise<T> {
+  const control = await destinationFor(cfg).openControl('sluice-archives');
   try {
-    assertStateReadable(await readStateFormat(dst));
-    return await fn(dst);
+    await control.assertStateReadable();
+    return await fn(control);
   } finally {
-    await dst.end().catch(() => {});
+    await control.close();
   }
 }
 
@@ -58,7 +55,7 @@ export function renderArchives(list: readonly ArchiveRow[]): string {
 
 export async function archivesListCommand(flags: { json?: boolean }, opts: GlobalOptions): Promise<number> {
   const cfg = readConfig(opts);
-  const list = await withDestination(cfg, (dst) => listArchives(dst, cfg.pipeline.name));
+  const list = await withDestination(cfg, (control) => control.listArchives(cfg.pipeline.name));
   if (flags.json) {
     const total = list.reduce((n, a) => n + (a.bytes ?? 0), 0);
     process.stdout.write(JSON.stringify({ pipeline: cfg.pipeline.name, archives: list.map(toJson), count: list.length, bytes: total }, null, 2) + '\n');
@@ -102,8 +99,8 @@ export async function archivesDropCommand(archive: string | undefined, flags: Ar
     throw new SluiceError('BAD_USAGE', 'sluice archives drop: name exactly one of <archive>, --table <table> or --all-expired (sluice archives list shows them)');
   }
   const cfg = readConfig(opts);
-  return withDestination(cfg, async (dst) => {
-    const list = await listArchives(dst, cfg.pipeline.name);
+  return withDestination(cfg, async (control) => {
+    const list = await control.listArchives(cfg.pipeline.name);
     let targets: ArchiveRow[];
     if (archive !== undefined) {
       const a = findArchive(list, archive);
@@ -133,7 +130,7 @@ export async function archivesDropCommand(archive: string | undefined, flags: Ar
     let failed = 0;
     for (const a of targets) {
       try {
-        const outcome = await dropArchive(dst, cfg.pipeline.name, a.archive, 30_000);
+        const outcome = await control.dropArchive(cfg.pipeline.name, a.archive, 30_000);
         results.push({ archive: a.archive, outcome, bytes: a.bytes });
         if (!flags.json) {
           process.stdout.write(

@@ -4,13 +4,10 @@ import { SluiceError } from '../../core/errors.js';
 import { sleep } from '../../core/retry.js';
 import { answerTimeout, awaitAnswers, printAnswers } from './answers.js';
 import { TableName, type BackfillMode } from '../../core/types.js';
-import { ensureStateSchema, readTable } from '../../destinations/postgres/state.js';
-import { connect, withTransaction } from '../../pipeline/context.js';
+import { destinationFor, sourceFor } from '../../engines.js';
+import { capabilityRefusal } from '../../pipeline/capability-refusal.js';
 import { makeLogger, readConfig, type GlobalOptions } from '../shared.js';
 import type { Logger } from '../../core/logger.js';
-import { destinationRefusal } from '../../pipeline/backfill-refusals.js';
-import { checkBackfillOptions } from '../../pipeline/inspector.js';
-import { introspectTable } from '../../sources/postgres/introspect.js';
 import type { SluiceConfig } from '../../config/schema.js';
 
 export interface BackfillFlags {
@@ -90,21 +87,20 @@ async function checkOptions(
   tables: string[],
   o: { mode: string; strategy?: string; parallelism?: number; where?: string },
 ): Promise<void> {
-  const src = await connect('source', cfg.source.url, 'sluice-cli');
+  const inspection = await sourceFor(cfg).openInspection('sluice-cli');
   try {
     for (const t of tables) {
       const tc = cfg.tables.find((x) => TableName.format(TableName.parse(x.name)) === t)!;
-      const info = await introspectTable(src, TableName.parse(t));
+      const info = await inspection.describeTable(TableName.parse(t));
       const strategy = o.strategy ?? tc.strategy;
-      await checkBackfillOptions(
-        src,
+      await inspection.checkBackfillOptions(
         info,
         { mode: o.mode, strategy, parallelism: o.parallelism ?? (o.strategy && o.strategy !== tc.strategy ? 1 : tc.parallelism), where: o.where ?? tc.where },
         (key) => `--${key}`,
       );
     }
   } finally {
-    await src.end().catch(() => {});
+    await inspection.close();
   }
 }
 
@@ -141,16 +137,19 @@ export async function throttleCommand(flags: Record<string, string | undefined>,
  * The running pipeline checks again with the same function when it accepts the request.
  */
 async function refuseAtDestination(cfg: SluiceConfig, tables: string[], o: { mode: BackfillMode; cascade: boolean; where: string | undefined }): Promise<void> {
-  const dst = await connect('destination', cfg.destination.url, 'sluice-cli');
+  const destination = destinationFor(cfg);
+  const unable = capabilityRefusal(destination, o.mode);
+  if (unable) throw new SluiceError('BAD_USAGE', unable);
+  const control = await destination.openControl('sluice-cli');
   try {
     for (const t of tables) {
       const tc = cfg.tables.find((x) => TableName.format(TableName.parse(x.name)) === t)!;
       const target = { schema: cfg.destination.schema, name: TableName.parse(t).name };
-      const refusal = await destinationRefusal(dst, cfg.pipeline.name, t, target, { mode: o.mode, cascade: o.cascade, where: o.where ?? tc.where });
+      const refusal = await control.backfillRefusal(cfg.pipeline.name, t, target, { mode: o.mode, cascade: o.cascade, where: o.where ?? tc.where });
       if (refusal) throw new SluiceError('BAD_USAGE', refusal);
     }
   } finally {
-    await dst.end().catch(() => {});
+    await control.close();
   }
 }
 
@@ -159,38 +158,26 @@ async function refuseAtDestination(cfg: SluiceConfig, tables: string[], o: { mod
  * while a pipeline on the destination runs) and refuses a newer one.
  */
 async function record(cfg: SluiceConfig, kind: string, tables: string[], params: Record<string, unknown>, log: Logger): Promise<number[]> {
-  const dst = await connect('destination', cfg.destination.url, 'sluice-cli');
+  const control = await destinationFor(cfg).openControl('sluice-cli');
   try {
-    await ensureStateSchema(dst, log);
-    return await withTransaction(dst, async () => {
-      const ids: number[] = [];
-      for (const t of tables) {
-        const r = await dst.query(
-          `INSERT INTO _sluice.requests (pipeline, kind, table_name, params, requested_by) VALUES ($1, $2, $3, $4, $5) RETURNING id`,
-          [cfg.pipeline.name, kind, t, JSON.stringify(params), osUser()],
-        );
-        ids.push(Number(r.rows[0].id));
-      }
-      await dst.query(`NOTIFY sluice_requests`);
-      return ids;
-    });
+    return await control.recordRequests(cfg.pipeline.name, kind, tables, params, osUser(), log);
   } finally {
-    await dst.end().catch(() => {});
+    await control.close();
   }
 }
 
 async function waitFor(cfg: SluiceConfig, tables: string[], ids: number[]): Promise<number> {
-  const dst = await connect('destination', cfg.destination.url, 'sluice-cli');
+  const control = await destinationFor(cfg).openControl('sluice-cli');
   try {
     for (;;) {
-      const handled = await dst.query(`SELECT table_name, outcome FROM _sluice.requests WHERE id = ANY($1) AND handled_at IS NOT NULL`, [ids]);
-      const refused = handled.rows.filter((r) => /^(refused|unknown)/.test(r.outcome));
+      const handled = await control.answers(ids);
+      const refused = handled.filter((r) => /^(refused|unknown)/.test(r.outcome));
       if (refused.length) {
-        for (const r of refused) process.stderr.write(`${r.table_name}: ${r.outcome}\n`);
+        for (const r of refused) process.stderr.write(`${r.table}: ${r.outcome}\n`);
         return 2;
       }
-      if (handled.rowCount === ids.length) {
-        const states = await Promise.all(tables.map((t) => readTable(dst, cfg.pipeline.name, t)));
+      if (handled.length === ids.length) {
+        const states = await Promise.all(tables.map((t) => control.tableState(cfg.pipeline.name, t)));
         const failed = states.filter((s) => s?.state === 'failed');
         if (failed.length) {
           for (const s of failed) process.stderr.write(`${s!.name}: failed: ${s!.error}\n`);
@@ -210,6 +197,6 @@ async function waitFor(cfg: SluiceConfig, tables: string[], ids: number[]): Prom
       await sleep(500);
     }
   } finally {
-    await dst.end().catch(() => {});
+    await control.close();
   }
 }

@@ -12,21 +12,10 @@
 import type pg from 'pg';
 import { SluiceError } from '../../core/errors.js';
 import { TableName } from '../../core/types.js';
+import type { ArchiveRow, DropOutcome } from '../destination.js';
 import { qualified, quoteIdent } from './dialect.js';
 
-export interface ArchiveRow {
-  readonly pipeline: string;
-  /** The source table the archive was the destination of. */
-  readonly table: string;
-  /** Its full name, as recorded (schema.name). */
-  readonly archive: string;
-  readonly runId: number | null;
-  readonly createdAt: Date;
-  /** null: kept until dropped by hand (`--keep-archive`). */
-  readonly dropAfter: Date | null;
-  /** pg_total_relation_size; null when the table is not there any more. */
-  readonly bytes: number | null;
-}
+export type { ArchiveRow, DropOutcome };
 
 /**
  * The archives not dropped yet, oldest first: of one pipeline, or of every pipeline of this
@@ -69,8 +58,6 @@ function qualifiedText(archive: string): string {
     return quoteIdent(archive);
   }
 }
-
-export type DropOutcome = 'dropped' | 'already dropped' | 'table was gone';
 
 /**
  * Drops one recorded archive and marks its row, in one transaction (call it outside one). Waits at

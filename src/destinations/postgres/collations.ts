@@ -8,7 +8,8 @@
  * destination's default, and the caller logs why.
  */
 import type pg from 'pg';
-import { byteOrdered, collationFromRow, databaseCollation, type CollationInfo, type ColumnInfo } from '../../sources/postgres/introspect.js';
+import { byteOrdered, type CollationInfo, type ColumnInfo } from '../../core/columns.js';
+import { collationFromRow, databaseCollation } from '../../postgres/collations.js';
 import { quoteIdent } from './dialect.js';
 
 export interface CollationPlan {

@@ -7,7 +7,7 @@
 import type pg from 'pg';
 import { SluiceError } from '../../core/errors.js';
 import { TableName } from '../../core/types.js';
-import type { TableInfo } from '../../sources/postgres/introspect.js';
+import type { TableInfo } from '../../core/columns.js';
 import { columnList, qualified, quoteIdent } from './dialect.js';
 import { typeChange } from './type-change.js';
 

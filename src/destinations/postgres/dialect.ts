@@ -2,26 +2,11 @@
  * Pure SQL builders for a PostgreSQL destination (and the source-side chunk queries). No I/O:
  * every function returns text, and test/unit/dialect.test.ts pins the output.
  */
-import type { ColumnInfo, UserTypeDef } from '../../sources/postgres/introspect.js';
+import type { ColumnInfo, UserTypeDef } from '../../core/columns.js';
+import { columnList, qualified, quoteIdent, quoteLiteral } from '../../core/quote.js';
 import type { TableName } from '../../core/types.js';
 
-export function quoteIdent(name: string): string {
-  return `"${name.replace(/"/g, '""')}"`;
-}
-
-/** A SQL string literal (standard_conforming_strings = on, the default since PostgreSQL 9.1). */
-export function quoteLiteral(value: string): string {
-  if (value.includes('\0')) throw new Error('a NUL byte cannot appear in a PostgreSQL text value');
-  return `'${value.replace(/'/g, "''")}'`;
-}
-
-export function qualified(t: TableName): string {
-  return `${quoteIdent(t.schema)}.${quoteIdent(t.name)}`;
-}
-
-export function columnList(names: readonly string[]): string {
-  return names.map(quoteIdent).join(', ');
-}
+export { columnList, qualified, quoteIdent, quoteLiteral };
 
 export function createUserTypeSql(def: UserTypeDef): string {
   const name = `${quoteIdent(def.schema)}.${quoteIdent(def.name)}`;

@@ -11,8 +11,12 @@
  *   then validated after the commit (SHARE UPDATE EXCLUSIVE only) when it was valid before.
  */
 import type pg from 'pg';
+import type { ForeignKey } from '../../core/columns.js';
+import { SluiceError } from '../../core/errors.js';
 import { TableName } from '../../core/types.js';
 import { qualified, quoteIdent } from './dialect.js';
+
+export type { ForeignKey };
 
 /**
  * Sets `session_replication_role = replica` on a sluice session. False when the role may not (it
@@ -34,6 +38,17 @@ export function replicaRoleGrant(user: string): string {
   return `GRANT SET ON PARAMETER session_replication_role TO ${who} (PostgreSQL 15+; older versions: make the role a superuser)`;
 }
 
+/** A foreign-key violation on a session that could not take the replica role: name the grant. */
+export function withGrantHint(err: SluiceError, replicaRole: boolean): SluiceError {
+  if (replicaRole || (err.context.sqlstate as string | undefined) !== '23503') return err;
+  return new SluiceError(
+    err.code,
+    `${err.message}; sluice writes each table in its own transactions, so a row may arrive before the row it references: ` +
+      `let sluice's destination role skip foreign-key checks with ${replicaRoleGrant('<role>')}`,
+    { cause: err, retryable: err.retryable, context: err.context },
+  );
+}
+
 /** Whether foreign keys of other tables reference `table` (then it cannot be TRUNCATEd alone). */
 export async function isReferenced(client: pg.ClientBase, table: TableName): Promise<boolean> {
   const r = await client.query(
@@ -41,17 +56,6 @@ export async function isReferenced(client: pg.ClientBase, table: TableName): Pro
     [qualified(table)],
   );
   return r.rows[0].r as boolean;
-}
-
-export interface ForeignKey {
-  readonly name: string;
-  /** The table that has the constraint. */
-  readonly table: TableName;
-  /** The referenced table. */
-  readonly references: TableName;
-  /** pg_get_constraintdef without a trailing NOT VALID (names resolve by this session's search_path). */
-  readonly definition: string;
-  readonly validated: boolean;
 }
 
 /** Every foreign key from or to `table` (a self-reference once), by the table that has it, then name. */

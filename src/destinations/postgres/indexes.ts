@@ -10,7 +10,7 @@
  */
 import type pg from 'pg';
 import { TableName } from '../../core/types.js';
-import type { SourceIndex } from '../../sources/postgres/indexes.js';
+import type { SourceIndex } from '../../core/columns.js';
 import { qualified, quoteIdent } from './dialect.js';
 
 export interface IndexReport {

@@ -5,38 +5,14 @@
  */
 import type pg from 'pg';
 import { Lsn, Position, type BackfillMode, type TableState } from '../../core/types.js';
+import type { TableRow } from '../destination.js';
 
 export const STATE_SCHEMA = '_sluice';
 
 /** Creating and upgrading the schema (its format, the migrations) is state-format.ts. */
 export { ensureStateSchema } from './state-format.js';
+export type { TableRow };
 
-export interface TableRow {
-  readonly name: string;
-  readonly target: string;
-  readonly state: TableState;
-  readonly mode: BackfillMode | null;
-  readonly chunkRows: number | null;
-  readonly runId: number | null;
-  readonly l0: Lsn | null;
-  readonly lastKey: string[] | null | 'done';
-  readonly chunksDone: number;
-  readonly rowsCopied: number;
-  readonly rowsEstimated: number;
-  readonly rowsPerSecond: number;
-  /** Position of the table's oldest unapplied change (or the log head): lag bytes are measured from it. */
-  readonly pendingLsn: Lsn | null;
-  readonly lagSeconds: number | null;
-  readonly error: string | null;
-  /** The staging table of an online backfill in progress. */
-  readonly staging: string | null;
-  readonly keepArchive: boolean;
-  /** How the running backfill is planned (strategy, scope, bounds); see pipeline/copier.ts. */
-  readonly plan: Record<string, unknown> | null;
-  /** A word on what the table is doing now ("waiting for the swap lock, attempt 3"). */
-  readonly detail: string | null;
-  readonly updatedAt: Date;
-}
 
 export interface CursorRow {
   readonly name: string;
@@ -252,4 +228,19 @@ export async function recordChunk(
       WHERE id = (SELECT run_id FROM _sluice.tables WHERE pipeline = $1 AND name = $2)`,
     [pipeline, name, rows],
   );
+}
+
+/**
+ * Rows of the copy the live table holds when a cancelled run did not replace it: its last finished
+ * run's, or a cancelled truncate/drop reload's partial copy if that came later. Called before the
+ * cancelled run's own status is set. Without such a run, `otherwise`.
+ */
+export async function lastDoneRows(c: pg.ClientBase, pipeline: string, name: string, otherwise: number): Promise<number> {
+  const r = await c.query(
+    `SELECT rows_copied FROM _sluice.runs WHERE pipeline = $1 AND table_name = $2
+        AND (status = 'done' OR (status = 'cancelled' AND mode IN ('truncate', 'drop')))
+      ORDER BY id DESC LIMIT 1`,
+    [pipeline, name],
+  );
+  return r.rowCount ? Number(r.rows[0].rows_copied) : otherwise;
 }

@@ -4,26 +4,10 @@
  */
 import type pg from 'pg';
 import type { TableName } from '../../core/types.js';
-import { qualified } from '../../destinations/postgres/dialect.js';
+import { qualified } from '../../core/quote.js';
+import type { SourceIndex } from '../../core/columns.js';
 
-export interface SourceIndex {
-  /** The index's name (unquoted). */
-  readonly name: string;
-  /** `pg_get_indexdef()` of the index. */
-  readonly definition: string;
-  /** The definition's text after `ON <table> `: `USING method (...) [INCLUDE …] [WITH …] [WHERE …]`. */
-  readonly body: string;
-  readonly unique: boolean;
-  /** Has a WHERE predicate. */
-  readonly partial: boolean;
-  /** Indexes an expression (not only columns). */
-  readonly expression: boolean;
-  readonly method: string;
-  /** Backs a constraint (unique or exclusion), by the constraint's name; null otherwise. */
-  readonly constraint: string | null;
-  /** Unusable in the source (a failed CREATE INDEX CONCURRENTLY): not carried. */
-  readonly valid: boolean;
-}
+export type { SourceIndex } from '../../core/columns.js';
 
 export async function sourceIndexes(src: pg.ClientBase, table: TableName): Promise<SourceIndex[]> {
   const r = await src.query(

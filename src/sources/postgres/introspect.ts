@@ -6,127 +6,12 @@
 import type pg from 'pg';
 import { SluiceError } from '../../core/errors.js';
 import { TableName } from '../../core/types.js';
-import { quoteIdent } from '../../destinations/postgres/dialect.js';
+import { quoteIdent } from '../../core/quote.js';
+import type { ColumnInfo, TableInfo, TypeSupport, UserTypeDef } from '../../core/columns.js';
+import { readCollations } from '../../postgres/collations.js';
 
-export type TypeSupport =
-  /** A built-in type: text I/O everywhere, binary COPY safe. */
-  | 'builtin'
-  /** An enum or domain that sluice re-creates in the destination. */
-  | 'user'
-  /** A base type from an extension: carried as text when the destination has the same type. */
-  | 'external';
-
-export interface ColumnInfo {
-  readonly name: string;
-  readonly attnum: number;
-  readonly typeOid: number;
-  /** `format_type()` output, schema-qualified for user types: usable in DDL and casts. */
-  readonly typeSql: string;
-  readonly notNull: boolean;
-  readonly defaultSql: string | null;
-  /** Expression of a STORED generated column, else null. */
-  readonly generatedSql: string | null;
-  readonly support: TypeSupport;
-  /** Whether binary COPY can carry this column between databases (no embedded user type OIDs). */
-  readonly binarySafe: boolean;
-  /** How the column sorts and compares text; null for a type that is not collatable. */
-  readonly collation: CollationInfo | null;
-}
-
-/**
- * A column's collation as it behaves: the database default resolved to the database's own provider
- * and locale, so that two servers can be compared (the name "default" says nothing by itself).
- */
-export interface CollationInfo {
-  /** pg_collation's schema and name ("pg_catalog"."default" for the database default). */
-  readonly schema: string;
-  readonly name: string;
-  /** 'c' libc, 'i' ICU, 'b' builtin (PostgreSQL 17). */
-  readonly provider: string;
-  /** The locale: lc_collate for libc, the ICU or builtin locale otherwise. */
-  readonly locale: string;
-  readonly deterministic: boolean;
-  /** Whether it is the database default. */
-  readonly isDefault: boolean;
-}
-
-/**
- * Whether a collation orders text byte by byte (the same on every server): libc C/POSIX, builtin C,
- * and builtin C.UTF-8 (code point order, which is UTF-8's byte order; it exists only in UTF-8 databases).
- */
-export function byteOrdered(c: Pick<CollationInfo, 'provider' | 'locale'>): boolean {
-  return (c.provider === 'c' && (c.locale === 'C' || c.locale === 'POSIX')) || (c.provider === 'b' && /^C(\.UTF-?8)?$/i.test(c.locale));
-}
-
-/** The provider and locale of a pg_collation or pg_database row read as JSON (columns differ by version). */
-function effective(j: Record<string, unknown>, prefix: 'coll' | 'dat'): { provider: string; locale: string } {
-  const provider = String(j[prefix === 'coll' ? 'collprovider' : 'datlocprovider'] ?? 'c');
-  const libc = String(j[`${prefix}collate`] ?? '');
-  const other = (j[`${prefix}locale`] ?? j[prefix === 'coll' ? 'colliculocale' : 'daticulocale'] ?? j[`${prefix}collate`]) as string | null;
-  return { provider, locale: provider === 'c' ? libc : String(other ?? '') };
-}
-
-/** A pg_collation row (as `to_jsonb(c)`), not the database default. */
-export function collationFromRow(schema: string, name: string, j: Record<string, unknown>): CollationInfo {
-  return { schema, name, ...effective(j, 'coll'), deterministic: j.collisdeterministic !== false, isDefault: false };
-}
-
-/** The database default collation of the connected database. */
-export async function databaseCollation(client: pg.ClientBase): Promise<CollationInfo> {
-  const r = await client.query(`SELECT to_jsonb(d) AS j FROM pg_database d WHERE d.datname = current_database()`);
-  return { schema: 'pg_catalog', name: 'default', ...effective(r.rows[0].j, 'dat'), deterministic: true, isDefault: true };
-}
-
-/** The collation of each collatable column of a relation, by column name. */
-export async function readCollations(client: pg.ClientBase, relation: number | string): Promise<Map<string, CollationInfo>> {
-  const r = await client.query(
-    `SELECT a.attname AS name, n.nspname AS schema, c.collname, to_jsonb(c) AS j
-       FROM pg_attribute a JOIN pg_collation c ON c.oid = a.attcollation JOIN pg_namespace n ON n.oid = c.collnamespace
-      WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped`,
-    [typeof relation === 'number' ? String(relation) : relation],
-  );
-  const out = new Map<string, CollationInfo>();
-  let db: CollationInfo | undefined;
-  for (const row of r.rows) {
-    const j = row.j as Record<string, unknown>;
-    if (j.collprovider === 'd') {
-      db ??= await databaseCollation(client);
-      out.set(row.name, db);
-    } else {
-      out.set(row.name, collationFromRow(row.schema, row.collname, j));
-    }
-  }
-  return out;
-}
-
-export type UserTypeDef =
-  | { readonly kind: 'enum'; readonly schema: string; readonly name: string; readonly labels: readonly string[] }
-  | {
-      readonly kind: 'domain';
-      readonly schema: string;
-      readonly name: string;
-      readonly baseSql: string;
-      readonly notNull: boolean;
-      readonly defaultSql: string | null;
-      readonly checks: readonly string[];
-    };
-
-export interface TableInfo {
-  readonly table: TableName;
-  readonly oid: number;
-  readonly relkind: string;
-  readonly columns: readonly ColumnInfo[];
-  /** Primary key column names in key order (empty when the table has none). */
-  readonly primaryKey: readonly string[];
-  readonly replicaIdentity: 'd' | 'n' | 'f' | 'i';
-  readonly rowsEstimated: number;
-  readonly bytes: number;
-  /** Enums and domains used by the columns, dependencies first. */
-  readonly userTypes: readonly UserTypeDef[];
-  /** Columns that sluice copies (generated columns are computed by the destination). */
-  readonly copyColumns: readonly ColumnInfo[];
-  readonly binarySafe: boolean;
-}
+// The descriptions live in core (shared with every destination); named here too, where they are read.
+export type { CollationInfo, ColumnInfo, TableInfo, TypeSupport, UserTypeDef } from '../../core/columns.js';
 
 interface TypeRow {
   oid: number;
@@ -309,4 +194,3 @@ class TypeResolver {
   }
 }
 
-export { quoteIdent };

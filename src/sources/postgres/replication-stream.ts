@@ -14,7 +14,7 @@
 import pg from 'pg';
 import { SluiceError } from '../../core/errors.js';
 import { Lsn } from '../../core/types.js';
-import { quoteIdent } from '../../destinations/postgres/dialect.js';
+import { quoteIdent } from '../../core/quote.js';
 import { clientConfig, destroyClient } from './connection.js';
 import { connectError, classify, redactUrl } from './errors.js';
 import { decodeCopyData, decodePgoutputRaw, encodeStandbyStatus, type PgoutputRawMessage } from './pgoutput-decoder.js';

@@ -2,20 +2,18 @@
  * Column type changes on the source, carried to the destination by the Applier. When a table's
  * change stream describes a new column set, each column whose type or type modifier changed since
  * the table's previous column set in the change log (every column, when the log holds none) is
- * compared with the destination column, and `columnAction` (destinations/postgres/type-change.ts)
+ * compared with the destination column, and `columnAction` (type-change.ts)
  * decides: keep it, `ALTER … TYPE` it in the apply transaction (and the staging table of an online
  * backfill), or stop the table with a message naming what to run.
  */
 import type pg from 'pg';
-import { SluiceError } from '../core/errors.js';
-import type { Logger } from '../core/logger.js';
-import { TableName, type RelationColumns } from '../core/types.js';
-import { qualified, quoteIdent } from '../destinations/postgres/dialect.js';
-import { columnAction } from '../destinations/postgres/type-change.js';
-import { classify } from '../sources/postgres/errors.js';
-
-/** OIDs below this are PostgreSQL's own (built-in) types: the same on every cluster. */
-const FIRST_NORMAL_OID = 16384;
+import { SluiceError } from '../../core/errors.js';
+import type { Logger } from '../../core/logger.js';
+import type { SourceLookups, StreamType } from '../../core/source-lookups.js';
+import { TableName, type RelationColumns } from '../../core/types.js';
+import { classify } from '../../postgres/errors.js';
+import { qualified, quoteIdent } from './dialect.js';
+import { columnAction } from './type-change.js';
 
 export interface TypeSyncInput {
   /** Source table name (`schema.name`), for messages. */
@@ -42,7 +40,7 @@ interface ChangedColumn {
  * Brings the destination's column types in step with a new column set. Returns true when it
  * altered a table (the caller reads the destination's types again).
  */
-export async function syncColumnTypes(dst: pg.ClientBase, source: () => Promise<pg.ClientBase>, input: TypeSyncInput, logger: Logger): Promise<boolean> {
+export async function syncColumnTypes(dst: pg.ClientBase, source: SourceLookups, input: TypeSyncInput, logger: Logger): Promise<boolean> {
   const changed = await changedColumns(source, input.rel, input.prev);
   let altered = false;
   for (const c of changed) {
@@ -87,7 +85,7 @@ export async function columnTypes(dst: pg.ClientBase, table: TableName): Promise
  * source names them. Without an earlier column set (no change of the table reached the change log
  * before this one) every column is a candidate, its earlier type unknown (`from` null).
  */
-async function changedColumns(source: () => Promise<pg.ClientBase>, rel: RelationColumns, prev: RelationColumns | null): Promise<ChangedColumn[]> {
+async function changedColumns(source: SourceLookups, rel: RelationColumns, prev: RelationColumns | null): Promise<ChangedColumn[]> {
   const pairs: { name: string; from: [number, number] | null; to: [number, number] }[] = [];
   rel.names.forEach((name, i) => {
     const to: [number, number] = [rel.typeOids[i], rel.typeMods?.[i] ?? -1];
@@ -103,17 +101,13 @@ async function changedColumns(source: () => Promise<pg.ClientBase>, rel: Relatio
     if (from[0] !== to[0] || (known && from[1] !== to[1])) pairs.push({ name, from, to: known ? to : [to[0], -1] });
   });
   if (pairs.length === 0) return [];
-  const src = await source();
-  const types = pairs.flatMap((p) => [p.from ?? p.to, p.to]);
-  const r = await src.query({
-    text: `SELECT format_type(o::oid, nullif(m, -1)) AS t FROM unnest($1::int8[], $2::int4[]) WITH ORDINALITY AS u(o, m, n) ORDER BY n`,
-    values: [types.map((t) => t[0]), types.map((t) => t[1])],
-  });
+  const types: StreamType[] = pairs.flatMap((p) => [p.from ?? p.to, p.to]);
+  const names = await source.typeNames(types);
   return pairs.map((p, k) => ({
     name: p.name,
-    from: p.from ? (r.rows[2 * k].t as string) : null,
-    to: r.rows[2 * k + 1].t as string,
-    builtin: (p.from?.[0] ?? 0) < FIRST_NORMAL_OID && p.to[0] < FIRST_NORMAL_OID,
+    from: p.from ? names[2 * k] : null,
+    to: names[2 * k + 1],
+    builtin: (p.from === null || source.isBuiltinType(p.from[0])) && source.isBuiltinType(p.to[0]),
   }));
 }
 

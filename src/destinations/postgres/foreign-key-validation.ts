@@ -8,13 +8,12 @@
  * parent is tried again (with backoff, for some minutes) until every table has caught up.
  */
 import type pg from 'pg';
-import { SluiceError } from '../core/errors.js';
-import type { Logger } from '../core/logger.js';
-import { backoffMs, sleep } from '../core/retry.js';
-import { TableName } from '../core/types.js';
-import { addForeignKeySql, replicaRoleGrant, validateForeignKeySql, type ForeignKey } from '../destinations/postgres/foreign-keys.js';
-import { qualified } from '../destinations/postgres/dialect.js';
-import { connect, type PipelineContext } from './context.js';
+import type { Logger } from '../../core/logger.js';
+import { backoffMs, sleep } from '../../core/retry.js';
+import { TableName } from '../../core/types.js';
+import { connect } from '../../postgres/session.js';
+import { qualified } from './dialect.js';
+import { addForeignKeySql, validateForeignKeySql, type ForeignKey } from './foreign-keys.js';
 
 const VALIDATE_ATTEMPTS = 40;
 
@@ -46,15 +45,15 @@ export async function recreateForeignKeys(dst: pg.ClientBase, fks: readonly Fore
  * them back lists them in its params (`validate`, written in the same transaction); when every one
  * is validated (or gone) the list is removed, so a restart validates what a crash left behind.
  */
-export function validateForeignKeysLater(ctx: PipelineContext, fks: readonly ForeignKey[], log: Logger, runId?: number): void {
+export function validateForeignKeysLater(url: string, fks: readonly ForeignKey[], log: Logger, runId?: number): void {
   if (fks.length === 0) return;
-  const p = validate(ctx, fks, log, runId).catch((err) => log.warn('foreign key validation stopped', { error: (err as Error).message }));
+  const p = validate(url, fks, log, runId).catch((err) => log.warn('foreign key validation stopped', { error: (err as Error).message }));
   validations.add(p);
   void p.finally(() => validations.delete(p));
 }
 
-async function validate(ctx: PipelineContext, fks: readonly ForeignKey[], log: Logger, runId?: number): Promise<void> {
-  const dst = await connect('destination', ctx.cfg.destination.url, 'sluice-validate');
+async function validate(url: string, fks: readonly ForeignKey[], log: Logger, runId?: number): Promise<void> {
+  const dst = await connect('destination', url, 'sluice-validate');
   let all = true;
   try {
     for (const fk of fks) {
@@ -82,25 +81,15 @@ async function validate(ctx: PipelineContext, fks: readonly ForeignKey[], log: L
 }
 
 /** The validations a stop or crash left pending (runs whose params still list keys to validate). */
-export async function resumeValidations(ctx: PipelineContext, dst: pg.ClientBase, log: Logger): Promise<void> {
+export async function resumeValidations(url: string, pipeline: string, dst: pg.ClientBase, log: Logger): Promise<void> {
   // A run still loading (status running) validates after its load, when it resumes.
   const r = await dst.query(
     `SELECT id, params->'validate' AS v FROM _sluice.runs WHERE pipeline = $1 AND params ? 'validate' AND status IN ('done', 'catching_up') ORDER BY id`,
-    [ctx.pipeline],
+    [pipeline],
   );
   for (const row of r.rows) {
     log.info('validating foreign keys an earlier run added back', { run: Number(row.id), keys: (row.v as ForeignKey[]).map((f) => f.name) });
-    validateForeignKeysLater(ctx, row.v as ForeignKey[], log, Number(row.id));
+    validateForeignKeysLater(url, row.v as ForeignKey[], log, Number(row.id));
   }
 }
 
-/** A foreign-key violation on a session that could not take the replica role: name the grant. */
-export function withGrantHint(err: SluiceError, replicaRole: boolean): SluiceError {
-  if (replicaRole || (err.context.sqlstate as string | undefined) !== '23503') return err;
-  return new SluiceError(
-    err.code,
-    `${err.message}; sluice writes each table in its own transactions, so a row may arrive before the row it references: ` +
-      `let sluice's destination role skip foreign-key checks with ${replicaRoleGrant('<role>')}`,
-    { cause: err, retryable: err.retryable, context: err.context },
-  );
-}

@@ -6,19 +6,12 @@
  * pipeline checks again when it accepts the request (the destination may have changed meanwhile).
  */
 import type pg from 'pg';
-import { TableName, type BackfillMode } from '../core/types.js';
-import { qualified } from '../destinations/postgres/dialect.js';
-import { dropDependents, dropRefusal } from '../destinations/postgres/foreign-keys.js';
-import { onlineAlternative, referencingKeys, truncateBlockers, truncateRefusal } from '../destinations/postgres/references.js';
-import { firstLoadInPlace, uncarriable } from '../destinations/postgres/swap.js';
-
-export interface RequestedLoad {
-  readonly mode: BackfillMode;
-  /** `--cascade`: a drop may take dependents with it (foreign keys and views are made again). */
-  readonly cascade: boolean;
-  /** The scope (WHERE) of the load; '' for the whole table. */
-  readonly where: string;
-}
+import { TableName } from '../../core/types.js';
+import type { RequestedLoad } from '../destination.js';
+import { qualified } from './dialect.js';
+import { dropDependents, dropRefusal } from './foreign-keys.js';
+import { onlineAlternative, referencingKeys, truncateBlockers, truncateRefusal } from './references.js';
+import { firstLoadInPlace, uncarriable } from './swap.js';
 
 /** Why the destination cannot take this load (a sentence naming the way through), or null. */
 export async function destinationRefusal(c: pg.ClientBase, pipeline: string, name: string, target: TableName, req: RequestedLoad): Promise<string | null> {

@@ -1,14 +1,14 @@
 /**
  * What the archives of online backfills cost in the destination's disk, in words: the refusal of an
- * online backfill that lacks room (copier.ts), the warning after a swap (swapper.ts) and the line of
+ * online backfill that lacks room (target tables), the warning after a swap (online-swap.ts) and the line of
  * `sluice status` name the archives still kept and how to drop them. Free space is only ever the
- * destination's own when it can be read (destinations/postgres/space.ts); otherwise nothing is said
+ * destination's own when it can be read (space.ts); otherwise nothing is said
  * about it.
  */
 import type pg from 'pg';
-import { listArchives, type ArchiveRow } from '../destinations/postgres/archives.js';
-import { diskSpace, type DiskSpace } from '../destinations/postgres/space.js';
-import { formatBytes } from './status.js';
+import { formatBytes } from '../../core/units.js';
+import { listArchives, type ArchiveRow } from './archives.js';
+import { diskSpace, type DiskSpace } from './space.js';
 
 /** Free space under `percent` % of the disk. */
 export function isLowOnSpace(space: DiskSpace, percent: number): boolean {

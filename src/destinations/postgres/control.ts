@@ -1,0 +1,69 @@
+/**
+ * The CLI's side of a PostgreSQL destination's state (DestinationControl of destinations/destination.ts):
+ * `_sluice.requests` and their answers, table states, the pipeline lock, archives. One connection.
+ */
+import type pg from 'pg';
+import type { Logger } from '../../core/logger.js';
+import { closeClient } from '../../postgres/connection.js';
+import { withTransaction } from '../../postgres/session.js';
+import type { TableName } from '../../core/types.js';
+import type { ArchiveRow, DestinationControl, DropOutcome, RequestAnswer, RequestedLoad, TableRow } from '../destination.js';
+import { dropArchive, listArchives } from './archives.js';
+import { destinationRefusal } from './backfill-refusals.js';
+import { pipelineLockHolder } from './pipeline-lock.js';
+import { assertStateReadable, ensureStateSchema, readStateFormat } from './state-format.js';
+import { readTable } from './state.js';
+
+export class PostgresControl implements DestinationControl {
+  constructor(private readonly dst: pg.Client) {}
+
+  async assertStateReadable(): Promise<void> {
+    assertStateReadable(await readStateFormat(this.dst));
+  }
+
+  async recordRequests(pipeline: string, kind: string, tables: readonly string[], params: Record<string, unknown>, requestedBy: string | null, log: Logger): Promise<number[]> {
+    const dst = this.dst;
+    await ensureStateSchema(dst, log);
+    return withTransaction(dst, async () => {
+      const ids: number[] = [];
+      for (const t of tables) {
+        const r = await dst.query(
+          `INSERT INTO _sluice.requests (pipeline, kind, table_name, params, requested_by) VALUES ($1, $2, $3, $4, $5) RETURNING id`,
+          [pipeline, kind, t, JSON.stringify(params), requestedBy],
+        );
+        ids.push(Number(r.rows[0].id));
+      }
+      await dst.query(`NOTIFY sluice_requests`);
+      return ids;
+    });
+  }
+
+  backfillRefusal(pipeline: string, name: string, target: TableName, load: RequestedLoad): Promise<string | null> {
+    return destinationRefusal(this.dst, pipeline, name, target, load);
+  }
+
+  async answers(ids: readonly number[]): Promise<RequestAnswer[]> {
+    const r = await this.dst.query(`SELECT table_name, outcome FROM _sluice.requests WHERE id = ANY($1) AND handled_at IS NOT NULL ORDER BY id`, [ids]);
+    return r.rows.map((x) => ({ table: x.table_name as string, outcome: x.outcome as string }));
+  }
+
+  tableState(pipeline: string, name: string): Promise<TableRow | null> {
+    return readTable(this.dst, pipeline, name);
+  }
+
+  async pipelineRunning(pipeline: string): Promise<boolean> {
+    return (await pipelineLockHolder(this.dst, pipeline)) !== null;
+  }
+
+  listArchives(pipeline: string): Promise<ArchiveRow[]> {
+    return listArchives(this.dst, pipeline);
+  }
+
+  dropArchive(pipeline: string, archive: string, lockTimeoutMs: number): Promise<DropOutcome> {
+    return dropArchive(this.dst, pipeline, archive, lockTimeoutMs);
+  }
+
+  async close(): Promise<void> {
+    await closeClient(this.dst);
+  }
+}
