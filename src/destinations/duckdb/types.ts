@@ -24,7 +24,7 @@ import {
   type DuckDBValue,
 } from '@duckdb/node-api';
 import { SluiceError } from '../../core/errors.js';
-import type { ColumnInfo, TableInfo, UserTypeDef } from '../../sources/postgres/introspect.js';
+import type { ColumnInfo, TableInfo, UserTypeDef } from '../../core/columns.js';
 import { quoteLiteral } from './dialect.js';
 
 /** How a captured text value is turned into what the appender takes. */
