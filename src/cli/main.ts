@@ -53,7 +53,7 @@ program
   .addOption(
     new Option('--mode <mode>', Object.entries(MODE_HELP).map(([m, h]) => `${m}: ${h}`).join('; ')).choices(Object.keys(MODE_HELP)).default('online'),
   )
-  .option('--strategy <strategy>', 'keyset: walk the primary key, one reader; interval: integer-key ranges read concurrently; ctid: heap page ranges read concurrently (PostgreSQL 14+)')
+  .option('--strategy <strategy>', 'keyset: walk the primary key, one reader; interval: integer-key ranges read concurrently; ctid: heap page ranges read concurrently (PostgreSQL 14+); daterange: time ranges of the table\'s dateColumn, read concurrently')
   .option('--where <sql>', 'load only the rows matching this condition (upsert: over the existing rows; truncate: delete the matching rows, then load them)')
   .option('--parallelism <n>', 'chunks of the table read at once (interval, ctid)')
   .option('--keep-archive', 'online: keep the replaced table instead of dropping it after online.archiveRetentionHours')

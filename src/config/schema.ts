@@ -140,7 +140,7 @@ export const onlineSchema = z
   })
   .strict();
 
-export const BACKFILL_STRATEGIES = ['keyset', 'interval', 'ctid'] as const;
+export const BACKFILL_STRATEGIES = ['keyset', 'interval', 'ctid', 'daterange'] as const;
 export const BACKFILL_MODES = ['online', 'upsert', 'truncate', 'drop'] as const;
 export const INDEX_POLICIES = ['source', 'none'] as const;
 
@@ -161,6 +161,8 @@ export const tableSchema = z
         { error: 'must be "table" or "schema.table"' },
       ),
     strategy: z.enum(BACKFILL_STRATEGIES).default('keyset'),
+    /** daterange: the timestamptz, timestamp or date column (indexed) whose time ranges the chunks are. */
+    dateColumn: z.string().min(1).optional(),
     chunkRows: z.number().int().min(1).default(10_000),
     /** Target duration of a chunk's statements; chunk sizes adapt towards it (0 = fixed chunkRows). */
     chunkSeconds: z.number().min(0).default(2),

@@ -99,7 +99,7 @@ export interface Change {
 }
 
 export type BackfillMode = 'online' | 'upsert' | 'truncate' | 'drop';
-export type BackfillStrategy = 'keyset' | 'interval' | 'ctid';
+export type BackfillStrategy = 'keyset' | 'interval' | 'ctid' | 'daterange';
 
 /** The lifecycle of a table in a pipeline; see table-state.ts for the allowed transitions. */
 export type TableState =

@@ -28,7 +28,14 @@ export type ChunkRange =
   /** `[lo, hi)` of an integer key; null bounds are open. */
   | { readonly kind: 'int'; readonly lo: bigint | null; readonly hi: bigint | null }
   /** `[from, to)` heap pages; a null `to` is open. */
-  | { readonly kind: 'ctid'; readonly from: number; readonly to: number | null };
+  | { readonly kind: 'ctid'; readonly from: number; readonly to: number | null }
+  /**
+   * `[lo, hi)` of a time column, in seconds since the epoch (UTC; a timestamp without time zone or a
+   * date read as UTC); null bounds are open, and an open lower bound also takes the rows whose value is NULL.
+   */
+  | { readonly kind: 'time'; readonly column: string; readonly type: TimeColumnType; readonly lo: bigint | null; readonly hi: bigint | null };
+
+export type TimeColumnType = 'timestamptz' | 'timestamp' | 'date';
 
 export interface Chunk {
   readonly range: ChunkRange;
@@ -89,6 +96,12 @@ export function chunkPredicate(t: KeysetTable, range: ChunkRange, scope: string)
     const k = quoteIdent(t.key[0]);
     if (range.lo !== null) conds.push(`${k} >= ${range.lo}`);
     if (range.hi !== null) conds.push(`${k} < ${range.hi}`);
+  } else if (range.kind === 'time') {
+    const c = quoteIdent(range.column);
+    // A constant on the other side of the comparison, so the column's index serves.
+    const bound = (sec: bigint) => (range.type === 'timestamptz' ? `to_timestamp(${sec})` : `(to_timestamp(${sec}) AT TIME ZONE 'UTC')`);
+    if (range.lo !== null) conds.push(`${c} >= ${bound(range.lo)}`);
+    if (range.hi !== null) conds.push(range.lo === null ? `(${c} < ${bound(range.hi)} OR ${c} IS NULL)` : `${c} < ${bound(range.hi)}`);
   } else {
     conds.push(`ctid >= '(${range.from},0)'::tid`);
     if (range.to !== null) conds.push(`ctid < '(${range.to},0)'::tid`);
@@ -105,6 +118,7 @@ export function chunkSelectSql(t: KeysetTable, range: ChunkRange, scope: string)
 export function rangeKey(range: ChunkRange): { lo: string; hi: string | null } {
   if (range.kind === 'int') return { lo: range.lo === null ? '-inf' : range.lo.toString(), hi: range.hi === null ? null : range.hi.toString() };
   if (range.kind === 'ctid') return { lo: String(range.from), hi: range.to === null ? null : String(range.to) };
+  if (range.kind === 'time') return { lo: range.lo === null ? '-inf' : range.lo.toString(), hi: range.hi === null ? null : range.hi.toString() };
   return { lo: JSON.stringify(range.after), hi: range.upTo ? JSON.stringify(range.upTo) : null };
 }
 
@@ -156,7 +170,13 @@ export class KeysetPlanner implements Planner {
   }
 }
 
-/** Shared by the interval and ctid planners: a frontier over an ordered space, widths adapting to density. */
+/** Rows of a range, counted up to `limit` (a bounded probe before a range is copied). */
+async function countUpTo(src: pg.ClientBase, t: KeysetTable, range: ChunkRange, scope: string, limit: number): Promise<number> {
+  const r = await src.query(`SELECT count(*)::int AS n FROM (SELECT 1 FROM ${qualified(t.source)}${chunkPredicate(t, range, scope)} LIMIT ${limit}) s`);
+  return r.rows[0].n;
+}
+
+/** Shared by the interval, ctid and daterange planners: a frontier over an ordered space, widths adapting to density. */
 abstract class RangePlanner implements Planner {
   abstract readonly strategy: BackfillStrategy;
   protected frontier: bigint;
@@ -243,11 +263,8 @@ export class IntervalPlanner extends RangePlanner {
     return { kind: 'int', lo: first ? null : lo, hi };
   }
 
-  protected async probe(src: pg.ClientBase, range: ChunkRange, limit: number): Promise<number> {
-    const r = await src.query(
-      `SELECT count(*)::int AS n FROM (SELECT 1 FROM ${qualified(this.t.source)}${chunkPredicate(this.t, range, this.scope)} LIMIT ${limit}) s`,
-    );
-    return r.rows[0].n;
+  protected probe(src: pg.ClientBase, range: ChunkRange, limit: number): Promise<number> {
+    return countUpTo(src, this.t, range, this.scope, limit);
   }
 
   protected unitsOf(range: ChunkRange): number {
@@ -296,5 +313,50 @@ export class CtidPlanner extends RangePlanner {
   protected unitsOf(range: ChunkRange): number {
     if (range.kind !== 'ctid' || range.to === null) return 0;
     return range.to - range.from;
+  }
+}
+
+/**
+ * daterange: a time column's span cut into `[lo, hi)` ranges read concurrently, in seconds since the
+ * epoch. Widths adapt to the density seen so far and are whole hours while an hour holds fewer rows
+ * than a chunk (so that chunks line up with days and hours); a dense range is probed and cut again,
+ * down to a second. The first range is open below and also takes the rows whose value is NULL, the
+ * last open above. A row whose time changes during the load can move into a range not read yet and be
+ * read twice: such a load is deduplicated by primary key once at the end, as a ctid load is.
+ */
+export class DaterangePlanner extends RangePlanner {
+  readonly strategy = 'daterange' as const;
+
+  constructor(
+    private readonly t: KeysetTable,
+    private readonly scope: string,
+    private readonly column: string,
+    private readonly type: TimeColumnType,
+    parallelism: number,
+    sizer: ChunkSizer,
+    min: bigint,
+    max: bigint,
+    rowsEstimated: number,
+    resume: { frontier: bigint | null; pending: Chunk[] },
+  ) {
+    super(parallelism, sizer, min, max, rowsEstimated / Math.max(1, Number(max - min + 1n)), resume);
+  }
+
+  protected override width(): bigint {
+    const w = super.width();
+    return w >= 3600n ? (w / 3600n) * 3600n : w;
+  }
+
+  protected make(lo: bigint, hi: bigint | null, first: boolean): ChunkRange {
+    return { kind: 'time', column: this.column, type: this.type, lo: first ? null : lo, hi };
+  }
+
+  protected probe(src: pg.ClientBase, range: ChunkRange, limit: number): Promise<number> {
+    return countUpTo(src, this.t, range, this.scope, limit);
+  }
+
+  protected unitsOf(range: ChunkRange): number {
+    if (range.kind !== 'time' || range.hi === null) return 0;
+    return Number(range.hi - (range.lo ?? this.start));
   }
 }

@@ -27,7 +27,7 @@ import { SluiceError } from '../core/errors.js';
 import type { BackfillStrategy } from '../core/types.js';
 import type { AppendChunk } from '../destinations/destination.js';
 import { ChunkQueue, type TableLoad } from './chunk-queue.js';
-import { ChunkSizer, CtidPlanner, ceilingCap, IntervalPlanner, KeysetPlanner, chunkSelectSql, rangeKey, type Chunk, type ChunkRange, type Planner } from './chunking.js';
+import { ChunkSizer, CtidPlanner, ceilingCap, DaterangePlanner, IntervalPlanner, KeysetPlanner, chunkSelectSql, rangeKey, type Chunk, type ChunkRange, type Planner, type TimeColumnType } from './chunking.js';
 import type { BackfillRequest } from './runtime.js';
 import { sleep } from '../core/retry.js';
 import { Lsn, Position, TableName } from '../core/types.js';
@@ -58,9 +58,12 @@ export interface LoadPlan {
   sourceIndexes?: boolean;
   /** The table loaded into has column types other than the source's (a schema created first): COPY as text. */
   textCopy?: boolean;
-  /** interval: the key's range when planned. */
+  /** interval: the key's range when planned; daterange: the column's, in seconds since the epoch (UTC). */
   min?: string;
   max?: string;
+  /** daterange: the time column and its type. */
+  dateColumn?: string;
+  dateType?: TimeColumnType;
   /** ctid: heap pages when planned, heap rows per page, heap+TOAST bytes per page. */
   pages?: number;
   rowsPerPage?: number;
@@ -207,6 +210,20 @@ export class Copier {
       const r = await src.query(`SELECT min(${k})::text AS min, max(${k})::text AS max FROM ${qualified(rt.source)}`);
       plan.min = r.rows[0].min ?? '0';
       plan.max = r.rows[0].max ?? '0';
+    } else if (req.strategy === 'daterange') {
+      const column = rt.config.dateColumn!;
+      const c = quoteIdent(column);
+      const typeSql = rt.info.columns.find((x) => x.name === column)?.typeSql ?? '';
+      plan.dateColumn = column;
+      plan.dateType = typeSql.startsWith('timestamp with time zone') ? 'timestamptz' : typeSql === 'date' ? 'date' : 'timestamp';
+      // Whole hours: min rounded down, max up; a timestamp without time zone (or a date) is read as UTC.
+      const asUtc = plan.dateType === 'timestamptz' ? (x: string) => x : (x: string) => `(${x})::timestamp AT TIME ZONE 'UTC'`;
+      const r = await src.query(
+        `SELECT (floor(extract(epoch FROM ${asUtc(`min(${c})`)}) / 3600) * 3600)::int8::text AS min,
+                (ceil(extract(epoch FROM ${asUtc(`max(${c})`)}) / 3600) * 3600 + 3600)::int8::text AS max FROM ${qualified(rt.source)}`,
+      );
+      plan.min = r.rows[0].min ?? '0';
+      plan.max = r.rows[0].max ?? '0';
     } else if (req.strategy === 'ctid') {
       const r = await src.query(
         `SELECT pg_relation_size(c.oid)::float8 AS heap, coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0)::float8 AS toast,
@@ -233,6 +250,12 @@ export class Copier {
       const min = BigInt(plan.min!);
       const max = BigInt(plan.max!);
       return new IntervalPlanner(keyset, plan.scope, plan.parallelism, sizer, min, max, rt.info.rowsEstimated, resumeRanges(done, min, max, 'int'));
+    }
+    if (plan.strategy === 'daterange') {
+      const min = BigInt(plan.min!);
+      const max = BigInt(plan.max!);
+      const time = { column: plan.dateColumn!, type: plan.dateType! };
+      return new DaterangePlanner(keyset, plan.scope, time.column, time.type, plan.parallelism, sizer, min, max, rt.info.rowsEstimated, resumeRanges(done, min, max, 'time', time));
     }
     return new CtidPlanner(plan.parallelism, sizer, plan.pages!, plan.rowsPerPage!, plan.bytesPerPage!, resumeRanges(done, 0n, BigInt(plan.pages! - 1), 'ctid'));
   }
@@ -373,7 +396,7 @@ export class Copier {
         removed = d.rowCount ?? 0;
         await addKey();
       }
-      log.info(plan.strategy === 'ctid' ? 'ctid load deduplicated by primary key and keyed' : 'primary key built after the load', {
+      log.info(plan.strategy === 'ctid' || plan.strategy === 'daterange' ? `${plan.strategy} load deduplicated by primary key and keyed` : 'primary key built after the load', {
         duplicatesRemoved: removed,
         keyBuiltAtFirstTry: firstTry,
         seconds: (Date.now() - started) / 1000,
@@ -471,7 +494,9 @@ export class Copier {
         // ctid may read a row twice: into a table of ours, load without the key and dedupe once at the
         // end; into a kept table (truncate, upsert), upsert each chunk.
         plan.pkDeferred = keyBuiltAfterLoad(plan.strategy, ours);
-        plan.viaTemp = mode === 'upsert' || (mode === 'truncate' && exists && (plan.scope !== '' || plan.strategy === 'ctid')) || (inPlace && plan.strategy === 'ctid');
+        // ctid and daterange loads can read a row twice (it moved meanwhile): into a table they cannot key afterwards, they merge.
+        const twice = plan.strategy === 'ctid' || plan.strategy === 'daterange';
+        plan.viaTemp = mode === 'upsert' || (mode === 'truncate' && exists && (plan.scope !== '' || twice)) || (inPlace && twice);
         plan.sourceIndexes = (!exists || mode === 'drop') && rt.config.indexes !== 'none';
         if (!exists || mode === 'drop') {
           await createTarget(this.ctx, dst, info, target, plan.pkDeferred);
@@ -623,7 +648,8 @@ export function resumeRanges(
   done: readonly { lo: string; hi: string | null }[],
   start: bigint,
   end: bigint,
-  kind: 'int' | 'ctid',
+  kind: 'int' | 'ctid' | 'time',
+  time?: { column: string; type: TimeColumnType },
 ): { frontier: bigint | null; pending: Chunk[] } {
   if (done.length === 0) return { frontier: null, pending: [] };
   const spans = done
@@ -638,7 +664,11 @@ export function resumeRanges(
   }
   function gap(lo: bigint, hi: bigint): Chunk {
     const range: ChunkRange =
-      kind === 'int' ? { kind: 'int', lo: lo === start ? null : lo, hi } : { kind: 'ctid', from: Number(lo), to: Number(hi) };
+      kind === 'int'
+        ? { kind: 'int', lo: lo === start ? null : lo, hi }
+        : kind === 'time'
+          ? { kind: 'time', column: time!.column, type: time!.type, lo: lo === start ? null : lo, hi }
+          : { kind: 'ctid', from: Number(lo), to: Number(hi) };
     return { range, expectedRows: 0 };
   }
   return { frontier: frontier > end ? end + 1n : frontier, pending };

@@ -9,13 +9,14 @@
  *   the destination less than inserting every key into the btree as the rows arrive (measured in
  *   docs/benchmarks.md, "Backfill against the COPY pipe on PostgreSQL 15 and 17"). Should a
  *   duplicate ever be there, finishLoad's fallback removes it and builds the key again.
+ * - daterange: must, like ctid: a row whose time changed during the load may be read twice.
  * - interval: left as it was (key maintained during the load).
  */
 import type { BackfillStrategy } from '../core/types.js';
 
 export function keyBuiltAfterLoad(strategy: BackfillStrategy, ours: boolean): boolean {
   if (!ours) return false;
-  return strategy === 'ctid' || strategy === 'keyset';
+  return strategy === 'ctid' || strategy === 'daterange' || strategy === 'keyset';
 }
 
 /**

@@ -515,7 +515,7 @@ class Orchestrator implements Pipeline {
       try {
         await inspection.checkBackfillOptions(
           rt.info,
-          { mode, strategy: req.strategy ?? rt.config.strategy, parallelism: req.parallelism ?? 1, where: req.where ?? '' },
+          { mode, strategy: req.strategy ?? rt.config.strategy, parallelism: req.parallelism ?? 1, where: req.where ?? '', dateColumn: rt.config.dateColumn },
           (key) => `--${key}`,
         );
       } finally {

@@ -14,6 +14,8 @@ export interface BackfillOptions {
   readonly strategy: string;
   readonly parallelism: number;
   readonly where: string;
+  /** daterange: the column the chunks are time ranges of. */
+  readonly dateColumn?: string;
 }
 
 /** What sluice checks on the source before anything runs (one connection). */

@@ -26,6 +26,8 @@ export interface TableSpec {
   where?: string;
   /** `source` | `none` */
   indexes?: string;
+  /** daterange: the time column */
+  dateColumn?: string;
 }
 
 export interface Workdir {
@@ -59,6 +61,7 @@ export function makeWorkdir(opts: {
       if (t.chunkSeconds !== undefined) fields.push(`chunkSeconds: ${t.chunkSeconds}`);
       if (t.where !== undefined) fields.push(`where: ${JSON.stringify(t.where)}`);
       if (t.indexes !== undefined) fields.push(`indexes: ${t.indexes}`);
+      if (t.dateColumn !== undefined) fields.push(`dateColumn: ${t.dateColumn}`);
       return `  - { ${fields.join(', ')} }`;
     })
     .join('\n');

@@ -90,7 +90,7 @@ test('an unknown key inside tables[1] is reported with its path', () => {
 test('a wrong enum value is reported as tables[0].strategy', () => {
   const text = MINIMAL.replace('  - name: orders', '  - name: orders\n    strategy: fast');
   const err = configError(() => parseConfig(text, { env: {} }));
-  assert.match(err.message, /tables\[0\]\.strategy: expected one of keyset\|interval\|ctid, got "fast" \(line 7\)/);
+  assert.match(err.message, /tables\[0\]\.strategy: expected one of keyset\|interval\|ctid\|daterange, got "fast" \(line 7\)/);
 });
 
 test('source.onSlotLost takes stop or rebackfill', () => {

@@ -49,8 +49,8 @@ export async function backfillCommand(names: string[], flags: BackfillFlags, opt
   if (!(mode in MODE_HELP)) throw new SluiceError('BAD_USAGE', `--mode ${mode}: expected one of ${Object.keys(MODE_HELP).join('|')}`);
   if (flags.keepArchive && mode !== 'online') throw new SluiceError('BAD_USAGE', '--keep-archive applies to --mode online only');
   if (flags.cascade && mode !== 'drop') throw new SluiceError('BAD_USAGE', '--cascade applies to --mode drop only');
-  if (flags.strategy && !['keyset', 'interval', 'ctid'].includes(flags.strategy)) {
-    throw new SluiceError('BAD_USAGE', `--strategy ${flags.strategy}: expected one of keyset|interval|ctid`);
+  if (flags.strategy && !['keyset', 'interval', 'ctid', 'daterange'].includes(flags.strategy)) {
+    throw new SluiceError('BAD_USAGE', `--strategy ${flags.strategy}: expected one of keyset|interval|ctid|daterange`);
   }
   const parallelism = flags.parallelism === undefined ? undefined : Number(flags.parallelism);
   if (parallelism !== undefined && (!Number.isInteger(parallelism) || parallelism < 1)) {
@@ -95,7 +95,7 @@ async function checkOptions(
       const strategy = o.strategy ?? tc.strategy;
       await inspection.checkBackfillOptions(
         info,
-        { mode: o.mode, strategy, parallelism: o.parallelism ?? (o.strategy && o.strategy !== tc.strategy ? 1 : tc.parallelism), where: o.where ?? tc.where },
+        { mode: o.mode, strategy, parallelism: o.parallelism ?? (o.strategy && o.strategy !== tc.strategy ? 1 : tc.parallelism), where: o.where ?? tc.where, dateColumn: tc.dateColumn },
         (key) => `--${key}`,
       );
     }

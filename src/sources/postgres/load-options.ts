@@ -41,6 +41,21 @@ export async function checkBackfillOptions(src: pg.ClientBase, info: TableInfo, 
       throw new SluiceError('BAD_USAGE', `${label('strategy')}: ctid reads heap pages, and ${name} is ${x.kind === 'p' ? 'a partitioned table' : `not a heap table (${x.am || x.kind})`}; use interval or keyset`);
     }
   }
+  if (o.strategy === 'daterange') {
+    const col = o.dateColumn ? info.columns.find((c) => c.name === o.dateColumn) : undefined;
+    if (!o.dateColumn) throw new SluiceError('BAD_USAGE', `${label('strategy')}: daterange reads ${name} by time ranges of a column: set tables[].dateColumn (e.g. created_at)`);
+    if (!col) throw new SluiceError('BAD_USAGE', `${label('dateColumn')}: ${o.dateColumn} is not a column of ${name}`);
+    if (!/^(timestamp|date\b)/.test(col.typeSql)) {
+      throw new SluiceError('BAD_USAGE', `${label('dateColumn')}: ${o.dateColumn} is ${col.typeSql}; daterange needs a timestamptz, timestamp or date column (use interval for an integer key)`);
+    }
+    const ix = await src.query(
+      `SELECT count(*)::int AS n FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] WHERE i.indrelid = $1::regclass AND a.attname = $2`,
+      [qualified(info.table), o.dateColumn],
+    );
+    if (ix.rows[0].n === 0) {
+      throw new SluiceError('BAD_USAGE', `${label('dateColumn')}: no index of ${name} starts with ${o.dateColumn}, so every chunk would read the whole table: CREATE INDEX ON ${name} (${o.dateColumn}), or use keyset`);
+    }
+  }
   if (o.where.trim() !== '') {
     if (o.mode === 'online' || o.mode === 'drop') {
       throw new SluiceError(
