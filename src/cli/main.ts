@@ -202,6 +202,7 @@ inplace
   .option('--max-wal-bytes-per-second <n>', "budget for the job's WAL")
   .option('--max-active-sessions <n>', 'hold while more sessions are active')
   .option('--max-replica-lag-seconds <n>', 'hold while a standby lags more')
+  .option('--max-slot-retained-bytes <n>', 'hold while a sluice replication slot retains more WAL')
   .option('--query <sql>', 'hold while this query returns a number > 0')
   .option('--reset', "back to the job file's throttle")
   .action((job: string | undefined, flags) => {

@@ -2,8 +2,9 @@
  * The health gate of an in-place job, checked before every chunk on a connection of its own. The
  * database's own signals, in three grades:
  * - hold (hard): more active sessions than allowed (mean of ten samples over a second, because an OLTP
- *   session is active only while its statements run), a standby replaying too far behind, autovacuum
- *   on the table, a user query returning > 0. The job waits, re-checking every second; a hold longer
+ *   session is active only while its statements run), a standby replaying too far behind, a sluice
+ *   replication slot retaining too much WAL (a pipeline that cannot keep up with the job's changes),
+ *   autovacuum on the table, a user query returning > 0. The job waits, re-checking every second; a hold longer
  *   than maxHoldSeconds fails the run (critical).
  * - slow down (soft): the rows/s ceiling and the WAL bytes/s budget, paced after each chunk; sessions
  *   that waited on the job's locks during a chunk halve the next one.
@@ -23,7 +24,9 @@ const PROBE_SQL = `SELECT
       AND coalesce(application_name, '') NOT LIKE 'sluice%') AS active,
   (SELECT coalesce(max(extract(epoch FROM greatest(write_lag, flush_lag, replay_lag))), 0)::float8 FROM pg_stat_replication) AS replica_lag,
   (SELECT count(*)::int FROM pg_stat_progress_vacuum v JOIN pg_stat_activity a ON a.pid = v.pid
-    WHERE v.relid = $1::oid AND a.backend_type = 'autovacuum worker') AS autovacuum`;
+    WHERE v.relid = $1::oid AND a.backend_type = 'autovacuum worker') AS autovacuum,
+  (SELECT coalesce(max(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)), 0)::float8 FROM pg_replication_slots
+    WHERE slot_name LIKE 'sluice%' AND restart_lsn IS NOT NULL) AS slot_retained`;
 
 export class HealthGate {
   private held: string | null = null;
@@ -42,13 +45,16 @@ export class HealthGate {
   /** Why the job would hold now, or null. */
   async holdReason(): Promise<string | null> {
     const l = this.limits;
-    if (!l.maxActiveSessions && !l.maxReplicaLagSeconds && !l.pauseWhileAutovacuum && !l.query.trim()) return null;
-    const p = (await this.c.query(PROBE_SQL, [this.tableOid])).rows[0] as { active: number; replica_lag: number; autovacuum: number };
+    if (!l.maxActiveSessions && !l.maxReplicaLagSeconds && !l.maxSlotRetainedBytes && !l.pauseWhileAutovacuum && !l.query.trim()) return null;
+    const p = (await this.c.query(PROBE_SQL, [this.tableOid])).rows[0] as { active: number; replica_lag: number; autovacuum: number; slot_retained: number };
     if (l.maxActiveSessions > 0 && p.active > l.maxActiveSessions) {
       const mean = await this.meanActive();
       if (mean > l.maxActiveSessions) return `active sessions ${mean.toFixed(1)} > ${l.maxActiveSessions}`;
     }
     if (l.maxReplicaLagSeconds > 0 && p.replica_lag > l.maxReplicaLagSeconds) return `replica lag ${p.replica_lag.toFixed(1)} s > ${l.maxReplicaLagSeconds} s`;
+    if (l.maxSlotRetainedBytes > 0 && p.slot_retained > l.maxSlotRetainedBytes) {
+      return `a sluice replication slot retains ${Math.round(p.slot_retained / 1024)} KiB of WAL > ${Math.round(l.maxSlotRetainedBytes / 1024)} KiB`;
+    }
     if (l.pauseWhileAutovacuum && p.autovacuum > 0) return 'autovacuum is working on the table';
     if (l.query.trim()) {
       const r = await this.c.query(l.query);

@@ -21,6 +21,8 @@ export const inplaceThrottleSchema = z
     maxActiveSessions: z.number().int().min(0).default(0),
     /** Hold while a standby replays more than this many seconds behind (pg_stat_replication; 0: off). */
     maxReplicaLagSeconds: z.number().min(0).default(0),
+    /** Hold while a sluice replication slot (slot_name sluice…) retains more WAL than this, in bytes (0: off). */
+    maxSlotRetainedBytes: z.number().min(0).default(0),
     /** Hold while autovacuum works on the table. */
     pauseWhileAutovacuum: z.boolean().default(false),
     /** Halve the next chunk when more sessions than this waited on the job's locks during a chunk (0: any). */

@@ -51,7 +51,8 @@ export async function checkPlan(c: pg.ClientBase, job: InplaceJob, facts: TableF
   return { plan, lo, hi, scans, window: o.window };
 }
 
-function seqScanOf(plan: unknown, relation: string): boolean {
+/** Whether an EXPLAIN (FORMAT JSON) plan has a Seq Scan of `relation` anywhere. */
+export function seqScanOf(plan: unknown, relation: string): boolean {
   let found = false;
   const walk = (n: unknown) => {
     if (!n || typeof n !== 'object') return;

@@ -180,7 +180,7 @@ test('(f) an invalid config: a wrong enum value and an unknown key, named by pat
     tables: [{ name: 'public.t', strategy: 'fast' }],
   });
   let res = await runOnce(w.config);
-  assertUsageError(res, /tables\[0\]\.strategy: expected one of keyset\|interval\|ctid, got "fast"/, 'CONFIG_INVALID');
+  assertUsageError(res, /tables\[0\]\.strategy: expected one of keyset\|interval\|ctid\|daterange, got "fast"/, 'CONFIG_INVALID');
 
   writeFileSync(w.config, readFileSync(w.config, 'utf8').replace('strategy: fast', 'chunkrows: 5'));
   res = await runOnce(w.config);

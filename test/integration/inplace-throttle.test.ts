@@ -142,3 +142,20 @@ test('the WAL budget paces the job to its WAL bytes per second', { timeout: 120_
   assert.ok(seconds >= (0.8 * wal) / budget, `${wal} bytes of WAL at ${budget} B/s take ≥ ${((0.8 * wal) / budget).toFixed(1)} s; took ${seconds.toFixed(1)} s`);
   assert.equal(await count(`SELECT count(*)::int AS n FROM public.walled WHERE v <> 1`), 0);
 });
+
+test('holds while a sluice replication slot retains more WAL than maxSlotRetainedBytes', { timeout: 120_000 }, async () => {
+  await table('slotted', 5000);
+  await db.query(`SELECT pg_create_logical_replication_slot('sluice_behind', 'pgoutput')`);
+  try {
+    await db.query(`UPDATE public.slotted SET pad = pad || 'w'`);
+    const r = run(jobFile('slotted', `table: slotted\nkind: update\nset: "v = v + 1"\nthrottle: { maxSlotRetainedBytes: 100000 }`));
+    await r.waitForOutput(/held: a sluice replication slot retains \d+ KiB of WAL > 98 KiB/, 30_000);
+    assert.equal(await count(`SELECT count(*)::int AS n FROM public.slotted WHERE v > 0`), 0, 'no chunk while held');
+    await db.query(`SELECT pg_drop_replication_slot('sluice_behind')`);
+    const done = await r.exited(60_000);
+    assert.equal(done.code, 0, done.stdout + done.stderr);
+  } finally {
+    await db.query(`SELECT pg_drop_replication_slot('sluice_behind') WHERE EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = 'sluice_behind')`);
+  }
+  assert.equal(await count(`SELECT count(*)::int AS n FROM public.slotted WHERE v <> 1`), 0);
+});

@@ -63,3 +63,12 @@ test('a job from --with key=value, alone or over a file: dotted paths, typed val
   assert.throws(() => loadJob({}), /give a job file, or the job's keys with --with/);
   assert.throws(() => loadJob({ with: ['job=x', 'table=t', 'kind=update'] }), /the job given with --with: the job is not valid:\n {2}set:/);
 });
+
+test('a plan that reads the whole table for each chunk is found, wherever the Seq Scan sits', async () => {
+  const { seqScanOf } = await import('../../src/inplace/plan-check.js');
+  const plan = (inner: object) => [{ Plan: { 'Node Type': 'ModifyTable', 'Relation Name': 'orders', Plans: [inner] } }];
+  assert.equal(seqScanOf(plan({ 'Node Type': 'Seq Scan', 'Relation Name': 'orders' }), 'orders'), true);
+  assert.equal(seqScanOf(plan({ 'Node Type': 'Hash Join', Plans: [{ 'Node Type': 'Seq Scan', 'Relation Name': 'orders' }] }), 'orders'), true);
+  assert.equal(seqScanOf(plan({ 'Node Type': 'Index Scan', 'Relation Name': 'orders', 'Index Name': 'orders_pkey' }), 'orders'), false);
+  assert.equal(seqScanOf(plan({ 'Node Type': 'Seq Scan', 'Relation Name': 'customers' }), 'orders'), false);
+});

@@ -160,6 +160,7 @@ export async function inplaceThrottleCommand(src: JobSource, flags: Record<strin
   num('maxWalBytesPerSecond', 'maxWalBytesPerSecond');
   num('maxActiveSessions', 'maxActiveSessions');
   num('maxReplicaLagSeconds', 'maxReplicaLagSeconds');
+  num('maxSlotRetainedBytes', 'maxSlotRetainedBytes');
   if (typeof flags.query === 'string') change.query = flags.query;
   if (Object.keys(change).length === 0 && !flags.reset) throw new SluiceError('BAD_USAGE', 'nothing to change: give a limit (e.g. --max-rows-per-second 5000) or --reset');
   return withJob(src, opts, async (job, c) => {
