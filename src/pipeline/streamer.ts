@@ -8,7 +8,7 @@
  * transactions that are already durable in the log.
  */
 import pg from 'pg';
-import type { ChangeLog } from '../changelog/changelog.js';
+import type { ChangeLog, LogHead } from '../changelog/changelog.js';
 import { SluiceError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { backoffMs, sleep } from '../core/retry.js';
@@ -69,6 +69,8 @@ export class Streamer {
   private restarting = false;
   private failures = 0;
   private walsenderPid: number | null = null;
+  /** Reading the stream is paused: the log's background writer is behind. */
+  private paused = false;
   /** Changes captured since start (for status and benchmarks). */
   captured = 0;
 
@@ -96,6 +98,7 @@ export class Streamer {
     });
     await stream.start();
     this.stream = stream;
+    this.paused = false;
     this.walsenderPid = stream.backendPid;
     this.failures = 0;
   }
@@ -233,7 +236,12 @@ export class Streamer {
           log.append({ table: rel.table, lsn: txn.lsn, idx, kind: 'delete', relationVersion: rel.version, oldKey, commitTimeMs: txn.commitMs });
         }
         this.captured++;
-        if (log.buffered >= (this.opts.flushChanges ?? 20_000)) this.flushNow();
+        if (log.buffered >= (this.opts.flushChanges ?? 20_000) && !log.writing) this.flushNow();
+        // Bounded: the source waits (TCP) rather than this process holding what the disk has not taken.
+        if (log.backlogged && !this.paused) {
+          this.paused = true;
+          this.stream?.pause();
+        }
         return;
       }
       case 'truncate': {
@@ -298,21 +306,40 @@ export class Streamer {
       this.lastFlushMs = Date.now();
       this.flushedAtMs = this.lastFlushMs;
       this.dataPending = false;
+      // A log written in the background reports the write when it is durable (written()).
+      if (log.writing) return;
       if (this.txn === null || head.endLsn !== before.endLsn) this.stream?.confirm(head.endLsn);
       this.opts.onDurable?.();
     } catch (err) {
-      // Contract 1: the slot stays where the last durable flush left it. Stop reading (the stream's
-      // last status update carries that position) and stop the pipeline; retrying cannot free space.
-      this.broken = true;
-      if (this.flushTimer) clearInterval(this.flushTimer);
-      this.flushTimer = null;
-      const stream = this.stream;
-      this.stream = null;
-      void stream?.stop();
-      this.opts.onFatal(
-        err instanceof SluiceError ? err : new SluiceError('CHANGELOG_ERROR', `change log: flush failed: ${(err as Error).message}`, { cause: err }),
-      );
+      this.logFailed(err);
     }
+  }
+
+  /** A write of a log written in the background is durable: the slot may move up to it (contract 1). */
+  written(head: LogHead): void {
+    if (this.broken) return;
+    this.stream?.confirm(head.endLsn);
+    if (this.paused && !this.opts.log.backlogged) {
+      this.paused = false;
+      this.stream?.resume();
+    }
+    this.opts.onDurable?.();
+  }
+
+  /** The log could not be written. */
+  logFailed(err: unknown): void {
+    if (this.broken) return;
+    // Contract 1: the slot stays where the last durable flush left it. Stop reading (the stream's
+    // last status update carries that position) and stop the pipeline; retrying cannot free space.
+    this.broken = true;
+    if (this.flushTimer) clearInterval(this.flushTimer);
+    this.flushTimer = null;
+    const stream = this.stream;
+    this.stream = null;
+    void stream?.stop();
+    this.opts.onFatal(
+      err instanceof SluiceError ? err : new SluiceError('CHANGELOG_ERROR', `change log: flush failed: ${(err as Error).message}`, { cause: err }),
+    );
   }
 
   /** Writes a tiny transaction on an idle source so the slot's position keeps moving. */
@@ -349,6 +376,7 @@ export class Streamer {
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     // Flush what is complete, acknowledge it, then close.
     this.flushNow();
+    await this.opts.log.settle?.();
     await this.stream?.stop();
     this.stream = null;
     await this.heartbeatClient?.end().catch(() => {});
