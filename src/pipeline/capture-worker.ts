@@ -46,7 +46,7 @@ async function main(): Promise<void> {
   // Writes go to a thread of their own, so that reading the stream never waits for the disk.
   const log = new BackgroundLog(new EmbeddedChangeLog(d.logFile, { fsync: d.fsync, role: 'writer' }), {
     fsync: d.fsync,
-    onWritten: (head) => streamer?.written(head),
+    onWritten: (head, changes) => streamer?.written(head, changes),
     onFailed: (err) => streamer?.logFailed(err),
   });
   const report = () => {

@@ -71,8 +71,10 @@ export class Streamer {
   private walsenderPid: number | null = null;
   /** Reading the stream is paused: the log's background writer is behind. */
   private paused = false;
-  /** Changes captured since start (for status and benchmarks). */
+  /** Changes captured since start and stored in the log (for status and benchmarks). */
   captured = 0;
+  /** Changes received since start (stored or not yet). */
+  private received = 0;
 
   constructor(private readonly opts: StreamerOptions) {}
 
@@ -235,7 +237,7 @@ export class Streamer {
           const oldKey = decodeTuple(old, 0, rel.keyIndexes).map((v) => (v === false ? null : v));
           log.append({ table: rel.table, lsn: txn.lsn, idx, kind: 'delete', relationVersion: rel.version, oldKey, commitTimeMs: txn.commitMs });
         }
-        this.captured++;
+        this.received++;
         if (log.buffered >= (this.opts.flushChanges ?? 20_000) && !log.writing) this.flushNow();
         // Bounded: the source waits (TCP) rather than this process holding what the disk has not taken.
         if (log.backlogged && !this.paused) {
@@ -251,7 +253,7 @@ export class Streamer {
           const rel = this.relations.get(id);
           if (!rel) continue;
           log.append({ table: rel.table, lsn: txn.lsn, idx: txn.idx++, kind: 'truncate', relationVersion: rel.version, commitTimeMs: txn.commitMs });
-          this.captured++;
+          this.received++;
         }
         return;
       }
@@ -308,6 +310,7 @@ export class Streamer {
       this.dataPending = false;
       // A log written in the background reports the write when it is durable (written()).
       if (log.writing) return;
+      this.captured = this.received;
       if (this.txn === null || head.endLsn !== before.endLsn) this.stream?.confirm(head.endLsn);
       this.opts.onDurable?.();
     } catch (err) {
@@ -315,9 +318,10 @@ export class Streamer {
     }
   }
 
-  /** A write of a log written in the background is durable: the slot may move up to it (contract 1). */
-  written(head: LogHead): void {
+  /** A write of `changes` changes to a log written in the background is durable: the slot may move up to it (contract 1). */
+  written(head: LogHead, changes: number): void {
     if (this.broken) return;
+    this.captured += changes;
     this.stream?.confirm(head.endLsn);
     if (this.paused && !this.opts.log.backlogged) {
       this.paused = false;

@@ -16,9 +16,13 @@ const cols = { names: ['id', 'v'], typeOids: [20, 25], keyIndexes: [0] };
 test('a log written in its own thread: durable only when the write reports it, a flush during a write goes in the next, a reader sees every change', async () => {
   const file = join(dir, 'bg.db');
   const heads: LogHead[] = [];
+  const counts: number[] = [];
   const log = new BackgroundLog(new EmbeddedChangeLog(file, { role: 'writer' }), {
     fsync: true,
-    onWritten: (head) => heads.push(head),
+    onWritten: (head, changes) => {
+      heads.push(head);
+      counts.push(changes);
+    },
     onFailed: (err) => assert.fail(err),
   });
   const reader = new EmbeddedChangeLog(file, { role: 'reader' });
@@ -47,6 +51,7 @@ test('a log written in its own thread: durable only when the write reports it, a
     [Lsn.of(200), Lsn.of(300)],
     'two writes: the first two transactions, then the one that arrived during it',
   );
+  assert.deepEqual(counts, [2002, 1001], 'each write reports the changes it stored');
   assert.equal(log.head().endLsn, Lsn.of(308));
   reader.setDurable(log.head());
   const got = reader.read('public.t', Position.start, 10_000);

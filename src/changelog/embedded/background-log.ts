@@ -23,8 +23,8 @@ const BACKLOG_BYTES = 48 << 20;
 
 export interface BackgroundLogOptions {
   readonly fsync: boolean;
-  /** A write is durable: everything up to `head` may be acknowledged. */
-  readonly onWritten: (head: LogHead) => void;
+  /** A write of `changes` changes is durable: everything up to `head` may be acknowledged. */
+  readonly onWritten: (head: LogHead, changes: number) => void;
   /** A write failed: nothing more is written. */
   readonly onFailed: (err: SluiceError) => void;
 }
@@ -32,6 +32,8 @@ export interface BackgroundLogOptions {
 export class BackgroundLog implements ChangeLog {
   private readonly worker: Worker;
   private inFlight = false;
+  /** Changes in the write under way. */
+  private inFlightChanges = 0;
   /** A flush was asked for during a write: write again as soon as it is done. */
   private again = false;
   private failure: SluiceError | null = null;
@@ -46,6 +48,10 @@ export class BackgroundLog implements ChangeLog {
     this.worker = new Worker(new URL('./log-writer-thread.js', import.meta.url), { workerData, resourceLimits: { maxYoungGenerationSizeMb: 8 } });
     this.worker.on('message', (m: LogWriterReply) => this.onReply(m));
     this.worker.on('error', (err) => this.fail(new SluiceError('CHANGELOG_ERROR', `change log ${log.file}: writer thread failed: ${err.message}`, { cause: err })));
+    // A writer gone without a word would leave capture waiting for a write that never completes.
+    this.worker.on('exit', (code) => {
+      if (!this.ended) this.fail(new SluiceError('CHANGELOG_ERROR', `change log ${log.file}: writer thread exited (code ${code})`));
+    });
   }
 
   get file(): string {
@@ -148,6 +154,7 @@ export class BackgroundLog implements ChangeLog {
     const batch = this.log.takeBatch();
     if (batch === null) return this.release();
     this.inFlight = true;
+    this.inFlightChanges = batch.count;
     const request: LogWriterRequest = { type: 'write', batch };
     this.worker.postMessage(request, [batch.meta.buffer as ArrayBuffer, ...batch.buffers]);
   }
@@ -158,7 +165,7 @@ export class BackgroundLog implements ChangeLog {
     this.inFlight = false;
     this.log.written(m.head);
     this.log.recycle(m);
-    this.opts.onWritten(m.head);
+    this.opts.onWritten(m.head, this.inFlightChanges);
     // A flush asked for during the write takes what arrived meanwhile (group commit); otherwise the
     // next write waits for the caller's next flush, at its usual pace (fewer, larger commits).
     if (this.again) {
