@@ -47,15 +47,6 @@ export interface ChangeLog {
   flush(): LogHead;
   /** Number of buffered, not yet flushed changes. */
   readonly buffered: number;
-  /**
-   * For a log written in the background (embedded/background-log.ts): a write is under way, so
-   * `flush()` only asks for the next one, and durability is reported when a write completes.
-   */
-  readonly writing?: boolean;
-  /** For a log written in the background: so much waits for a write that the source should not be read for now. */
-  readonly backlogged?: boolean;
-  /** For a log written in the background: resolves once no write is under way or asked for. */
-  settle?(): Promise<void>;
   head(): LogHead;
   /** Changes of `table` after `after`, up to the durable head (and `upTo` when given), in position order. */
   read(table: string, after: Position, limit: number, upTo?: Position): Change[];

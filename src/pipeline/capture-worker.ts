@@ -1,13 +1,11 @@
 /**
  * Capture in its own thread. Decoding pgoutput and writing the change log (JSON, SQLite, fsync) are
  * CPU work that would otherwise share one thread with the Applier; here they run beside it. The
- * worker owns the replication connection and the log's writer, which writes in a thread of its own
- * (background-log.ts) so that the stream is read while the disk works; the main thread reads the same
- * SQLite file (WAL mode: readers do not block the writer) and hears the durable head after every write.
- * Contract 1 is unchanged: the worker acknowledges the slot only after the writer's fsync.
+ * worker owns the replication connection and the log's writer; the main thread reads the same SQLite
+ * file (WAL mode: readers do not block the writer) and hears the durable head after every flush.
+ * Contract 1 is unchanged: the worker acknowledges the slot only after its own fsync.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { BackgroundLog } from '../changelog/embedded/background-log.js';
 import { EmbeddedChangeLog } from '../changelog/embedded/embedded-change-log.js';
 import { SluiceError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
@@ -42,13 +40,8 @@ function workerLogger(bound: Record<string, unknown> = {}): Logger {
 
 async function main(): Promise<void> {
   const d = workerData as CaptureWorkerData;
+  const log = new EmbeddedChangeLog(d.logFile, { fsync: d.fsync, role: 'writer' });
   let streamer: Streamer | null = null;
-  // Writes go to a thread of their own, so that reading the stream never waits for the disk.
-  const log = new BackgroundLog(new EmbeddedChangeLog(d.logFile, { fsync: d.fsync, role: 'writer' }), {
-    fsync: d.fsync,
-    onWritten: (head, changes) => streamer?.written(head, changes),
-    onFailed: (err) => streamer?.logFailed(err),
-  });
   const report = () => {
     const h = log.head();
     post({
@@ -76,7 +69,7 @@ async function main(): Promise<void> {
     void (async () => {
       await streamer?.stop().catch(() => {});
       report();
-      await log.end();
+      log.close();
       post({ type: 'stopped' });
     })();
   });

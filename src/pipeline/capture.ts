@@ -28,12 +28,7 @@ export class Capture {
   start(): Promise<void> {
     const { log, logger, onFatal, onDurable, fsync, ...rest } = this.opts;
     const data: CaptureWorkerData = { ...rest, logFile: log.file, fsync };
-    // The thread's garbage is per message and dies young; the default young generation (up to 3 × 16 MiB)
-    // is resident memory it does not need. 8 MiB keeps its scavenges cheap and frequent.
-    const worker = new Worker(new URL('./capture-worker.js', import.meta.url), {
-      workerData: data,
-      resourceLimits: { maxYoungGenerationSizeMb: 8 },
-    });
+    const worker = new Worker(new URL('./capture-worker.js', import.meta.url), { workerData: data });
     this.worker = worker;
     let started = false;
     return new Promise<void>((resolve, reject) => {

@@ -8,7 +8,7 @@
  * transactions that are already durable in the log.
  */
 import pg from 'pg';
-import type { ChangeLog, LogHead } from '../changelog/changelog.js';
+import type { ChangeLog } from '../changelog/changelog.js';
 import { SluiceError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { backoffMs, sleep } from '../core/retry.js';
@@ -69,12 +69,8 @@ export class Streamer {
   private restarting = false;
   private failures = 0;
   private walsenderPid: number | null = null;
-  /** Reading the stream is paused: the log's background writer is behind. */
-  private paused = false;
-  /** Changes captured since start and stored in the log (for status and benchmarks). */
+  /** Changes captured since start (for status and benchmarks). */
   captured = 0;
-  /** Changes received since start (stored or not yet). */
-  private received = 0;
 
   constructor(private readonly opts: StreamerOptions) {}
 
@@ -100,7 +96,6 @@ export class Streamer {
     });
     await stream.start();
     this.stream = stream;
-    this.paused = false;
     this.walsenderPid = stream.backendPid;
     this.failures = 0;
   }
@@ -237,13 +232,8 @@ export class Streamer {
           const oldKey = decodeTuple(old, 0, rel.keyIndexes).map((v) => (v === false ? null : v));
           log.append({ table: rel.table, lsn: txn.lsn, idx, kind: 'delete', relationVersion: rel.version, oldKey, commitTimeMs: txn.commitMs });
         }
-        this.received++;
-        if (log.buffered >= (this.opts.flushChanges ?? 20_000) && !log.writing) this.flushNow();
-        // Bounded: the source waits (TCP) rather than this process holding what the disk has not taken.
-        if (log.backlogged && !this.paused) {
-          this.paused = true;
-          this.stream?.pause();
-        }
+        this.captured++;
+        if (log.buffered >= (this.opts.flushChanges ?? 20_000)) this.flushNow();
         return;
       }
       case 'truncate': {
@@ -253,7 +243,7 @@ export class Streamer {
           const rel = this.relations.get(id);
           if (!rel) continue;
           log.append({ table: rel.table, lsn: txn.lsn, idx: txn.idx++, kind: 'truncate', relationVersion: rel.version, commitTimeMs: txn.commitMs });
-          this.received++;
+          this.captured++;
         }
         return;
       }
@@ -308,42 +298,21 @@ export class Streamer {
       this.lastFlushMs = Date.now();
       this.flushedAtMs = this.lastFlushMs;
       this.dataPending = false;
-      // A log written in the background reports the write when it is durable (written()).
-      if (log.writing) return;
-      this.captured = this.received;
       if (this.txn === null || head.endLsn !== before.endLsn) this.stream?.confirm(head.endLsn);
       this.opts.onDurable?.();
     } catch (err) {
-      this.logFailed(err);
+      // Contract 1: the slot stays where the last durable flush left it. Stop reading (the stream's
+      // last status update carries that position) and stop the pipeline; retrying cannot free space.
+      this.broken = true;
+      if (this.flushTimer) clearInterval(this.flushTimer);
+      this.flushTimer = null;
+      const stream = this.stream;
+      this.stream = null;
+      void stream?.stop();
+      this.opts.onFatal(
+        err instanceof SluiceError ? err : new SluiceError('CHANGELOG_ERROR', `change log: flush failed: ${(err as Error).message}`, { cause: err }),
+      );
     }
-  }
-
-  /** A write of `changes` changes to a log written in the background is durable: the slot may move up to it (contract 1). */
-  written(head: LogHead, changes: number): void {
-    if (this.broken) return;
-    this.captured += changes;
-    this.stream?.confirm(head.endLsn);
-    if (this.paused && !this.opts.log.backlogged) {
-      this.paused = false;
-      this.stream?.resume();
-    }
-    this.opts.onDurable?.();
-  }
-
-  /** The log could not be written. */
-  logFailed(err: unknown): void {
-    if (this.broken) return;
-    // Contract 1: the slot stays where the last durable flush left it. Stop reading (the stream's
-    // last status update carries that position) and stop the pipeline; retrying cannot free space.
-    this.broken = true;
-    if (this.flushTimer) clearInterval(this.flushTimer);
-    this.flushTimer = null;
-    const stream = this.stream;
-    this.stream = null;
-    void stream?.stop();
-    this.opts.onFatal(
-      err instanceof SluiceError ? err : new SluiceError('CHANGELOG_ERROR', `change log: flush failed: ${(err as Error).message}`, { cause: err }),
-    );
   }
 
   /** Writes a tiny transaction on an idle source so the slot's position keeps moving. */
@@ -380,7 +349,6 @@ export class Streamer {
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     // Flush what is complete, acknowledge it, then close.
     this.flushNow();
-    await this.opts.log.settle?.();
     await this.stream?.stop();
     this.stream = null;
     await this.heartbeatClient?.end().catch(() => {});

@@ -19,9 +19,8 @@ import { SluiceError } from '../../core/errors.js';
 import { Lsn, type Change, type ChangeKind, type Position, type RelationColumns } from '../../core/types.js';
 import type { Logger } from '../../core/logger.js';
 import type { ChangeLog, LogHead, PendingChange } from '../changelog.js';
-import { decodeTuple } from '../../core/tuple-data.js';
+import { decodeTuple, encodeTuple } from '../../core/tuple-data.js';
 import { ensureLogFormat } from './log-format.js';
-import { FIELDS, PendingBatch, batchRows, type PendingRelation, type WriteBatch } from './write-batch.js';
 
 /** Changes per multi-row INSERT (8 parameters each; SQLite allows 32,766). */
 const INSERT_ROWS = 64;
@@ -29,6 +28,10 @@ const INSERT_ROWS = 64;
 /** Changes read per call into SQLite (read() makes several calls for a larger limit). */
 const READ_PAGE = 1024;
 
+/** Size of the buffers that hold the rows of pending changes until a flush writes them. */
+const ARENA_BYTES = 4 << 20;
+
+const KIND_CODE: Record<ChangeKind, number> = { insert: 1, update: 2, delete: 3, truncate: 4 };
 const CODE_KIND: ChangeKind[] = ['insert', 'insert', 'update', 'delete', 'truncate'];
 
 /**
@@ -40,10 +43,14 @@ type Row = [number, number, number, number, number, Buffer | string | null, stri
 
 export class EmbeddedChangeLog implements ChangeLog {
   private readonly db: Database.Database;
-  private readonly pending = new PendingBatch();
+  private readonly pending: PendingChange[] = [];
+  /** The row of each pending change as TupleData (views of `arena`), or null. */
+  private readonly pendingRows: (Buffer | null)[] = [];
+  private arena = Buffer.allocUnsafe(0);
+  private arenaPos = 0;
   private readonly relations = new Map<number, RelationColumns>();
   private readonly latestVersion = new Map<string, { version: number; key: string }>();
-  private pendingRelations: PendingRelation[] = [];
+  private pendingRelations: { version: number; table: string; json: string }[] = [];
   private nextVersion = 1;
   private durable: LogHead;
   private staged: LogHead;
@@ -145,7 +152,7 @@ export class EmbeddedChangeLog implements ChangeLog {
   }
 
   get buffered(): number {
-    return this.pending.count;
+    return this.pending.length;
   }
 
   relationVersion(table: string, columns: RelationColumns): number {
@@ -184,7 +191,21 @@ export class EmbeddedChangeLog implements ChangeLog {
   }
 
   append(change: PendingChange): void {
-    this.pending.append(change);
+    this.pending.push(change);
+    this.pendingRows.push(change.rowData ? this.keep(change.rowData) : change.row ? encodeTuple(change.row) : null);
+  }
+
+  /** A copy of `bytes` that lives until the next write (SQLite copies what it binds). */
+  private keep(bytes: Buffer): Buffer {
+    const len = bytes.length;
+    if (this.arenaPos + len > this.arena.length) {
+      this.arena = Buffer.allocUnsafe(Math.max(ARENA_BYTES, len));
+      this.arenaPos = 0;
+    }
+    const start = this.arenaPos;
+    bytes.copy(this.arena, start);
+    this.arenaPos = start + len;
+    return this.arena.subarray(start, start + len);
   }
 
   commit(lsn: Lsn, endLsn: Lsn, commitTimeMs: number): void {
@@ -197,74 +218,43 @@ export class EmbeddedChangeLog implements ChangeLog {
 
   flush(): LogHead {
     if (this.failure) throw this.failure;
-    return this.write();
-  }
-
-  private write(): LogHead {
-    const batch = this.takeBatch();
-    if (batch === null) return this.durable;
-    const head = this.writeBatch(batch);
-    this.pending.recycle(batch);
-    return head;
-  }
-
-  /**
-   * What a flush would write now, taken from the buffers (null: nothing to write), for a writer in
-   * another thread (background-log.ts); it becomes durable when `written` is told.
-   */
-  takeBatch(): WriteBatch | null {
-    const head = this.staged;
-    const headMoved = head.lsn !== this.durable.lsn || head.endLsn !== this.durable.endLsn;
-    if (this.pending.count === 0 && this.pendingRelations.length === 0 && !headMoved) return null;
-    return this.pending.take(this.pendingRelations.splice(0), headMoved ? head : null);
-  }
-
-  /** Writes a batch in one transaction (fsync'd unless `fsync: false`): the changes, their relations and the head. */
-  writeBatch(batch: WriteBatch): LogHead {
-    if (this.failure) throw this.failure;
     try {
-      this.db.transaction(() => {
-        for (const r of batch.relations) this.insertRelation.run(r.version, r.table, r.json);
-        const params = changeParams(batch);
-        const group: unknown[] = new Array(INSERT_ROWS * 8);
-        let i = 0;
-        for (; i + INSERT_ROWS <= batch.count; i += INSERT_ROWS) {
-          for (let j = 0; j < INSERT_ROWS; j++) params(i + j, group, j * 8);
-          this.insertChanges.run(group);
-        }
-        const one: unknown[] = new Array(8);
-        for (; i < batch.count; i++) {
-          params(i, one, 0);
-          this.insertChange.run(one);
-        }
-        const head = batch.head;
-        if (head) {
-          this.setMeta.run('head_lsn', head.lsn.toString());
-          this.setMeta.run('head_end_lsn', head.endLsn.toString());
-          this.setMeta.run('head_commit_ms', String(head.commitTimeMs));
-        }
-      })();
+      return this.write();
     } catch (err) {
       this.failure = writeError(this.file, 'write failed', err, this.durable);
       throw this.failure;
     }
-    if (batch.head) this.durable = batch.head;
-    return this.durable;
   }
 
-  /** A batch taken with `takeBatch` was written elsewhere: its head is durable. */
-  written(head: LogHead): void {
-    if (head.lsn >= this.durable.lsn && head.endLsn >= this.durable.endLsn) this.durable = head;
-  }
-
-  /** The arrays of a written batch, back for later batches. */
-  recycle(batch: Pick<WriteBatch, 'meta' | 'buffers'>): void {
-    this.pending.recycle(batch);
-  }
-
-  /** Bytes of rows buffered and not yet taken by a write. */
-  get bufferedBytes(): number {
-    return this.pending.bytes;
+  private write(): LogHead {
+    const changes = this.pending.splice(0);
+    const rows = this.pendingRows.splice(0);
+    this.arenaPos = 0;
+    const relations = this.pendingRelations.splice(0);
+    const head = this.staged;
+    const headMoved = head.lsn !== this.durable.lsn || head.endLsn !== this.durable.endLsn;
+    if (changes.length === 0 && relations.length === 0 && !headMoved) return this.durable;
+    this.db.transaction(() => {
+      for (const r of relations) this.insertRelation.run(r.version, r.table, r.json);
+      const params: unknown[] = new Array(INSERT_ROWS * 8);
+      let i = 0;
+      for (; i + INSERT_ROWS <= changes.length; i += INSERT_ROWS) {
+        for (let j = 0; j < INSERT_ROWS; j++) changeParams(changes[i + j], rows[i + j], params, j * 8);
+        this.insertChanges.run(params);
+      }
+      const one: unknown[] = new Array(8);
+      for (; i < changes.length; i++) {
+        changeParams(changes[i], rows[i], one, 0);
+        this.insertChange.run(one);
+      }
+      if (headMoved) {
+        this.setMeta.run('head_lsn', head.lsn.toString());
+        this.setMeta.run('head_end_lsn', head.endLsn.toString());
+        this.setMeta.run('head_commit_ms', String(head.commitTimeMs));
+      }
+    })();
+    this.durable = head;
+    return head;
   }
 
   head(): LogHead {
@@ -339,31 +329,16 @@ export class EmbeddedChangeLog implements ChangeLog {
   }
 }
 
-/** Writes the 8 parameters of change `i` of a batch in `changes` into `out` from `at`. */
-function changeParams(batch: WriteBatch): (i: number, out: unknown[], at: number) => void {
-  const m = batch.meta;
-  const row = batchRows(batch);
-  // Changes of one transaction share their LSN: one BigInt per run of them.
-  let high = -1;
-  let low = -1;
-  let lsn = 0n;
-  return (i, out, at) => {
-    const k = i * FIELDS;
-    if (m[k + 1] !== high || m[k + 2] !== low) {
-      high = m[k + 1];
-      low = m[k + 2];
-      lsn = (BigInt(high) << 32n) | BigInt(low);
-    }
-    const oldKey = m[k + 10];
-    out[at] = batch.tables[m[k]];
-    out[at + 1] = lsn;
-    out[at + 2] = m[k + 3];
-    out[at + 3] = m[k + 4];
-    out[at + 4] = m[k + 5];
-    out[at + 5] = row(i);
-    out[at + 6] = oldKey < 0 ? null : batch.oldKeys[oldKey];
-    out[at + 7] = m[k + 9];
-  };
+/** The 8 parameters of a change's row in `changes`, written into `out` from `at`. */
+function changeParams(c: PendingChange, row: Buffer | null, out: unknown[], at: number): void {
+  out[at] = c.table;
+  out[at + 1] = c.lsn;
+  out[at + 2] = c.idx;
+  out[at + 3] = KIND_CODE[c.kind];
+  out[at + 4] = c.relationVersion;
+  out[at + 5] = row;
+  out[at + 6] = c.oldKey === undefined ? null : JSON.stringify(c.oldKey);
+  out[at + 7] = c.commitTimeMs;
 }
 
 /**

@@ -46,7 +46,6 @@ export class ReplicationStream {
   private stopped = false;
   private lastHeardMs = Date.now();
   private pinged = false;
-  private paused = false;
   /** The walsender's backend pid (to end it when this connection was given up as dead). */
   backendPid: number | null = null;
 
@@ -130,8 +129,6 @@ export class ReplicationStream {
 
   /** Every status interval: a status update; a ping after half the timeout of silence; dead after all of it. */
   private tick(): void {
-    // Not reading (the caller's writer is behind): silence is ours, not the path's.
-    if (this.paused) this.lastHeardMs = Date.now();
     const timeoutMs = this.timeoutMs;
     const silentMs = Date.now() - this.lastHeardMs;
     if (timeoutMs > 0 && silentMs >= timeoutMs) {
@@ -174,23 +171,6 @@ export class ReplicationStream {
 
   get confirmedLsn(): Lsn {
     return this.confirmed;
-  }
-
-  /** Stops reading the socket until resume(): TCP then holds the walsender back. Status updates still go out. */
-  pause(): void {
-    this.paused = true;
-    this.socket()?.pause();
-  }
-
-  resume(): void {
-    if (!this.paused) return;
-    this.paused = false;
-    this.lastHeardMs = Date.now();
-    this.socket()?.resume();
-  }
-
-  private socket(): { pause(): void; resume(): void } | null {
-    return (this.client?.connection as unknown as { stream?: { pause(): void; resume(): void } } | undefined)?.stream ?? null;
   }
 
   private handle(chunk: Buffer): void {
