@@ -3,7 +3,7 @@
  * busy source. A script that prints figures; it asserts only that the destination equals the source
  * after a burst.
  *
- *   node dist/bench/cdc-footprint.js burst [--rows 1000000] [--updates 300000] [--txns 30] [--runs 3]
+ *   node dist/bench/cdc-footprint.js burst [--rows 1000000] [--updates 300000] [--txns 30] [--runs 3] [--batch-rows N]
  *   node dist/bench/cdc-footprint.js idle [--seconds 15] [--runs 3] [--clients 2]
  *
  * SLUICE_PG_BIN_DIR=/usr/lib/postgresql/15/bin runs the clusters on that PostgreSQL build (its
@@ -15,7 +15,10 @@
  * holds every change (capture) and until the destination has committed them (capture + apply); CPU
  * seconds of this process (sluice: both threads) and peak RSS are recorded. A second slot
  * (pgoutput, same table), created before the burst, is then drained by pg_recvlogical to
- * /dev/null up to the WAL position after the burst: its wall time is the reference rate.
+ * /dev/null up to the WAL position after the burst: its wall time is the reference rate. A third
+ * slot, made at the same time, is drained the same way by sluice's capture alone (its thread, a
+ * change log of its own with fsync, as in a pipeline; in a child process): the like-for-like
+ * figure (the two drains alternate which goes first).
  *
  * idle: pgbench (-c C -j C -T S, its own tables) alone; beside pg_recvlogical streaming pgoutput
  * for a publication of a one-row table; beside a sluice pipeline replicating that one-row table.
@@ -33,6 +36,8 @@ import { silentLogger } from '../src/core/logger.js';
 import { createDemoTable } from '../src/demo/workload.js';
 import { postgresBinDir, startCluster, type Cluster } from '../src/embedded/clusters.js';
 import { createPipeline, type Pipeline } from '../src/pipeline/orchestrator.js';
+import { Capture } from '../src/pipeline/capture.js';
+import { EmbeddedChangeLog } from '../src/changelog/embedded/embedded-change-log.js';
 import { tableChecksum } from '../test/support/oracle.js';
 import { RssSampler, intOption, withClient } from './support.js';
 
@@ -45,6 +50,7 @@ const { values: flags, positionals } = parseArgs({
     runs: { type: 'string' },
     seconds: { type: 'string' },
     clients: { type: 'string' },
+    'batch-rows': { type: 'string' },
   },
 });
 const MODE = positionals[0] ?? 'burst';
@@ -112,7 +118,7 @@ destination: { type: postgres, url: "${destination.url(dstDb)}" }
 log: { type: embedded, path: "${logDir}" }
 tables:
   - { name: ${table}, mode: drop }
-`,
+${flags['batch-rows'] ? `apply: { batchRows: ${intOption(flags['batch-rows'], 20_000)} }\n` : ''}`,
     { env: {} },
   );
   const p = createPipeline(cfg, { logger: silentLogger });
@@ -171,11 +177,12 @@ async function burst(source: Cluster, destination: Cluster): Promise<void> {
     if (m.rss > atPeak.rss) atPeak = { rss: m.rss, heap: m.heapTotal, external: m.external };
   }, 100);
   const s = await startSluice(source, destination, TABLE);
-  const results: { capture: number; apply: number; cpu: number; rss: number; recv: number; write: number }[] = [];
+  const results: { capture: number; apply: number; cpu: number; rss: number; recv: number; drain: number; drainCpu: number; write: number }[] = [];
   try {
     for (let r = 0; r < RUNS; r++) {
       await sleep(1500);
       await source.query(`SELECT pg_create_logical_replication_slot('recv_slot', 'pgoutput')`, undefined, DB);
+      await source.query(`SELECT pg_create_logical_replication_slot('drain_slot', 'pgoutput')`, undefined, DB);
       const base = s.p.counters();
       let capturedAt = 0;
       let appliedAt = 0;
@@ -207,40 +214,55 @@ async function burst(source: Cluster, destination: Cluster): Promise<void> {
       const [x, y] = await Promise.all([tableChecksum(srcUrl, TABLE), tableChecksum(s.dstUrl, TABLE)]);
       if (x.md5 !== y.md5 || x.rows !== y.rows) throw new Error('destination differs from source');
       const end = (await source.query(`SELECT pg_current_wal_lsn()::text AS l`, undefined, DB)).rows[0].l as string;
-      const tr = performance.now();
-      const rr = await run(recv, [
-        ...connArgs(source),
-        '-d',
-        DB,
-        '--slot',
-        'recv_slot',
-        '--start',
-        '--no-loop',
-        '-E',
-        end,
-        '-o',
-        'proto_version=1',
-        '-o',
-        'publication_names=recv_pub',
-        '-f',
-        '/dev/null',
-      ]);
-      const recvSeconds = (performance.now() - tr) / 1000;
-      if (rr.code !== 0) throw new Error(`pg_recvlogical failed: ${rr.stderr}`);
+      const recvDrain = async () => {
+        const tr = performance.now();
+        const rr = await run(recv, [
+          ...connArgs(source),
+          '-d',
+          DB,
+          '--slot',
+          'recv_slot',
+          '--start',
+          '--no-loop',
+          '-E',
+          end,
+          '-o',
+          'proto_version=1',
+          '-o',
+          'publication_names=recv_pub',
+          '-f',
+          '/dev/null',
+        ]);
+        if (rr.code !== 0) throw new Error(`pg_recvlogical failed: ${rr.stderr}`);
+        return (performance.now() - tr) / 1000;
+      };
+      let recvSeconds: number;
+      let drain: { seconds: number; cpu: number };
+      if (r % 2 === 0) {
+        recvSeconds = await recvDrain();
+        drain = await sluiceDrain(source, 'drain_slot', updates);
+      } else {
+        drain = await sluiceDrain(source, 'drain_slot', updates);
+        recvSeconds = await recvDrain();
+      }
       await source.query(`SELECT pg_drop_replication_slot('recv_slot')`, undefined, DB);
+      await source.query(`SELECT pg_drop_replication_slot('drain_slot')`, undefined, DB);
       const res = {
         capture: updates / ((capturedAt - firstCommit) / 1000),
         apply: updates / ((appliedAt - firstCommit) / 1000),
         cpu,
         rss: peak / 2 ** 20,
         recv: updates / recvSeconds,
+        drain: updates / drain.seconds,
+        drainCpu: drain.cpu,
         write,
       };
       results.push(res);
       out(
         `run ${r + 1}: ${fmt(updates)} updates in ${txns} txns written in ${res.write.toFixed(2)} s; sluice capture ${fmt(res.capture)}/s, ` +
           `capture+apply ${fmt(res.apply)}/s, CPU ${cpu.toFixed(2)} s (${((cpu / updates) * 1e6).toFixed(1)} µs/change), peak RSS ${fmt(res.rss)} MiB (${fmt(rssStart)} at the start; at the peak main heap ${fmt(atPeak.heap / 2 ** 20)}, external ${fmt(atPeak.external / 2 ** 20)}); ` +
-          `pg_recvlogical drain ${fmt(res.recv)}/s`,
+          `pg_recvlogical drain ${fmt(res.recv)}/s; sluice capture drain ${fmt(res.drain)}/s (${(res.drain / res.recv).toFixed(2)}×), ` +
+          `CPU ${res.drainCpu.toFixed(2)} s (${((res.drainCpu / updates) * 1e6).toFixed(1)} µs/change)`,
       );
     }
   } finally {
@@ -251,8 +273,60 @@ async function burst(source: Cluster, destination: Cluster): Promise<void> {
   out(
     `median of ${RUNS}: capture ${fmt(median(results.map((r) => r.capture)))}/s, capture+apply ${fmt(median(results.map((r) => r.apply)))}/s, ` +
       `CPU ${median(results.map((r) => r.cpu)).toFixed(2)} s, peak RSS ${fmt(median(results.map((r) => r.rss)))} MiB, ` +
-      `pg_recvlogical ${fmt(median(results.map((r) => r.recv)))}/s`,
+      `pg_recvlogical ${fmt(median(results.map((r) => r.recv)))}/s; sluice capture drain ${fmt(median(results.map((r) => r.drain)))}/s ` +
+      `(${median(results.map((r) => r.drain / r.recv)).toFixed(2)}× of pg_recvlogical in the same run), CPU ${median(results.map((r) => r.drainCpu)).toFixed(2)} s`,
   );
+}
+
+/**
+ * sluice's capture alone draining `slot` until it holds `changes` changes, as pg_recvlogical drains
+ * its slot: in a child process (this script's `drain` mode), so that neither its memory nor its CPU
+ * mixes with the pipeline's. Wall seconds and CPU seconds, both measured in the child from the
+ * moment it starts capture (its thread, a new change log with fsync) to the flush that holds them all.
+ */
+async function sluiceDrain(source: Cluster, slot: string, changes: number): Promise<{ seconds: number; cpu: number }> {
+  const r = await run(process.execPath, [process.argv[1], 'drain', source.url(DB), slot, String(changes)]);
+  if (r.code !== 0) throw new Error(`sluice drain failed: ${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as { seconds: number; cpu: number };
+}
+
+async function drainMode(url: string, slot: string, changes: number): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-fp-drain-'));
+  const log = new EmbeddedChangeLog(join(dir, 'changes.db'), { role: 'reader' });
+  let failure: unknown = null;
+  let finish = () => {};
+  const finished = new Promise<void>((resolve) => (finish = resolve));
+  const capture: Capture = new Capture({
+    url,
+    slot,
+    publication: 'recv_pub',
+    log,
+    fsync: true,
+    logger: silentLogger,
+    heartbeatIntervalMs: 10_000,
+    replicationTimeoutMs: 60_000,
+    onFatal: (err) => {
+      failure = err;
+      finish();
+    },
+    onDurable: () => {
+      if (capture.captured >= changes) finish();
+    },
+  });
+  const cpu0 = cpuSeconds();
+  const t0 = performance.now();
+  try {
+    await capture.start();
+    await finished;
+    const seconds = (performance.now() - t0) / 1000;
+    const cpu = cpuSeconds() - cpu0;
+    if (failure) throw failure;
+    out(JSON.stringify({ seconds, cpu }));
+  } finally {
+    await capture.stop();
+    log.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -318,6 +392,7 @@ async function idle(source: Cluster, destination: Cluster): Promise<void> {
 }
 
 async function main(): Promise<void> {
+  if (MODE === 'drain') return drainMode(positionals[1], positionals[2], Number(positionals[3]));
   // The idle measure commits as a production source does (synchronous_commit on): each commit wakes
   // the walsender, as it does there; with it off, WAL is flushed (and decoded) in 200 ms groups.
   const syncCommit = MODE === 'idle' ? 'on' : 'off';

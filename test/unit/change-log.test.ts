@@ -89,6 +89,32 @@ test('a large transaction reads in batches from any position, up to a bound, and
   log.close();
 });
 
+test('a read larger than one call into SQLite (1,024 changes) returns every change once, across transactions, with or without a bound', () => {
+  const log = new EmbeddedChangeLog(join(dir, 'pages.db'));
+  const v = log.relationVersion('public.t', cols);
+  // 7 transactions of 700 changes: page boundaries fall inside and between transactions.
+  const positions: string[] = [];
+  for (let t = 1; t <= 7; t++) {
+    for (let i = 0; i < 700; i++) {
+      log.append({ table: 'public.t', lsn: Lsn.of(t * 10_000), idx: i, kind: 'insert', relationVersion: v, row: [`${t}:${i}`, null], commitTimeMs: t });
+      positions.push(`${t * 10_000}/${i}`);
+    }
+    log.commit(Lsn.of(t * 10_000), Lsn.of(t * 10_000 + 1), t);
+  }
+  log.flush();
+  const key = (c: { position: Position }) => `${c.position.lsn}/${c.position.idx}`;
+  const first = log.read('public.t', Position.start, 2048);
+  assert.deepEqual(first.map(key), positions.slice(0, 2048), 'a limit of exactly two pages');
+  assert.deepEqual(first[2047].row, ['3:647', null]);
+  const rest = log.read('public.t', first[2047].position, 10_000);
+  assert.deepEqual(rest.map(key), positions.slice(2048), 'the rest, fewer than the limit');
+  const bounded = log.read('public.t', { lsn: Lsn.of(10_000), idx: 5 }, 10_000, { lsn: Lsn.of(50_000), idx: 3 });
+  assert.deepEqual(bounded.map(key), positions.slice(6, 4 * 700 + 4), 'a bound three pages away');
+  const limited = log.read('public.t', { lsn: Lsn.of(10_000), idx: 5 }, 1500, { lsn: Lsn.of(50_000), idx: 3 });
+  assert.deepEqual(limited.map(key), positions.slice(6, 1506), 'the limit before the bound');
+  log.close();
+});
+
 test('a transaction sent again with other flush boundaries (a reconnect before its commit) is stored once', () => {
   const log = new EmbeddedChangeLog(join(dir, 'd.db'));
   const v = log.relationVersion('public.t', cols);

@@ -25,6 +25,9 @@ import { ensureLogFormat } from './log-format.js';
 /** Changes per multi-row INSERT (8 parameters each; SQLite allows 32,766). */
 const INSERT_ROWS = 64;
 
+/** Changes read per call into SQLite (read() makes several calls for a larger limit). */
+const READ_PAGE = 1024;
+
 /** Size of the buffers that hold the rows of pending changes until a flush writes them. */
 const ARENA_BYTES = 4 << 20;
 
@@ -259,13 +262,28 @@ export class EmbeddedChangeLog implements ChangeLog {
   }
 
   read(table: string, after: Position, limit: number, upTo?: Position): Change[] {
+    const out: Change[] = [];
+    let from = after;
+    // In pages: SQLite hands every row's BLOB over as a Buffer of its own; a page's rows and Buffers
+    // are garbage as soon as the page is decoded, so they die young instead of being held (and
+    // promoted to the old generation) for a whole batch of up to `limit` changes.
+    while (out.length < limit) {
+      const want = Math.min(READ_PAGE, limit - out.length);
+      const got = this.readPage(table, from, want, upTo, out);
+      if (got < want) break;
+      from = out[out.length - 1].position;
+    }
+    return out;
+  }
+
+  /** Appends to `out` up to `limit` changes after `after`; returns how many. */
+  private readPage(table: string, after: Position, limit: number, upTo: Position | undefined, out: Change[]): number {
     const idx = BigInt(after.idx);
     const rows = (
       upTo
         ? this.readChangesUpTo.all(table, after.lsn, idx, upTo.lsn, BigInt(upTo.idx), this.durable.lsn, limit)
         : this.readChanges.all(table, after.lsn, idx, this.durable.lsn, limit)
     ) as Row[];
-    const out: Change[] = new Array(rows.length);
     let hi = -1;
     let lo = -1;
     let lsn = Lsn.zero;
@@ -278,7 +296,7 @@ export class EmbeddedChangeLog implements ChangeLog {
       }
       const row = r[5];
       const oldKey = r[6];
-      out[i] = {
+      out.push({
         position: { lsn, idx: r[2] },
         table,
         kind: CODE_KIND[r[3]],
@@ -286,9 +304,9 @@ export class EmbeddedChangeLog implements ChangeLog {
         row: row === null ? undefined : typeof row === 'string' ? JSON.parse(row) : decodeTuple(row),
         oldKey: oldKey === null ? undefined : JSON.parse(oldKey),
         commitTimeMs: r[7],
-      };
+      });
     }
-    return out;
+    return rows.length;
   }
 
   purge(table: string, upTo: Position): number {
