@@ -28,7 +28,7 @@
  * Everything it starts is removed at the end (clusters destroyed, log directories deleted).
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os, { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -38,12 +38,13 @@ import { parseConfig } from '../src/config/load.js';
 import { silentLogger } from '../src/core/logger.js';
 import { TableName } from '../src/core/types.js';
 import { createTableSql, createUserTypeSql } from '../src/destinations/postgres/dialect.js';
-import { postgresBinDir, startClusters, type Cluster } from '../src/embedded/clusters.js';
+import { startClusters, type Cluster } from '../src/embedded/clusters.js';
 import { Applier } from '../src/pipeline/applier.js';
 import { createPipeline, type Pipeline } from '../src/pipeline/orchestrator.js';
 import { introspectTable } from '../src/sources/postgres/introspect.js';
 import { tableChecksum } from '../test/support/oracle.js';
 import { RssSampler, countRows, findPsql, intOption, withClient } from './support.js';
+import { childrenCpuSeconds, clusterCpuSeconds } from './cluster-cpu.js';
 import { createBenchTable, parseBenchTable } from './tables.js';
 import { enableCommitTimestamps, measureLatency, type LatencyRun } from './latency.js';
 import { requireSystemPostgresBinDir } from '../src/embedded/system-postgres.js';
@@ -148,44 +149,7 @@ function fmtBytes(b: number): string {
   return `${(b / 1024).toFixed(0)} KiB`;
 }
 
-/**
- * CPU seconds (user + system) used so far by a cluster: its postmaster, its live children, and its
- * children that have exited (the kernel adds those to the postmaster's cutime/cstime).
- */
-function clusterCpuSeconds(c: Cluster): number {
-  const hz = 100; // USER_HZ on Linux
-  let pm: number;
-  try {
-    pm = Number(readFileSync(join(c.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
-  } catch {
-    return NaN;
-  }
-  const fields = (pid: string | number): string[] | null => {
-    try {
-      const st = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      return st.slice(st.lastIndexOf(')') + 2).split(' ');
-    } catch {
-      return null;
-    }
-  };
-  const f = fields(pm);
-  if (!f) return NaN;
-  // After the ')' : [0]=state [1]=ppid ... [11]=utime [12]=stime [13]=cutime [14]=cstime
-  let ticks = Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
-  for (const pid of readdirSync('/proc')) {
-    if (!/^\d+$/.test(pid)) continue;
-    const g = fields(pid);
-    if (g && Number(g[1]) === pm) ticks += Number(g[11]) + Number(g[12]);
-  }
-  return ticks / hz;
-}
 
-/** CPU seconds of the children this process has waited for (the pipe's bash and, through it, psql). */
-function childrenCpuSeconds(): number {
-  const st = readFileSync('/proc/self/stat', 'utf8');
-  const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[13]) + Number(f[14])) / 100;
-}
 
 /** CPU seconds of this process, the source cluster and the destination cluster. */
 interface CpuSnapshot {

@@ -40,7 +40,7 @@
  * Everything it starts is removed at the end (clusters destroyed, work directories deleted).
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import os, { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -51,13 +51,14 @@ import { silentLogger } from '../src/core/logger.js';
 import { TableName } from '../src/core/types.js';
 import { createDemoTable } from '../src/demo/workload.js';
 import { createTableSql, createUserTypeSql } from '../src/destinations/postgres/dialect.js';
-import { postgresBinDir, startClusters, type Cluster } from '../src/embedded/clusters.js';
+import { startClusters, type Cluster } from '../src/embedded/clusters.js';
 import { CtidPlanner, IntervalPlanner, KeysetPlanner } from '../src/pipeline/chunking.js';
 import { Copier } from '../src/pipeline/copier.js';
 import { createPipeline, type Pipeline } from '../src/pipeline/orchestrator.js';
 import type { TableRuntime } from '../src/pipeline/runtime.js';
 import { introspectTable } from '../src/sources/postgres/introspect.js';
 import { RssSampler, countRows, findPsql, intOption, withClient } from './support.js';
+import { childrenCpuSeconds, clusterCpuSeconds } from './cluster-cpu.js';
 
 const TABLE = 'public.orders';
 const SOURCE_DB = 'bench';
@@ -168,39 +169,7 @@ function printTable(lines: string[]): void {
   printed.push(...lines);
 }
 
-/** CPU seconds (user + system) of a cluster: postmaster, its live children and its reaped children. */
-function clusterCpuSeconds(c: Cluster): number {
-  let pm: number;
-  try {
-    pm = Number(readFileSync(join(c.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
-  } catch {
-    return NaN;
-  }
-  const fields = (pid: string | number): string[] | null => {
-    try {
-      const st = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      return st.slice(st.lastIndexOf(')') + 2).split(' ');
-    } catch {
-      return null;
-    }
-  };
-  const f = fields(pm);
-  if (!f) return NaN;
-  let ticks = Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
-  for (const pid of readdirSync('/proc')) {
-    if (!/^\d+$/.test(pid)) continue;
-    const g = fields(pid);
-    if (g && Number(g[1]) === pm) ticks += Number(g[11]) + Number(g[12]);
-  }
-  return ticks / 100; // USER_HZ
-}
 
-/** CPU seconds of the children of this process that have been reaped (psql, pgcopydb, pgbench). */
-function childrenCpuSeconds(): number {
-  const st = readFileSync('/proc/self/stat', 'utf8');
-  const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[13]) + Number(f[14])) / 100;
-}
 
 interface Cpu {
   node: number;

@@ -77,19 +77,18 @@ export async function runJob(job: InplaceJob, o: RunOptions): Promise<RunResult>
   const h = await connect(o.databaseUrl, job, 'health');
   try {
     await ensureLedger(c);
-    const prev0 = await lastRun(c, job.job);
-    const resumable = prev0 && (prev0.state === 'running' || prev0.state === 'paused' || prev0.state === 'failed');
+    const prev = await lastRun(c, job.job);
+    const resumable = prev && (prev.state === 'running' || prev.state === 'paused' || prev.state === 'failed');
     // A resumed run keeps the scope it was opened with.
     const { facts, targets, scope } = await prepareJob(c, job, {
       allowScan: o.allowScan ?? false,
-      scope: resumable ? (prev0.params as { scope?: TimeWindow | null }).scope : undefined,
+      scope: resumable ? (prev.params as { scope?: TimeWindow | null }).scope : undefined,
     });
     const locked = (await c.query(`SELECT pg_try_advisory_lock(${JOB_LOCK_CLASS}, hashtext($1)) AS ok`, [job.job])).rows[0].ok as boolean;
     if (!locked) throw new SluiceError('BAD_USAGE', `job ${job.job} is already running in another process (see \`sluice inplace status\`)`);
     const statement = statementText(job, facts, targets);
-    const prev = await lastRun(c, job.job);
     let run: RunRow;
-    if (prev && (prev.state === 'running' || prev.state === 'paused' || prev.state === 'failed')) {
+    if (resumable) {
       if (prev.statement_sha256 !== statementSha(statement)) {
         throw new SluiceError(
           'BAD_USAGE',

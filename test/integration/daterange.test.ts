@@ -8,8 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { startClusters, type Cluster } from '../support/clusters.js';
-import { assertTablesEqual } from '../support/oracle.js';
-import { makeWorkdir, sluice, spawnSluice, waitUntil, type Running, type Workdir } from '../support/sluice.js';
+import { eventuallyEqual, makeWorkdir, sluice, spawnSluice, waitUntil, type Running, type Workdir } from '../support/sluice.js';
 
 let source: Cluster;
 let destination: Cluster;
@@ -69,16 +68,7 @@ test('daterange backfill under writes that move rows across ranges: destination 
   }
   assert.match(r.output(), /strategy=daterange/);
   console.log(`# ${(/daterange load deduplicated[^\n]*/.exec(r.output()) ?? ['(no dedupe line)'])[0]}`);
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    try {
-      await assertTablesEqual(source.url(), destination.url(), 'public.events');
-      break;
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await new Promise((res) => setTimeout(res, 500));
-    }
-  }
+  await eventuallyEqual(source.url(), destination.url(), 'public.events', { timeoutMs: 60_000, everyMs: 500 });
   const chunks = (await destination.query(`SELECT count(*)::int AS n, count(*) FILTER (WHERE lo = '-inf')::int AS first FROM _sluice.chunks WHERE pipeline = 'test'`)).rows[0];
   assert.ok(chunks.n >= 10, `time ranges committed as chunks: ${JSON.stringify(chunks)}`);
   assert.equal(chunks.first, 1, 'one range open below (with the NULL timestamps)');

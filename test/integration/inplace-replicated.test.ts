@@ -8,8 +8,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { startClusters, type Cluster } from '../support/clusters.js';
-import { assertTablesEqual } from '../support/oracle.js';
-import { makeWorkdir, sluice, spawnSluice, waitUntil, type Running, type Workdir } from '../support/sluice.js';
+import { eventuallyEqual, makeWorkdir, sluice, spawnSluice, waitUntil, type Running, type Workdir } from '../support/sluice.js';
 
 let source: Cluster;
 let destination: Cluster;
@@ -57,16 +56,7 @@ test('an in-place job on a replicated table: its changes stream to the destinati
   const src = (await source.query(`SELECT count(*)::int AS n, sum(balance)::int8 AS s, count(*) FILTER (WHERE tier IS NULL)::int AS untouched FROM public.accounts`)).rows[0];
   assert.deepEqual(src, { n: 60000 - Math.floor(60000 / 7), s: String((await source.query(`SELECT sum(g % 100 + 1)::int8 AS s FROM generate_series(1, 60000) g WHERE g % 7 <> 0`)).rows[0].s), untouched: 0 });
 
-  const deadline = Date.now() + 90_000;
-  for (;;) {
-    try {
-      await assertTablesEqual(source.url(), destination.url(), 'public.accounts');
-      break;
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await new Promise((res) => setTimeout(res, 500));
-    }
-  }
+  await eventuallyEqual(source.url(), destination.url(), 'public.accounts', { timeoutMs: 90_000, everyMs: 500 });
 
   // One WAL mark a chunk of the marked job, each in the transaction of its chunk's changes.
   const marks = (await source.query(`SELECT data FROM pg_logical_slot_get_changes('marks', NULL, NULL) WHERE data LIKE 'message:%prefix: sluice.inplace,%'`)).rows.map((x) => x.data as string);

@@ -14,22 +14,12 @@
  * matches by the key columns with a hash join. One row per key holds because the load is deduplicated
  * once and every later write is a MERGE by key.
  */
+import { qualified, quoteIdent, quoteLiteral } from '../../core/quote.js';
 import type { TableName } from '../../core/types.js';
 import type { DuckColumn } from './types.js';
 
-export function quoteIdent(name: string): string {
-  return `"${name.replace(/"/g, '""')}"`;
-}
-
-/** A SQL string literal; DuckDB strings have no backslash escapes. */
-export function quoteLiteral(value: string): string {
-  if (value.includes('\0')) throw new Error('a NUL byte cannot appear in a DuckDB string literal');
-  return `'${value.replace(/'/g, "''")}'`;
-}
-
-export function qualified(t: TableName): string {
-  return `${quoteIdent(t.schema)}.${quoteIdent(t.name)}`;
-}
+// Standard SQL quoting, as PostgreSQL reads it (DuckDB strings have no backslash escapes either).
+export { qualified, quoteIdent, quoteLiteral };
 
 export function columnList(names: readonly string[], alias?: string): string {
   return names.map((n) => (alias ? `${alias}.${quoteIdent(n)}` : quoteIdent(n))).join(', ');
