@@ -1,6 +1,7 @@
 /** What every part of a running pipeline shares: config, connections, the change log, the logger. */
 import type { ChangeLog } from '../changelog/changelog.js';
 import type { SluiceConfig } from '../config/schema.js';
+import type { EventBus } from '../core/events.js';
 import type { Logger } from '../core/logger.js';
 import { enginesFor, type Engines } from '../engines.js';
 import type { Throttler } from './throttler.js';
@@ -16,6 +17,8 @@ export interface PipelineContext {
   readonly logger: Logger;
   readonly changeLog: ChangeLog;
   readonly throttler: Throttler;
+  /** Lifecycle events for the operator (src/core/events.ts). */
+  readonly events: EventBus;
   readonly version: string;
 }
 

@@ -40,6 +40,7 @@ import { Mutex, type BackfillRequest, type TableRuntime } from './runtime.js';
 import { Capture } from './capture.js';
 import { describeSlot, hasReplicatedState, inspectSlot, planReload, recreateSlot, slotLostError } from './slot-guard.js';
 import { Throttler } from './throttler.js';
+import { EventBus } from '../core/events.js';
 import { RateWindow } from './rate-window.js';
 import { limitsOf, readOverride, throttleRecord, throttleSource, type ThrottleOverride } from './throttle-override.js';
 
@@ -49,6 +50,8 @@ export interface PipelineOptions {
   readonly logger: Logger;
   /** Called whenever progress changes (for a progress line). */
   readonly onProgress?: () => void;
+  /** The bus lifecycle events go to (the HTTP API's stream, webhooks, hooks); a new one when not given. */
+  readonly events?: EventBus;
 }
 
 export interface Pipeline {
@@ -58,6 +61,8 @@ export interface Pipeline {
   /** Settles when the pipeline stops; rejects with the fatal error if it failed. */
   readonly done: Promise<void>;
   readonly tables: ReadonlyMap<string, TableRuntime>;
+  /** Lifecycle events (src/core/events.ts). */
+  readonly events: EventBus;
   /** Changes captured and applied since start. */
   counters(): { captured: number; applied: number; confirmedLsn: Lsn };
   /** Queues an ad-hoc backfill (the same path as `sluice backfill`). */
@@ -70,6 +75,7 @@ export function createPipeline(cfg: SluiceConfig, opts: PipelineOptions): Pipeli
 
 class Orchestrator implements Pipeline {
   readonly tables = new Map<string, TableRuntime>();
+  readonly events: EventBus;
   readonly done: Promise<void>;
   private resolveDone!: () => void;
   private rejectDone!: (err: unknown) => void;
@@ -106,6 +112,7 @@ class Orchestrator implements Pipeline {
     });
     this.done.catch(() => {});
     this.pipeline = cfg.pipeline.name;
+    this.events = opts.events ?? new EventBus(this.pipeline);
     this.slot = slotNameOf(cfg);
     this.publication = publicationNameOf(cfg);
     this.log = opts.logger.child({ pipeline: this.pipeline });
@@ -175,6 +182,7 @@ class Orchestrator implements Pipeline {
         publication: this.publication,
         logger: this.log,
         changeLog,
+        events: this.events,
         throttler: new Throttler(cfg.throttle, { sourceUrl: cfg.source.url, replicaUrl: cfg.source.replicaUrl, slot: this.slot }, this.log.child({ part: 'throttle' })),
         version: VERSION,
       };

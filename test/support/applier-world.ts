@@ -17,6 +17,7 @@
  *   copies key-range chunks of the source's rows of the moment, and rewinds the cursor to just
  *   before L0 like the Copier's armReplay.
  */
+import { EventBus } from '../../src/core/events.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -217,6 +218,7 @@ export class ApplierWorld {
       logger: this.logger(),
       changeLog: this.log,
       throttler: new Throttler(this.cfg.throttle),
+      events: new EventBus(PIPELINE),
       version: 'test',
     };
     this.applier = new Applier(ctx, new Map([[this.name, this.rt]]), {
