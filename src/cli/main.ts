@@ -2,6 +2,7 @@
 /** The sluice command line. Exit codes: 0 success; 1 a difference or a failed run; 2 bad usage, config or environment. */
 import { Command, Option } from 'commander';
 import { backfillCommand, cancelCommand, MODE_HELP, throttleCommand } from './commands/requests.js';
+import { rollbackCommand } from './commands/rollback.js';
 import { runCommand } from './commands/run.js';
 import { statusCommand } from './commands/status.js';
 import { archivesDropCommand, archivesListCommand } from './commands/archives.js';
@@ -71,6 +72,17 @@ program
   .option('--answer-timeout <seconds>', "how long to wait for the running pipeline's answer (default 10; 0: do not wait)")
   .action((tables: string[], flags) => {
     action = cancelCommand(tables, globals(), flags);
+  });
+
+program
+  .command('rollback')
+  .description('swap the table an online backfill replaced back in: its archive is brought current by replaying the changes since the swap, then swapped in like an online backfill')
+  .argument('<table...>', 'tables')
+  .option('--keep-archive', 'keep the table the rollback replaces instead of dropping it after online.archiveRetentionHours')
+  .option('--wait', 'after the answer, wait until the tables stream again; exit 1 if one fails')
+  .option('--answer-timeout <seconds>', "how long to wait for the running pipeline's answer (default 10; 0: do not wait)")
+  .action((tables: string[], flags) => {
+    action = rollbackCommand(tables, flags, globals());
   });
 
 program

@@ -132,6 +132,8 @@ export interface DestinationControl {
   listArchives(pipeline: string): Promise<ArchiveRow[]>;
   /** Drops one recorded archive and marks it, waiting at most `lockTimeoutMs` for its lock. */
   dropArchive(pipeline: string, archive: string, lockTimeoutMs: number): Promise<DropOutcome>;
+  /** The newest kept archive of a table that `sluice rollback` can swap back in, or null (absent: it cannot roll back). */
+  rollbackArchive?(pipeline: string, name: string): Promise<{ readonly archive: string; readonly at: Position } | null>;
   close(): Promise<void>;
 }
 
@@ -223,6 +225,34 @@ export interface CancelStagingRequest {
 }
 
 /**
+ * `sluice rollback`: the newest kept archive of a table becomes its staging table again, standing at
+ * the position of the swap that archived it; the pipeline replays the changes since into it and swaps
+ * it back in with the ordinary swap (SwapRequest).
+ */
+export interface RestoreArchiveRequest {
+  readonly name: string;
+  readonly live: TableName;
+  readonly lockTimeoutMs: number;
+  readonly requestId: number | null;
+  /** Who asked, for the run's audit row. */
+  readonly actor: string | null;
+  readonly host: string;
+  readonly version: string;
+}
+
+export interface RestoreArchiveResult {
+  /** The archive's recorded name. */
+  readonly archive: string;
+  /** The staging table it now is. */
+  readonly staging: TableName;
+  /** Its cursor: the position of the swap that archived it. */
+  readonly at: Position;
+  readonly runId: number;
+  /** Indexes the live table has and the archive lacked, built on it. */
+  readonly indexesBuilt: readonly string[];
+}
+
+/**
  * One session that applies changes, one statement stream at a time (the caller serialises its users).
  * Every method that writes rows also writes the cursor or state that says so, in the same transaction.
  */
@@ -245,6 +275,8 @@ export interface ApplySession {
   swap(request: SwapRequest): Promise<SwapResult>;
   /** Drops an online backfill's staging table and records the cancel. Returns the live table's rows copied. */
   cancelStaging(request: CancelStagingRequest): Promise<number>;
+  /** Makes the table's newest kept archive its staging table again (absent: the destination cannot roll back). */
+  restoreArchive?(request: RestoreArchiveRequest): Promise<RestoreArchiveResult>;
   /**
    * The error of a failed batch as the pipeline should treat it: classified, with what to grant when
    * that is the cause, and retryable when the session could not avoid an ordering problem itself.

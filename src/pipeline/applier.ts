@@ -310,6 +310,7 @@ export class Applier {
       let bound: Position | null = rt.cursor;
       const staging = rt.staging?.cursor ?? null;
       if (staging !== null && (bound === null || Position.compare(staging, bound) < 0)) bound = staging;
+      if (rt.rollbackFrom !== null && (bound === null || Position.compare(rt.rollbackFrom, bound) < 0)) bound = rt.rollbackFrom;
       if (rt.l0 !== null) {
         const keep = Position.before(rt.l0);
         if (bound === null || Position.compare(keep, bound) < 0) bound = keep;

@@ -40,6 +40,7 @@ import { Mutex, type BackfillRequest, type TableRuntime } from './runtime.js';
 import { Capture } from './capture.js';
 import { describeSlot, hasReplicatedState, inspectSlot, planReload, recreateSlot, slotLostError } from './slot-guard.js';
 import { Throttler } from './throttler.js';
+import { rollbackPosition, rollbackRefusal, startRollback } from './rollback.js';
 import { EventBus } from '../core/events.js';
 import { RateWindow } from './rate-window.js';
 import { limitsOf, readOverride, throttleRecord, throttleSource, type ThrottleOverride } from './throttle-override.js';
@@ -213,6 +214,7 @@ class Orchestrator implements Pipeline {
           staging: row?.staging ? { target: TableName.parse(row.staging), cursor: stagingCursor?.position ?? null } : null,
           keepArchive: row?.keepArchive ?? false,
           detail: row?.detail ?? null,
+          rollbackFrom: rollbackPosition(cursors.values(), name, [TableName.format(target), row?.staging ?? null]),
           l0: row?.state === 'backfilling' || (row?.state === 'failed' && row.lastKey !== 'done') ? row.l0 : null,
           lock: new Mutex(),
           rowsCopied: row?.rowsCopied ?? 0,
@@ -468,7 +470,7 @@ class Orchestrator implements Pipeline {
   private async processRequests(): Promise<void> {
     if (this.stopping || !this.control.isOpen) return;
     const reqs = await this.onControl((c) =>
-      c.query(`SELECT id, kind, table_name, params FROM _sluice.requests WHERE pipeline = $1 AND handled_at IS NULL ORDER BY id`, [this.pipeline]),
+      c.query(`SELECT id, kind, table_name, params, requested_by FROM _sluice.requests WHERE pipeline = $1 AND handled_at IS NULL ORDER BY id`, [this.pipeline]),
     );
     for (const r of reqs.rows) {
       const name = TableName.format(TableName.parse(r.table_name));
@@ -489,6 +491,14 @@ class Orchestrator implements Pipeline {
         });
       }
       else if (r.kind === 'cancel') outcome = await this.cancel(rt);
+      else if (r.kind === 'rollback') {
+        const busy = this.running.has(rt.name) || this.queue.includes(rt);
+        outcome =
+          rollbackRefusal(rt, busy) ??
+          (await startRollback(this.ctx, this.applier!, rt, { requestId: Number(r.id), actor: r.requested_by ?? null, keepArchive: Boolean(r.params?.keepArchive) }).catch(
+            (err) => `refused: ${errorMessage(err)}`,
+          ));
+      }
       else outcome = `unknown request ${r.kind}`;
       await this.onControl((c) => c.query(`UPDATE _sluice.requests SET handled_at = now(), outcome = $2 WHERE id = $1`, [r.id, outcome]));
       this.log.info('request handled', { request: r.kind, table: name, outcome });
@@ -640,6 +650,14 @@ class Orchestrator implements Pipeline {
       } catch (err) {
         this.log.warn('could not drop archived table (a dependent object, or a lock held on it); retrying in a minute', { archive: r.archive, error: errorMessage(err) });
       }
+    }
+    // An archive dropped (here, or by `sluice archives drop`) no longer holds the change log for a rollback.
+    const before = new Map([...this.tables.values()].map((rt) => [rt, rt.rollbackFrom]));
+    const cursors = await this.onControl((c) => readCursors(c, this.pipeline));
+    for (const [rt, was] of before) {
+      // A swap meanwhile set a newer position: keep it.
+      if (rt.rollbackFrom !== was) continue;
+      rt.rollbackFrom = rollbackPosition(cursors.values(), rt.name, [TableName.format(rt.target), rt.staging ? TableName.format(rt.staging.target) : null]);
     }
   }
 

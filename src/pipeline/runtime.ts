@@ -58,6 +58,11 @@ export interface TableRuntime {
   keepArchive: boolean;
   /** What the table is doing right now, for status ("waiting for the swap lock, attempt 3"). */
   detail: string | null;
+  /**
+   * Position of the newest kept archive (the swap that archived it): the change log keeps this table's
+   * changes from here, so `sluice rollback` can bring the archive current. Null when none is kept.
+   */
+  rollbackFrom: Position | null;
   /** L0 of the backfill in progress: the change log keeps this table's changes from here. */
   l0: Lsn | null;
   readonly lock: Mutex;

@@ -102,6 +102,8 @@ export class Swapper {
           // staging table (now the live one, under the live name) gone from its targets.
           rt.staging = null;
           rt.cursor = at;
+          // The archive stands at `at` too: the change log keeps what a rollback would replay into it.
+          rt.rollbackFrom = at;
           rt.applyHalted = false;
           rt.state = 'streaming';
           rt.l0 = null;

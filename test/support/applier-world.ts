@@ -200,6 +200,7 @@ export class ApplierWorld {
       keepArchive: false,
       detail: null,
       l0: this.bf?.l0 ?? null,
+      rollbackFrom: null,
       lock: new Mutex(),
       rowsCopied: 0,
       rowsEstimated: 0,

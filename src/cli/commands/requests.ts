@@ -21,7 +21,7 @@ export interface BackfillFlags {
   answerTimeout?: string;
 }
 
-function timeoutOf(flag: string | undefined): number {
+export function timeoutOf(flag: string | undefined): number {
   const t = answerTimeout(flag);
   if (Number.isNaN(t)) throw new SluiceError('BAD_USAGE', `--answer-timeout ${flag}: expected seconds ≥ 0`);
   return t;
@@ -34,7 +34,7 @@ export const MODE_HELP: Record<BackfillMode, string> = {
   drop: 'drop and recreate the table from the source schema; refused when other objects depend on it, unless --cascade',
 };
 
-function tablesIn(cfg: SluiceConfig, names: string[]): string[] {
+export function tablesIn(cfg: SluiceConfig, names: string[]): string[] {
   const known = new Set(cfg.tables.map((t) => TableName.format(TableName.parse(t.name))));
   return names.map((n) => {
     const q = TableName.format(TableName.parse(n));
@@ -157,7 +157,7 @@ async function refuseAtDestination(cfg: SluiceConfig, tables: string[], o: { mod
  * Records requests for the pipeline. Like `run`, it creates `_sluice`, migrates an older format (not
  * while a pipeline on the destination runs) and refuses a newer one.
  */
-async function record(cfg: SluiceConfig, kind: string, tables: string[], params: Record<string, unknown>, log: Logger): Promise<number[]> {
+export async function record(cfg: SluiceConfig, kind: string, tables: string[], params: Record<string, unknown>, log: Logger): Promise<number[]> {
   const control = await destinationFor(cfg).openControl('sluice-cli');
   try {
     return await control.recordRequests(cfg.pipeline.name, kind, tables, params, osUser(), log);
@@ -166,7 +166,7 @@ async function record(cfg: SluiceConfig, kind: string, tables: string[], params:
   }
 }
 
-async function waitFor(cfg: SluiceConfig, tables: string[], ids: number[]): Promise<number> {
+export async function waitFor(cfg: SluiceConfig, tables: string[], ids: number[]): Promise<number> {
   const control = await destinationFor(cfg).openControl('sluice-cli');
   try {
     for (;;) {

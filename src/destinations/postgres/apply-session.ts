@@ -17,6 +17,8 @@ import { closeClient } from '../../postgres/connection.js';
 import { classify } from '../../postgres/errors.js';
 import { connect, withTransaction } from '../../postgres/session.js';
 import type {
+  RestoreArchiveRequest,
+  RestoreArchiveResult,
   ApplySegment,
   ApplySession,
   ApplySessionOptions,
@@ -30,6 +32,7 @@ import { destinationCollations } from './collations.js';
 import { columnDefSql, copyTextValue, deleteByKeysSql, insertMissingSql, qualified, quoteIdent, updateKeepingUnchangedSql, upsertFromSql } from './dialect.js';
 import { isReferenced, replicaRoleGrant, setReplicaRole, withGrantHint } from './foreign-keys.js';
 import { cancelStaging, swapTables } from './online-swap.js';
+import { restoreArchive } from './restore.js';
 import { setRunStatus, setTableState, writeCursor } from './state.js';
 import { columnTypes, syncColumnTypes } from './type-sync.js';
 
@@ -134,6 +137,10 @@ export class PostgresApplySession implements ApplySession {
 
   async cancelStaging(request: CancelStagingRequest): Promise<number> {
     return cancelStaging(await this.destination(), this.pipeline, request);
+  }
+
+  async restoreArchive(request: RestoreArchiveRequest): Promise<RestoreArchiveResult> {
+    return restoreArchive(await this.destination(), this.pipeline, request);
   }
 
   batchFailure(what: string, err: unknown): SluiceError {

@@ -78,6 +78,8 @@ export async function dropArchive(client: pg.ClientBase, pipeline: string, archi
     const there = (await client.query(`SELECT to_regclass($1) IS NOT NULL AS ok`, [name])).rows[0].ok as boolean;
     await client.query(`DROP TABLE IF EXISTS ${name}`);
     await client.query(`UPDATE _sluice.archives SET dropped_at = now() WHERE pipeline = $1 AND archive = $2`, [pipeline, archive]);
+    // Its rollback position goes with it: the change log need not keep its changes any longer.
+    await client.query(`DELETE FROM _sluice.cursors WHERE pipeline = $1 AND target = $2`, [pipeline, archive]);
     await client.query('COMMIT');
     return there ? 'dropped' : 'table was gone';
   } catch (err) {

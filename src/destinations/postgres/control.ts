@@ -6,9 +6,10 @@ import type pg from 'pg';
 import type { Logger } from '../../core/logger.js';
 import { closeClient } from '../../postgres/connection.js';
 import { withTransaction } from '../../postgres/session.js';
-import type { TableName } from '../../core/types.js';
+import type { Position, TableName } from '../../core/types.js';
 import type { ArchiveRow, DestinationControl, DropOutcome, RequestAnswer, RequestedLoad, TableRow } from '../destination.js';
 import { dropArchive, listArchives } from './archives.js';
+import { rollbackArchive } from './restore.js';
 import { destinationRefusal } from './backfill-refusals.js';
 import { pipelineLockHolder } from './pipeline-lock.js';
 import { assertStateReadable, ensureStateSchema, readStateFormat } from './state-format.js';
@@ -61,6 +62,11 @@ export class PostgresControl implements DestinationControl {
 
   dropArchive(pipeline: string, archive: string, lockTimeoutMs: number): Promise<DropOutcome> {
     return dropArchive(this.dst, pipeline, archive, lockTimeoutMs);
+  }
+
+  async rollbackArchive(pipeline: string, name: string): Promise<{ archive: string; at: Position } | null> {
+    if (!(await this.dst.query(`SELECT to_regclass('_sluice.archives') IS NOT NULL AS ok`)).rows[0].ok) return null;
+    return rollbackArchive(this.dst, pipeline, name);
   }
 
   async close(): Promise<void> {

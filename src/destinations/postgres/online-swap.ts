@@ -29,8 +29,12 @@ export async function swapTables(dst: pg.Client, pipeline: string, req: SwapRequ
     // The bookkeeping that needs no table lock comes first, so that it is not part of the time
     // readers wait: the same transaction, so a lock timeout rolls it back with the rest.
     await deleteCursor(dst, pipeline, req.name, TableName.format(staging));
+    // Only the newest archive of a table can be rolled back (`sluice rollback`): an older one's cursor goes.
+    await dst.query(`DELETE FROM _sluice.cursors WHERE pipeline = $1 AND name = $2 AND target <> $3`, [pipeline, req.name, TableName.format(live)]);
     // The new live table stands where the staging table stood (a live table without a cursor gets one).
     await writeCursor(dst, pipeline, req.name, TableName.format(live), at, null, 0);
+    // The archive stands at the same position: a rollback replays into it from there (the change log keeps it).
+    await writeCursor(dst, pipeline, req.name, TableName.format(archive), at, null, 0);
     // A row without its table (left by a swap whose statements once ran outside its transaction)
     // is taken over rather than failing every attempt on the key.
     await dst.query(
