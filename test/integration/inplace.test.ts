@@ -185,6 +185,18 @@ test('bad inputs exit 2 before any row changes, naming the fix', { timeout: 120_
     assert.equal(r.code, 2, `${name}: ${r.stdout}${r.stderr}`);
     assert.match(r.stderr, pattern, name);
   }
+  // Chunks so large that PostgreSQL reads the whole table for each rather than the key's index.
+  await db.query(`CREATE TABLE public.dated (id int PRIMARY KEY, at timestamptz NOT NULL, b int)`);
+  await db.query(`INSERT INTO public.dated SELECT g, '2026-01-01'::timestamptz + g * interval '1 minute', g FROM generate_series(1, 30000) g`);
+  await db.query(`ANALYZE public.dated`);
+  const scanJob = jobFile('scan', `table: dated\nkind: update\nset: "b = 0"\nchunk: { by: key, rows: 25000 }`);
+  const scan = await cli(['plan', scanJob]);
+  assert.equal(scan.code, 2, `scan: ${scan.stdout}${scan.stderr}`);
+  assert.match(scan.stderr, /each chunk would read all of public\.dated .*Seq Scan.*--allow-scan/);
+  const allowed = await cli(['plan', scanJob, '--allow-scan']);
+  assert.equal(allowed.code, 0, `allowed: ${allowed.stdout}${allowed.stderr}`);
+  assert.match(allowed.stdout, /reads the whole table: allowed by --allow-scan/);
+  assert.equal((await db.query(`SELECT count(*)::int AS n FROM public.dated WHERE b = 0`)).rows[0].n, 0, 'plan changed nothing');
   const noReason = join(dir(), 'no-reason.yaml');
   writeFileSync(noReason, `job: no-reason\ndatabase: "${db.url()}"\ntable: keyed\nkind: delete\n`);
   const r = await cli(['run', noReason]);
