@@ -50,6 +50,11 @@ export interface ChangeLog {
   head(): LogHead;
   /** Changes of `table` after `after`, up to the durable head (and `upTo` when given), in position order. */
   read(table: string, after: Position, limit: number, upTo?: Position): Change[];
+  /**
+   * As `read`, and also stops once the changes read hold `maxBytes` of stored row data (at least one
+   * change is returned). `full`: it stopped at a limit, so more may follow.
+   */
+  readBatch(table: string, after: Position, o: { readonly limit: number; readonly maxBytes: number; readonly upTo?: Position }): { changes: Change[]; full: boolean };
   /** Removes changes of `table` at or before `upTo`. */
   purge(table: string, upTo: Position): number;
   /** Approximate number of changes held for a table after a position. */

@@ -115,6 +115,8 @@ export const throttleSchema = z
 export const applySchema = z
   .object({
     batchRows: z.number().int().min(1).default(20_000),
+    /** Most bytes of stored rows (the change log's encoding) applied in one batch. */
+    batchBytes: z.number().int().min(1024).default(4 << 20),
     flushIntervalMs: z.number().int().min(1).default(200),
   })
   .strict();

@@ -56,7 +56,7 @@ export class Applier {
   private wake: (() => void) | null = null;
   private lastIdleAdvance = new Map<string, number>();
   /** The next batch of a target, read while the destination worked on the previous one. */
-  private readonly readAhead = new Map<string, { after: Position; changes: Change[] }>();
+  private readonly readAhead = new Map<string, { after: Position; batch: { changes: Change[]; full: boolean } }>();
   private lastPurge = 0;
   private failures = 0;
   /** Changes applied since start (for status and benchmarks). */
@@ -179,14 +179,16 @@ export class Applier {
   private async applyBatch(rt: TableRuntime, target: ApplyTarget, upTo?: Position): Promise<{ applied: number; drained: boolean }> {
     const log = this.ctx.changeLog;
     const head = log.head();
-    const limit = this.ctx.cfg.apply.batchRows;
+    // A batch is bounded by changes and by the bytes of their stored rows: what the Applier holds
+    // decoded at once (a batch and the one read ahead) sets the process's peak memory.
+    const limits = { limit: this.ctx.cfg.apply.batchRows, maxBytes: this.ctx.cfg.apply.batchBytes };
     const key = `${TableName.format(target.table)}|${rt.name}`;
     const ahead = this.readAhead.get(key);
     this.readAhead.delete(key);
-    const changes =
-      ahead && !upTo && Position.compare(ahead.after, target.cursor) === 0 && ahead.changes.length > 0
-        ? ahead.changes
-        : log.read(rt.name, target.cursor, limit, upTo);
+    const { changes, full } =
+      ahead && !upTo && Position.compare(ahead.after, target.cursor) === 0 && ahead.batch.changes.length > 0
+        ? ahead.batch
+        : log.readBatch(rt.name, target.cursor, { ...limits, upTo });
     if (changes.length === 0) {
       const at: Position = upTo ?? { lsn: head.lsn, idx: Number.MAX_SAFE_INTEGER };
       const key = `${rt.name}|${target.kind}`;
@@ -205,12 +207,12 @@ export class Applier {
     // (the read and its JSON parsing are the Applier's largest cost on this thread).
     let prefetched = false;
     const prefetch =
-      upTo || changes.length < limit
+      upTo || !full
         ? undefined
         : () => {
             if (prefetched) return;
             prefetched = true;
-            this.readAhead.set(key, { after: last.position, changes: log.read(rt.name, last.position, limit) });
+            this.readAhead.set(key, { after: last.position, batch: log.readBatch(rt.name, last.position, limits) });
           };
     const segments = this.segmentsOf(rt, changes);
     await this.session.applyBatch(rt, target.table, segments, { position: last.position, commitTimeMs: last.commitTimeMs, changes: changes.length }, prefetch);
@@ -221,7 +223,7 @@ export class Applier {
     }
     this.applied += changes.length;
     this.hooks.onApplied?.(rt, changes.length);
-    return { applied: changes.length, drained: changes.length < limit };
+    return { applied: changes.length, drained: !full };
   }
 
   private setCursor(rt: TableRuntime, target: ApplyTarget, at: Position): void {

@@ -140,3 +140,30 @@ test('a transaction sent again with other flush boundaries (a reconnect before i
   assert.equal(log.count('public.t', Position.start), 1700);
   log.close();
 });
+
+test('a batch stops at its byte budget (at least one change), and says whether more may follow', () => {
+  const log = new EmbeddedChangeLog(join(dir, 'bytes.db'));
+  const v = log.relationVersion('public.t', cols);
+  const wide = 'x'.repeat(1000);
+  for (let i = 0; i < 3000; i++) log.append({ table: 'public.t', lsn: Lsn.of(10), idx: i, kind: 'insert', relationVersion: v, row: [String(i), wide], commitTimeMs: 1 });
+  log.commit(Lsn.of(10), Lsn.of(11), 1);
+  log.flush();
+  // ~1 KiB a row: a 100 KiB budget ends the batch after about 100 changes, across no page boundary.
+  const small = log.readBatch('public.t', Position.start, { limit: 20_000, maxBytes: 100 * 1024 });
+  assert.ok(small.full, 'stopped by the budget: more follow');
+  assert.ok(small.changes.length >= 95 && small.changes.length <= 103, `${small.changes.length} changes in 100 KiB`);
+  assert.deepEqual(small.changes.map((c) => c.position.idx), [...Array(small.changes.length).keys()], 'in order, from the start');
+  // Across pages (1,024 changes a page), resuming after the last change read.
+  const big = log.readBatch('public.t', small.changes.at(-1)!.position, { limit: 20_000, maxBytes: 2_000 * 1024 });
+  assert.ok(big.full && big.changes.length > 1024 && big.changes.length < 2100, `${big.changes.length}`);
+  assert.equal(big.changes[0].position.idx, small.changes.length);
+  // A budget smaller than one row still returns that row.
+  assert.equal(log.readBatch('public.t', Position.start, { limit: 10, maxBytes: 1 }).changes.length, 1);
+  // The rest, within both limits: nothing more.
+  const rest = log.readBatch('public.t', big.changes.at(-1)!.position, { limit: 20_000, maxBytes: 1 << 30 });
+  assert.equal(rest.full, false);
+  assert.equal(small.changes.length + big.changes.length + rest.changes.length, 3000);
+  // A change limit that ends exactly at the last change still says "may be more" (the caller reads again).
+  assert.equal(log.readBatch('public.t', Position.start, { limit: 3000, maxBytes: 1 << 30 }).full, true);
+  log.close();
+});

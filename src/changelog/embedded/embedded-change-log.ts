@@ -262,22 +262,31 @@ export class EmbeddedChangeLog implements ChangeLog {
   }
 
   read(table: string, after: Position, limit: number, upTo?: Position): Change[] {
+    return this.readBatch(table, after, { limit, maxBytes: Number.MAX_SAFE_INTEGER, upTo }).changes;
+  }
+
+  readBatch(table: string, after: Position, o: { readonly limit: number; readonly maxBytes: number; readonly upTo?: Position }): { changes: Change[]; full: boolean } {
     const out: Change[] = [];
+    const budget = { bytes: o.maxBytes };
     let from = after;
     // In pages: SQLite hands every row's BLOB over as a Buffer of its own; a page's rows and Buffers
     // are garbage as soon as the page is decoded, so they die young instead of being held (and
     // promoted to the old generation) for a whole batch of up to `limit` changes.
-    while (out.length < limit) {
-      const want = Math.min(READ_PAGE, limit - out.length);
-      const got = this.readPage(table, from, want, upTo, out);
-      if (got < want) break;
+    while (out.length < o.limit) {
+      const want = Math.min(READ_PAGE, o.limit - out.length);
+      const got = this.readPage(table, from, want, o.upTo, out, budget);
+      if (budget.bytes <= 0) return { changes: out, full: true };
+      if (got < want) return { changes: out, full: false };
       from = out[out.length - 1].position;
     }
-    return out;
+    return { changes: out, full: true };
   }
 
-  /** Appends to `out` up to `limit` changes after `after`; returns how many. */
-  private readPage(table: string, after: Position, limit: number, upTo: Position | undefined, out: Change[]): number {
+  /**
+   * Appends to `out` up to `limit` changes after `after`, taking each change's stored row size from
+   * `budget.bytes` and stopping once it is spent; returns how many rows SQLite returned.
+   */
+  private readPage(table: string, after: Position, limit: number, upTo: Position | undefined, out: Change[], budget: { bytes: number }): number {
     const idx = BigInt(after.idx);
     const rows = (
       upTo
@@ -296,6 +305,7 @@ export class EmbeddedChangeLog implements ChangeLog {
       }
       const row = r[5];
       const oldKey = r[6];
+      if (row !== null) budget.bytes -= row.length;
       out.push({
         position: { lsn, idx: r[2] },
         table,
@@ -305,6 +315,7 @@ export class EmbeddedChangeLog implements ChangeLog {
         oldKey: oldKey === null ? undefined : JSON.parse(oldKey),
         commitTimeMs: r[7],
       });
+      if (budget.bytes <= 0) return i + 1;
     }
     return rows.length;
   }
