@@ -3,7 +3,7 @@
  * busy source. A script that prints figures; it asserts only that the destination equals the source
  * after a burst.
  *
- *   node dist/bench/cdc-footprint.js burst [--rows 1000000] [--updates 300000] [--txns 30] [--runs 3] [--batch-rows N]
+ *   node dist/bench/cdc-footprint.js burst [--rows 1000000] [--updates 300000] [--txns 30] [--runs 3] [--batch-rows N] [--batch-bytes N]
  *   node dist/bench/cdc-footprint.js idle [--seconds 15] [--runs 3] [--clients 2]
  *
  * SLUICE_PG_BIN_DIR=/usr/lib/postgresql/15/bin runs the clusters on that PostgreSQL build (its
@@ -51,9 +51,18 @@ const { values: flags, positionals } = parseArgs({
     seconds: { type: 'string' },
     clients: { type: 'string' },
     'batch-rows': { type: 'string' },
+    'batch-bytes': { type: 'string' },
   },
 });
 const MODE = positionals[0] ?? 'burst';
+
+/** The config's apply section for --batch-rows / --batch-bytes (experiments), or nothing: the defaults. */
+function applyConfig(): string {
+  const a: string[] = [];
+  if (flags['batch-rows']) a.push(`batchRows: ${intOption(flags['batch-rows'], 20_000)}`);
+  if (flags['batch-bytes']) a.push(`batchBytes: ${intOption(flags['batch-bytes'], 4 << 20)}`);
+  return a.length ? `apply: { ${a.join(', ')} }\n` : '';
+}
 const RUNS = Math.max(1, intOption(flags.runs, 3));
 const DB = 'bench';
 const TABLE = 'public.orders';
@@ -118,7 +127,7 @@ destination: { type: postgres, url: "${destination.url(dstDb)}" }
 log: { type: embedded, path: "${logDir}" }
 tables:
   - { name: ${table}, mode: drop }
-${flags['batch-rows'] ? `apply: { batchRows: ${intOption(flags['batch-rows'], 20_000)} }\n` : ''}`,
+${applyConfig()}`,
     { env: {} },
   );
   const p = createPipeline(cfg, { logger: silentLogger });

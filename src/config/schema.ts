@@ -116,7 +116,7 @@ export const applySchema = z
   .object({
     batchRows: z.number().int().min(1).default(20_000),
     /** Most bytes of stored rows (the change log's encoding) applied in one batch. */
-    batchBytes: z.number().int().min(1024).default(4 << 20),
+    batchBytes: z.number().int().min(1024).default(1 << 20),
     flushIntervalMs: z.number().int().min(1).default(200),
   })
   .strict();

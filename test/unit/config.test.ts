@@ -41,7 +41,7 @@ test('a minimal config gets every default', () => {
     maxSlotLagBytes: 0,
     query: '',
   });
-  assert.deepEqual(cfg.apply, { batchRows: 20000, flushIntervalMs: 200 });
+  assert.deepEqual(cfg.apply, { batchRows: 20000, batchBytes: 1048576, flushIntervalMs: 200 });
   assert.deepEqual(cfg.tables, [
     { name: 'orders', strategy: 'keyset', chunkRows: 10000, chunkSeconds: 2, parallelism: 1, where: '', mode: 'online', indexes: 'source' },
   ]);
