@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /** The sluice command line. Exit codes: 0 success; 1 a difference or a failed run; 2 bad usage, config or environment. */
 import { Command, Option } from 'commander';
-import { backfillCommand, cancelCommand, MODE_HELP, throttleCommand } from './commands/requests.js';
+import { backfillCommand, cancelCommand, MODE_HELP, pauseCommand, throttleCommand } from './commands/requests.js';
 import { runCommand } from './commands/run.js';
 import { statusCommand } from './commands/status.js';
 import { archivesDropCommand, archivesListCommand } from './commands/archives.js';
@@ -42,8 +42,9 @@ let action: Promise<number> | null = null;
 program
   .command('run')
   .description('capture changes, backfill the configured tables and apply changes until SIGINT/SIGTERM')
-  .action(() => {
-    action = runCommand(globals());
+  .option('--http [addr]', "serve the operator's page, API and metrics (default api.listen, else 127.0.0.1:7433; docs/api.md)")
+  .action((flags: { http?: string | boolean }) => {
+    action = runCommand(globals(), flags);
   });
 
 program
@@ -68,10 +69,27 @@ program
   .command('cancel')
   .description('stop backfills in progress')
   .argument('<table...>', 'tables')
+  .option('--reason <text>', 'why, for the audit (_sluice.requests)')
   .option('--answer-timeout <seconds>', "how long to wait for the running pipeline's answer (default 10; 0: do not wait)")
   .action((tables: string[], flags) => {
     action = cancelCommand(tables, globals(), flags);
   });
+
+for (const kind of ['pause', 'resume'] as const) {
+  program
+    .command(kind)
+    .description(
+      kind === 'pause'
+        ? 'hold copying in the running pipeline (capture and apply go on); --apply: hold applying (capture keeps filling the change log)'
+        : 'let copying (--apply: applying) go on after sluice pause',
+    )
+    .option('--apply', 'applying changes instead of copying')
+    .option('--reason <text>', 'why, for the audit (_sluice.requests)')
+    .option('--answer-timeout <seconds>', "how long to wait for the running pipeline's answer (default 10; 0: do not wait)")
+    .action((flags) => {
+      action = pauseCommand(kind, flags, globals());
+    });
+}
 
 program
   .command('throttle')
