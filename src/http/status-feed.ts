@@ -6,6 +6,7 @@
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { SluiceConfig } from '../config/schema.js';
+import { redactUrl } from '../config/load.js';
 import { computeStatus, type PipelineStatus } from '../pipeline/status.js';
 import type { Pipeline } from '../pipeline/orchestrator.js';
 
@@ -20,6 +21,8 @@ export interface LiveCounters {
 }
 
 export interface Snapshot {
+  /** source → destination, passwords replaced. */
+  route: string;
   status: PipelineStatus;
   live: LiveCounters;
 }
@@ -54,7 +57,7 @@ export class StatusFeed {
   }
 
   async snapshot(): Promise<Snapshot> {
-    return { status: await this.status(), live: this.live() };
+    return { route: `${redactUrl(this.cfg.source.url)} → ${redactUrl(this.cfg.destination.url)}`, status: await this.status(), live: this.live() };
   }
 
   private changeLogBytes(): number | null {

@@ -111,7 +111,7 @@ function render(snap) {
   const rs = $('#run-state');
   rs.textContent = p.running ? `running (pid ${p.pid}@${p.host})` : `stopped (last seen ${p.lastSeen ?? 'never'})`;
   rs.className = `badge ${p.running ? 'ok' : 'bad'}`;
-  $('#route').textContent = `${snap.route ?? ''}slot ${p.slot}${p.slotActive === false ? ' (inactive)' : ''}${p.sourceError ? ` · source: ${p.sourceError}` : ''}`;
+  $('#route').textContent = `${snap.route} · slot ${p.slot}${p.slotActive === false ? ' (inactive)' : ''}${p.sourceError ? ` · source: ${p.sourceError}` : ''}`;
   $('#card-slot').textContent = bytes(p.slotLagBytes);
   $('#card-log').textContent = `${bytes(live.changeLogBytes)} · ${num(Math.max(0, live.captured - live.applied))} pending`;
   const lagged = s.tables.filter((t) => t.lagSeconds !== null).sort((a, b) => b.lagSeconds - a.lagSeconds)[0];
