@@ -28,6 +28,11 @@ const PAGE_DIR = join(packageRoot(), 'src', 'http', 'page');
 
 /** Serves one of the page's files; false when the path is not one. */
 export function servePage(path: string, res: ServerResponse): boolean {
+  if (path === '/favicon.ico') {
+    res.writeHead(204);
+    res.end();
+    return true;
+  }
   const f = FILES[path] ?? (path.startsWith('/t/') || path === '/activity' ? FILES['/'] : undefined);
   if (!f) return false;
   res.writeHead(200, { 'Content-Type': f.type });

@@ -88,8 +88,10 @@ function spark(canvas, values) {
   c.strokeStyle = '#2b6cb0';
   c.lineWidth = 1.5;
   c.beginPath();
+  // The first minute fills the width; after that the whole kept history does.
+  const span = Math.max(values.length, 60) - 1;
   values.forEach((v, i) => {
-    const x = (i / (HISTORY - 1)) * w;
+    const x = (i / span) * w;
     const y = h - 2 - (v / max) * (h - 4);
     i ? c.lineTo(x, y) : c.moveTo(x, y);
   });
