@@ -153,6 +153,7 @@ program
   .description('everything embedded: throwaway source and destination clusters, live writes, a backfill, a verify')
   .option('--rows <n>', 'rows in the demo table', '1000000')
   .option('--keep', 'keep the clusters running at the end (Ctrl-C to stop)')
+  .option('--http [addr]', "serve the operator's page while the demo runs, and keep it up at the end (Ctrl-C to stop)")
   .action((flags) => {
     action = demoCommand(flags, globals());
   });
