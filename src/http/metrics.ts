@@ -52,7 +52,7 @@ export class Metrics {
     gauge('sluice_backfill_rows_estimated', 'rows the source estimated for the table at the start of the backfill', ['table']);
     gauge('sluice_backfill_progress_ratio', 'backfill progress between 0 and 1 (absent when not backfilling)', ['table']);
     gauge('sluice_backfill_rows_per_second', 'rows copied per second, averaged over 30 s', ['table']);
-    gauge('sluice_backfill_eta_seconds', 'seconds left of the backfill at the current rate (NaN when unknown)', ['table']);
+    gauge('sluice_backfill_eta_seconds', 'seconds left of the backfill at the current rate (absent while unknown)', ['table']);
     gauge('sluice_apply_lag_seconds', 'age of the last change applied to the table', ['table']);
     gauge('sluice_apply_lag_bytes', 'WAL between the source now and the table’s oldest unapplied change', ['table']);
     gauge('sluice_slot_retained_wal_bytes', 'WAL the replication slot retains on the source');
@@ -103,7 +103,7 @@ export class Metrics {
       g.sluice_backfill_rows_estimated.set(l, table.rowsEstimated);
       g.sluice_backfill_rows_per_second.set(l, table.rowsPerSecond);
       if (table.percent !== null) g.sluice_backfill_progress_ratio.set(l, Math.min(1, table.percent / 100));
-      if (table.state === 'backfilling') g.sluice_backfill_eta_seconds.set(l, table.etaSeconds ?? NaN);
+      if (table.state === 'backfilling' && table.etaSeconds !== null) g.sluice_backfill_eta_seconds.set(l, table.etaSeconds);
       if (table.lagSeconds !== null) g.sluice_apply_lag_seconds.set(l, table.lagSeconds);
       if (table.lagBytes !== null) g.sluice_apply_lag_bytes.set(l, table.lagBytes);
     }
