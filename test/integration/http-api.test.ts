@@ -207,6 +207,14 @@ test('actions go through _sluice.requests with actor and reason; refusals are 40
   assert.equal(job.state, 'done', JSON.stringify(job));
   assert.equal(job.equal, true);
 
+  // The CLI's pause and resume are the same requests.
+  const cliPause = await sluice(['pause', '--reason', 'from the shell'], { config: work.config });
+  assert.equal(cliPause.code, 0, cliPause.stdout + cliPause.stderr);
+  assert.match(cliPause.stdout, /backfills paused until resumed/);
+  assert.match((await h.call('GET', '/api/v1/throttle')).json.state, /by an operator \(from the shell\)/);
+  assert.equal((await sluice(['resume'], { config: work.config })).code, 0);
+  assert.equal((await h.call('GET', '/api/v1/throttle')).json.state, 'open');
+
   const rb = await h.call('POST', '/api/v1/rollback', { tables: ['public.big'] });
   assert.equal(rb.status, 422);
   assert.equal(rb.json.code, 'NOT_AVAILABLE');
