@@ -151,6 +151,13 @@ test('actions go through _sluice.requests with actor and reason; refusals are 40
   const unknown = await h.call('POST', '/api/v1/backfills', { tables: ['public.nope'] });
   assert.equal(unknown.status, 422);
   assert.match(unknown.json.message, /not in the config/);
+  // A drop that would take a view with it: the dialog's list names it, and the destination refuses.
+  await dst(`CREATE VIEW public.tiny_names AS SELECT v FROM public.tiny`);
+  const deps = await h.call('GET', '/api/v1/tables/public.tiny/dependents');
+  assert.deepEqual(deps.json.dependents, ['view tiny_names']);
+  const drop = await h.call('POST', '/api/v1/backfills', { tables: ['public.tiny'], mode: 'drop', confirm: 'public.tiny' });
+  assert.equal(drop.status, 422, drop.text);
+  assert.match(drop.json.message, /would also drop view tiny_names/);
   assert.equal(await requestCount(), n, 'nothing recorded for refused input');
 
   // Truncate with the typed name: the table is reloaded.
@@ -211,9 +218,10 @@ test('actions go through _sluice.requests with actor and reason; refusals are 40
   const cliPause = await sluice(['pause', '--reason', 'from the shell'], { config: work.config });
   assert.equal(cliPause.code, 0, cliPause.stdout + cliPause.stderr);
   assert.match(cliPause.stdout, /backfills paused until resumed/);
-  assert.match((await h.call('GET', '/api/v1/throttle')).json.state, /by an operator \(from the shell\)/);
+  const throttleState = async () => String((await h.call('GET', '/api/v1/throttle')).json.state);
+  await waitUntil('the page sees the pause', async () => /by an operator \(from the shell\)/.test(await throttleState()), 5000);
   assert.equal((await sluice(['resume'], { config: work.config })).code, 0);
-  assert.equal((await h.call('GET', '/api/v1/throttle')).json.state, 'open');
+  await waitUntil('the page sees the resume', async () => (await throttleState()) === 'open', 5000);
 
   const rb = await h.call('POST', '/api/v1/rollback', { tables: ['public.big'] });
   assert.equal(rb.status, 422);
