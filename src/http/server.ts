@@ -1,7 +1,7 @@
 /**
  * The operator's HTTP surface of `sluice run --http`: node:http, one router. Before routing: the
- * Host allowlist and Origin check (security.ts); then `/healthz` (no auth), `/login`, and everything
- * else behind the token: `/readyz`, `/metrics`, `/api/v1/*`, and the page.
+ * Host allowlist and Origin check (security.ts); then `/healthz` and `/readyz` (no token needed),
+ * `/login`, and everything else behind the token: `/metrics`, `/api/v1/*`, and the page.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -77,18 +77,14 @@ async function route(ctx: ApiContext, s: HttpSettings, req: IncomingMessage, res
     return void res.end();
   }
   const access = accessOf(s, tokenOf(req));
+  // For probes: the answer's status without a token; what is wrong only with one.
+  if (url.pathname === '/readyz') return readyz(ctx, res, access !== null);
   if (!access) {
     if (url.pathname === '/' && req.method === 'GET') {
       res.writeHead(401, { 'Content-Type': 'text/plain; charset=utf-8' });
       return void res.end('Log in with the link sluice printed at start (/login?token=…).\n');
     }
     return send(res, 401, { code: 'UNAUTHENTICATED', message: 'this needs the token', fix: 'send Authorization: Bearer <token>, or open the login link sluice printed' });
-  }
-  if (url.pathname === '/readyz') {
-    const st = await ctx.feed.status();
-    const failed = st.tables.filter((t) => t.state === 'failed').map((t) => t.name);
-    const ready = st.pipeline.running && !st.pipeline.sourceError && failed.length === 0;
-    return send(res, ready ? 200 : 503, { ready, running: st.pipeline.running, sourceError: st.pipeline.sourceError ?? null, failedTables: failed });
   }
   if (url.pathname === '/metrics') {
     ctx.metrics.update(await ctx.feed.snapshot());
@@ -98,4 +94,12 @@ async function route(ctx: ApiContext, s: HttpSettings, req: IncomingMessage, res
   if (url.pathname.startsWith('/api/v1/') || url.pathname === '/api/v1') return handleApi(ctx, req, res, url, access);
   if (req.method === 'GET' && servePage(url.pathname, res)) return;
   send(res, 404, { code: 'NOT_FOUND', message: `nothing at ${url.pathname}`, fix: 'the page is at /, the API under /api/v1 (docs/api.md)' });
+}
+
+/** 200 when the pipeline runs, the source answers and no table failed; else 503. */
+async function readyz(ctx: ApiContext, res: ServerResponse, detail: boolean): Promise<void> {
+  const st = await ctx.feed.status().catch(() => null);
+  const failed = st ? st.tables.filter((t) => t.state === 'failed').map((t) => t.name) : [];
+  const ready = !!st && st.pipeline.running && !st.pipeline.sourceError && failed.length === 0;
+  send(res, ready ? 200 : 503, detail ? { ready, running: st?.pipeline.running ?? null, sourceError: st?.pipeline.sourceError ?? null, failedTables: failed } : { ready });
 }
