@@ -36,7 +36,7 @@ before(async () => {
   ({ source, destination, stopAll } = await startClusters());
   await destination.createDatabase(DB);
   await source.query(`CREATE TABLE public.orders (id int PRIMARY KEY, customer int, total numeric(10,2), note text)`);
-  await source.query(`INSERT INTO public.orders SELECT g, g % 997, (g % 1000) / 7.0, md5(g::text) FROM generate_series(1, 30000) g`);
+  await source.query(`INSERT INTO public.orders SELECT g, g % 997, (g % 1000) / 7.0, md5(g::text) FROM generate_series(1, 20000) g`);
   await source.query(`CREATE TABLE public.customers (id int PRIMARY KEY, name text)`);
   await source.query(`INSERT INTO public.customers SELECT g, 'customer ' || g FROM generate_series(1, 2000) g`);
   await source.query(`ANALYZE`);
@@ -46,7 +46,7 @@ before(async () => {
     pipeline: 'shop',
     pipelineExtra: 'concurrency: 1',
     tables: [{ name: 'public.orders', chunkRows: 500 }, { name: 'public.customers' }],
-    extra: 'throttle: { maxRowsPerSecond: 2500 }',
+    extra: 'throttle: { maxRowsPerSecond: 2000 }',
   });
   profile = mkdtempSync(join(tmpdir(), 'sluice-chromium-'));
   // A fresh profile (--user-data-dir) each run.
@@ -94,7 +94,7 @@ test('the operator page, from the login link to verify', async () => {
   assert.equal(page.url(), `${h.base}/`);
   await row(page, 'public.orders').waitFor();
 
-  // The first backfill's progress bar moves (the throttle holds it at 2500 rows/s: 12 s).
+  // The first backfill's progress bar moves (the throttle holds it at 2000 rows/s: 10 s).
   const bar = page.getByLabel('progress of public.orders');
   await page.waitForFunction(() => {
     const p = document.querySelector('progress[aria-label="progress of public.orders"]') as { hasAttribute(a: string): boolean; value: number } | null;
@@ -102,15 +102,16 @@ test('the operator page, from the login link to verify', async () => {
   }, undefined, { timeout: 20_000 });
   const first = Number(await bar.getAttribute('value'));
   await page.waitForFunction((v) => Number(document.querySelector('progress[aria-label="progress of public.orders"]')?.getAttribute('value')) > v, first, { timeout: 20_000 });
+  await page.waitForFunction(() => Number(document.querySelector('progress[aria-label="progress of public.orders"]')?.getAttribute('value')) >= 45, undefined, { timeout: 20_000 });
   await page.screenshot({ path: join(IMG, 'overview.png') });
   await page.waitForFunction(() => [...document.querySelectorAll('tr[data-table]')].every((r: any) => r.getAttribute('data-state') === 'streaming'), undefined, { timeout: 30_000 });
 
   // Throttle…: a live retune, kept in the pipeline's record.
   await page.getByRole('button', { name: 'Throttle…' }).click();
-  await page.getByLabel('Max rows per second').fill('1500');
+  await page.getByLabel('Max rows per second').fill('1000');
   await page.getByRole('button', { name: 'Apply throttle' }).click();
   await page.getByText(/throttle: throttle now/).waitFor();
-  await waitUntil('the throttle is recorded', async () => (await dst(`SELECT throttle->>'maxRowsPerSecond' AS m FROM _sluice.pipelines WHERE name = 'shop'`)).rows[0].m === '1500', 10_000);
+  await waitUntil('the throttle is recorded', async () => (await dst(`SELECT throttle->>'maxRowsPerSecond' AS m FROM _sluice.pipelines WHERE name = 'shop'`)).rows[0].m === '1000', 10_000);
 
   // Backfill tables… with truncate: the typed name enables it; the destination-only row goes.
   await dst(`INSERT INTO public.customers VALUES (-1, 'only at the destination')`);

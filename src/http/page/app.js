@@ -142,11 +142,14 @@ function renderTables(tables) {
     ...tables.map((t) => {
       const active = ACTIVE.has(t.state);
       const pct = t.percent ?? (t.state === 'streaming' ? 100 : null);
-      const progress = el('td', {},
-        pct === null ? el('progress', { 'aria-label': `progress of ${t.name}` }) : el('progress', { max: 100, value: pct, 'aria-label': `progress of ${t.name}` }),
-        ` ${pct === null ? '' : `${pct} % · `}${num(t.rowsCopied)} / ~${num(t.rowsEstimated)}`,
-      );
-      const eta = t.state === 'backfilling' ? (t.etaSeconds === null ? 'not yet known' : duration(t.etaSeconds)) : '';
+      const progress =
+        t.state === 'queued'
+          ? el('td', { class: 'muted' }, 'waiting for its turn')
+          : el('td', {},
+              pct === null ? el('progress', { 'aria-label': `progress of ${t.name}` }) : el('progress', { max: 100, value: pct, 'aria-label': `progress of ${t.name}` }),
+              ` ${pct === null ? '' : `${pct} % · `}${num(t.rowsCopied)} / ~${num(t.rowsEstimated)}`,
+            );
+      const eta = t.state === 'backfilling' ? (t.etaSeconds === null ? (t.rowsPerSecond ? 'unknown (no row estimate)' : 'measuring the rate') : duration(t.etaSeconds)) : '';
       return el('tr', { 'data-table': t.name, 'data-state': t.state },
         el('td', {}, el('input', { type: 'checkbox', 'aria-label': `select ${t.name}`, checked: selected.has(t.name), onchange: (e) => (e.target.checked ? selected.add(t.name) : selected.delete(t.name)) })),
         el('td', {}, el('a', { href: `#/t/${encodeURIComponent(t.name)}` }, t.name)),
