@@ -10,6 +10,9 @@ import type { ServerResponse } from 'node:http';
 const FILES: Record<string, { file: string; type: string }> = {
   '/': { file: 'index.html', type: 'text/html; charset=utf-8' },
   '/app.js': { file: 'app.js', type: 'text/javascript; charset=utf-8' },
+  '/util.js': { file: 'util.js', type: 'text/javascript; charset=utf-8' },
+  '/dialogs.js': { file: 'dialogs.js', type: 'text/javascript; charset=utf-8' },
+  '/pages.js': { file: 'pages.js', type: 'text/javascript; charset=utf-8' },
   '/style.css': { file: 'style.css', type: 'text/css; charset=utf-8' },
 };
 

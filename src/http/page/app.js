@@ -1,82 +1,12 @@
-// sluice's operator page: one static module, no build step. Data only from /api/v1 (docs/api.md);
+// sluice's operator page: static modules, no build step. Data only from /api/v1 (docs/api.md);
 // the overview is fed by server-sent events (/api/v1/events).
-const $ = (sel) => document.querySelector(sel);
-const HISTORY = 900; // points kept for the small charts (15 min at one a second)
-const ACTIVE = new Set(['queued', 'backfilling', 'catching_up', 'swapping']);
-const CANCEL_TEXT = {
-  online: 'The live table is left untouched; the staging table is dropped.',
-  upsert: 'The destination keeps a mix of old and reloaded rows until the next backfill.',
-  truncate: 'The destination table is left partial: reload it later.',
-  drop: 'The destination table is left partial, and the views dropped with it are gone.',
-};
+import { $, ACTIVE, action, api, bytes, duration, el, num, state, stateWord, toast } from './util.js';
+import { openBackfill, openCancel, openThrottle, openVerify, submitBackfill, submitCancel, submitThrottle, submitVerify, updateBackfill } from './dialogs.js';
+import { renderActivity, renderTablePage } from './pages.js';
 
-let last = null; // the last status snapshot
+const HISTORY = 900; // points kept for the small charts (15 min at one a second)
 let prevLive = null;
 const history = { slot: [], log: [], lag: [], rows: [], changes: [] };
-const selected = new Set();
-let modes = {};
-
-function el(tag, attrs = {}, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (v === undefined || v === null || v === false) continue;
-    if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
-    else if (k === 'text') e.textContent = v;
-    else e.setAttribute(k, v === true ? '' : v);
-  }
-  for (const c of children) if (c !== null && c !== undefined) e.append(c instanceof Node ? c : String(c));
-  return e;
-}
-
-function bytes(n) {
-  if (n === null || n === undefined) return '–';
-  const u = ['B', 'kB', 'MB', 'GB', 'TB'];
-  let i = 0;
-  while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
-  return `${n.toFixed(i ? 1 : 0)} ${u[i]}`;
-}
-const num = (n) => (n === null || n === undefined ? '–' : Math.round(n).toLocaleString('en-US'));
-function duration(s) {
-  if (s === null || s === undefined) return '–';
-  s = Math.round(s);
-  if (s < 60) return `${s} s`;
-  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
-  return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
-}
-const stateWord = (s) => s.replace('_', ' ');
-
-async function api(method, path, body) {
-  const r = await fetch(`/api/v1${path}`, {
-    method,
-    headers: body === undefined ? {} : { 'Content-Type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const data = await r.json().catch(() => ({}));
-  if (!r.ok) throw Object.assign(new Error(data.message ?? r.statusText), { status: r.status, data });
-  return data;
-}
-
-function toast(text, error = false) {
-  const t = $('#toast');
-  t.textContent = text;
-  t.className = error ? 'error' : '';
-}
-
-function describeAnswer(a) {
-  if (!a.answered) return a.running ? 'recorded; the pipeline has not answered yet' : 'recorded; no pipeline is running, it acts at the next start';
-  return a.answers.map((x) => (x.table === '*' ? x.outcome : `${x.table}: ${x.outcome}`)).join('; ');
-}
-
-async function action(method, path, body, label) {
-  try {
-    const a = await api(method, path, body);
-    toast(`${label}: ${describeAnswer(a)}`);
-    return a;
-  } catch (e) {
-    toast(`${label} refused: ${e.message}${e.data?.fix ? ` (${e.data.fix})` : ''}`, true);
-    throw e;
-  }
-}
 
 // ---- charts: a line over the kept history, scaled to its own maximum ----
 function spark(canvas, values) {
@@ -106,12 +36,12 @@ function keep(name, v) {
 
 // ---- overview ----
 function render(snap) {
-  last = snap;
+  state.last = snap;
   const { status: s, live } = snap;
   const p = s.pipeline;
   $('#pipeline-name').textContent = p.name;
   const rs = $('#run-state');
-  rs.textContent = p.running ? `running (pid ${p.pid}@${p.host})` : `stopped (last seen ${p.lastSeen ?? 'never'})`;
+  rs.textContent = p.running ? `running (pid ${p.pid}@${p.host})` : `stopped (state.last seen ${p.lastSeen ?? 'never'})`;
   rs.className = `badge ${p.running ? 'ok' : 'bad'}`;
   $('#route').textContent = `${snap.route} · slot ${p.slot}${p.slotActive === false ? ' (inactive)' : ''}${p.sourceError ? ` · source: ${p.sourceError}` : ''}`;
   $('#card-slot').textContent = bytes(p.slotLagBytes);
@@ -151,7 +81,7 @@ function renderTables(tables) {
             );
       const eta = t.state === 'backfilling' ? (t.etaSeconds === null ? (t.rowsPerSecond ? 'unknown (no row estimate)' : 'measuring the rate') : duration(t.etaSeconds)) : '';
       return el('tr', { 'data-table': t.name, 'data-state': t.state },
-        el('td', {}, el('input', { type: 'checkbox', 'aria-label': `select ${t.name}`, checked: selected.has(t.name), onchange: (e) => (e.target.checked ? selected.add(t.name) : selected.delete(t.name)) })),
+        el('td', {}, el('input', { type: 'checkbox', 'aria-label': `select ${t.name}`, checked: state.selected.has(t.name), onchange: (e) => (e.target.checked ? state.selected.add(t.name) : state.selected.delete(t.name)) })),
         el('td', {}, el('a', { href: `#/t/${encodeURIComponent(t.name)}` }, t.name)),
         el('td', {}, el('span', { class: `badge state-${t.state}`, 'data-role': 'state' }, stateWord(t.state))),
         el('td', {}, t.mode ?? ''),
@@ -168,181 +98,6 @@ function renderTables(tables) {
   );
 }
 
-// ---- backfill dialog ----
-function openBackfill(preselect) {
-  const names = last?.status.tables.map((t) => t.name) ?? [];
-  const pick = new Set(preselect?.length ? preselect : selected);
-  $('#bf-tables').replaceChildren(
-    ...names.map((n) => el('label', {}, el('input', { type: 'checkbox', name: 'tables', value: n, checked: pick.has(n), onchange: updateBackfill }), ` ${n}`)),
-  );
-  const form = $('#backfill-form');
-  form.reset();
-  for (const i of form.querySelectorAll('input[name=tables]')) i.checked = pick.has(i.value);
-  form.querySelector('input[name=mode][value=online]').checked = true;
-  $('#bf-error').textContent = '';
-  updateBackfill();
-  $('#backfill-dialog').showModal();
-}
-
-function backfillChoice() {
-  const form = $('#backfill-form');
-  const tables = [...form.querySelectorAll('input[name=tables]:checked')].map((i) => i.value);
-  const mode = form.querySelector('input[name=mode]:checked')?.value ?? 'online';
-  return { form, tables, mode, expected: tables.length === 1 ? tables[0] : `${tables.length} tables` };
-}
-
-async function updateBackfill() {
-  const { form, tables, mode, expected } = backfillChoice();
-  const destructive = mode === 'truncate' || mode === 'drop';
-  $('#bf-confirm-label').hidden = !destructive;
-  $('#bf-confirm-expected').textContent = expected;
-  $('#bf-submit').disabled = tables.length === 0 || (destructive && form.confirm.value !== expected);
-  const dep = $('#bf-dependents');
-  if (mode !== 'drop' || tables.length === 0) return void (dep.hidden = true);
-  const lists = await Promise.all(tables.map((t) => api('GET', `/tables/${encodeURIComponent(t)}/dependents`).catch(() => ({ table: t, dependents: [] }))));
-  const items = lists.flatMap((l) => l.dependents.map((d) => `${l.table}: ${d}`));
-  dep.querySelector('ul').replaceChildren(...(items.length ? items.map((x) => el('li', {}, x)) : [el('li', {}, 'nothing')]));
-  dep.hidden = false;
-}
-
-async function submitBackfill(ev) {
-  ev.preventDefault();
-  const { form, tables, mode } = backfillChoice();
-  const body = { tables, mode };
-  for (const k of ['strategy', 'where', 'confirm', 'reason']) if (form[k].value) body[k] = form[k].value;
-  if (form.parallelism.value) body.parallelism = Number(form.parallelism.value);
-  if (form.keepArchive.checked) body.keepArchive = true;
-  try {
-    await action('POST', '/backfills', body, `backfill (${mode})`);
-    $('#backfill-dialog').close();
-  } catch (e) {
-    $('#bf-error').textContent = `${e.message}${e.data?.fix ? ` — ${e.data.fix}` : ''}`;
-  }
-}
-
-// ---- cancel, throttle, verify ----
-let cancelling = null;
-function openCancel(t) {
-  cancelling = t;
-  $('#cx-title').textContent = `Cancel the backfill of ${t.name}`;
-  $('#cx-text').textContent = CANCEL_TEXT[t.mode] ?? '';
-  $('#cx-error').textContent = '';
-  $('#cancel-form').reset();
-  $('#cancel-dialog').showModal();
-}
-async function submitCancel(ev) {
-  ev.preventDefault();
-  try {
-    const reason = $('#cancel-form').reason.value;
-    await action('POST', '/backfills/cancel', { tables: [cancelling.name], ...(reason ? { reason } : {}) }, `cancel ${cancelling.name}`);
-    $('#cancel-dialog').close();
-  } catch (e) {
-    $('#cx-error').textContent = e.message;
-  }
-}
-
-function openThrottle() {
-  const form = $('#throttle-form');
-  const t = last?.status.pipeline.throttle ?? {};
-  for (const k of ['maxRowsPerSecond', 'maxChunksPerSecond', 'maxActiveSessions', 'maxReplicaLagSeconds', 'maxSlotLagBytes']) form[k].value = t[k] ?? '';
-  form.reason.value = '';
-  $('#th-error').textContent = '';
-  $('#throttle-dialog').showModal();
-}
-async function submitThrottle(ev, reset = false) {
-  ev.preventDefault();
-  const form = $('#throttle-form');
-  const t = last?.status.pipeline.throttle ?? {};
-  const body = {};
-  if (reset) body.reset = true;
-  else for (const k of ['maxRowsPerSecond', 'maxChunksPerSecond', 'maxActiveSessions', 'maxReplicaLagSeconds', 'maxSlotLagBytes']) if (form[k].value !== '' && Number(form[k].value) !== t[k]) body[k] = Number(form[k].value);
-  if (form.reason.value) body.reason = form.reason.value;
-  try {
-    await action('PATCH', '/throttle', body, 'throttle');
-    $('#throttle-dialog').close();
-  } catch (e) {
-    $('#th-error').textContent = `${e.message}${e.data?.fix ? ` — ${e.data.fix}` : ''}`;
-  }
-}
-
-function openVerify() {
-  const names = last?.status.tables.map((t) => t.name) ?? [];
-  $('#vf-tables').replaceChildren(...names.map((n) => el('label', {}, el('input', { type: 'checkbox', name: 'tables', value: n, checked: selected.size === 0 || selected.has(n) }), ` ${n}`)));
-  $('#vf-error').textContent = '';
-  $('#verify-dialog').showModal();
-}
-async function submitVerify(ev) {
-  ev.preventDefault();
-  const form = $('#verify-form');
-  const tables = [...form.querySelectorAll('input[name=tables]:checked')].map((i) => i.value);
-  const body = { tables };
-  if (form.where.value) body.where = form.where.value;
-  if (form.reason.value) body.reason = form.reason.value;
-  try {
-    const job = await api('POST', '/verify', body);
-    $('#verify-dialog').close();
-    toast(`verify ${job.verifyId} running…`);
-    showVerify(await waitVerify(job.verifyId));
-  } catch (e) {
-    $('#vf-error').textContent = e.message;
-  }
-}
-async function waitVerify(id) {
-  for (;;) {
-    const j = await api('GET', `/verify/${id}`);
-    if (j.state !== 'running') return j;
-    await new Promise((r) => setTimeout(r, 500));
-  }
-}
-function verdictText(j) {
-  if (j.state === 'failed') return `verify ${j.id} failed: ${j.error}`;
-  return [
-    `verify ${j.id}: ${j.equal ? 'EQUAL' : 'DIFFERENT'}`,
-    ...j.verdicts.map((v) => `${v.equal ? 'EQUAL    ' : 'DIFFERENT'} ${v.table}: source ${num(v.sourceRows)} rows, destination ${num(v.destinationRows)} rows${v.rangesDiffering ? `; ${v.rangesDiffering} of ${v.ranges} key ranges differ` : ''}`),
-  ].join('\n');
-}
-function showVerify(j) {
-  $('#verify-result').hidden = false;
-  $('#verify-text').textContent = verdictText(j);
-  toast(`verify ${j.id}: ${j.state === 'failed' ? 'failed' : j.equal ? 'equal' : 'different'}`, j.state === 'failed' || !j.equal);
-}
-
-// ---- table page and activity ----
-async function renderTablePage() {
-  const name = decodeURIComponent(location.hash.slice('#/t/'.length));
-  const d = await api('GET', `/tables/${encodeURIComponent(name)}`).catch((e) => ({ error: e.message }));
-  if (d.error) return void ($('#tp-name').textContent = d.error);
-  $('#tp-name').textContent = d.table;
-  const s = d.status ?? {};
-  const cur = d.runs.find((r) => r.status === 'running' || r.status === 'catching_up');
-  const facts = [
-    ['State', s.state ? stateWord(s.state) : '–'],
-    ['Mode', s.mode ?? '–'],
-    ['Rows copied', `${num(s.rowsCopied)} of ~${num(s.rowsEstimated)}`],
-    ['Lag', s.lagSeconds === null || s.lagSeconds === undefined ? '–' : `${duration(s.lagSeconds)} · ${bytes(s.lagBytes)}`],
-    ['Detail', s.error ?? s.detail ?? '–'],
-    ['Current run', cur ? `#${cur.id} by ${cur.osUser ?? '?'} at ${cur.startedAt}, ${cur.mode}/${cur.strategy}, L0 ${cur.l0 ?? '–'}, ${num(cur.chunks)} chunks` : 'none'],
-  ];
-  $('#tp-current').replaceChildren(...facts.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]));
-  $('#tp-runs tbody').replaceChildren(
-    ...d.runs.map((r) => el('tr', {}, ...[r.id, r.osUser ?? '', r.startedAt, r.endedAt ?? '', r.mode, r.strategy, r.where, r.status, num(r.rowsCopied), num(r.chunks), r.error ?? ''].map((x) => el('td', {}, x)))),
-  );
-  $('#tp-archives').replaceChildren(...(s.archives?.length ? s.archives.map((a) => el('li', {}, `${a.name} (dropped after ${a.dropAfter ?? 'never: kept'})`)) : [el('li', {}, 'none')]));
-  $('#tp-verify').textContent = d.lastVerify ? verdictText(d.lastVerify) : 'none since this process started';
-}
-
-async function renderActivity() {
-  const [requests, events, jobs] = await Promise.all([api('GET', '/requests'), api('GET', '/events/recent'), api('GET', '/verify')]);
-  $('#act-requests tbody').replaceChildren(
-    ...requests.map((r) => {
-      const { reason, ...params } = r.params ?? {};
-      return el('tr', {}, ...[r.id, r.requestedAt, r.requestedBy ?? '', r.kind, r.table, JSON.stringify(params), reason ?? '', r.outcome ?? 'waiting'].map((x) => el('td', {}, x)));
-    }),
-  );
-  $('#act-events').replaceChildren(...(events.length ? events.reverse().map((e) => el('li', {}, `${e.at} ${e.name}${e.table ? ` ${e.table}` : ''} ${JSON.stringify(e.detail)}`)) : [el('li', {}, 'none since this process started')]));
-  $('#act-verify').replaceChildren(...(jobs.length ? jobs.map((j) => el('li', {}, `${j.startedAt} by ${j.actor}${j.reason ? ` (${j.reason})` : ''}: ${j.state === 'running' ? 'running' : verdictText(j).split('\n')[0]}`)) : [el('li', {}, 'none')]));
-}
-
 function route() {
   const h = location.hash || '#/';
   $('#overview').hidden = h !== '#/';
@@ -354,7 +109,7 @@ function route() {
 
 // ---- wiring ----
 async function main() {
-  modes = await api('GET', '/modes');
+  const modes = await api('GET', '/modes');
   $('#bf-modes').append(
     ...Object.entries(modes).map(([m, help]) => el('label', { class: 'mode' }, el('input', { type: 'radio', name: 'mode', value: m, onchange: updateBackfill }), ` ${m}`, el('small', {}, ` — ${help}`))),
   );
@@ -378,8 +133,8 @@ async function main() {
     ['#resume-apply', '/resume', 'apply', 'resume apply'],
   ]) $(id).addEventListener('click', () => action('POST', path, { scope }, label).catch(() => {}));
   $('#select-all').addEventListener('change', (e) => {
-    for (const t of last?.status.tables ?? []) e.target.checked ? selected.add(t.name) : selected.delete(t.name);
-    if (last) renderTables(last.status.tables);
+    for (const t of state.last?.status.tables ?? []) e.target.checked ? state.selected.add(t.name) : state.selected.delete(t.name);
+    if (state.last) renderTables(state.last.status.tables);
   });
   window.addEventListener('hashchange', route);
   route();
@@ -396,7 +151,7 @@ async function main() {
   });
   source.addEventListener('unavailable', () => {
     conn.hidden = false;
-    conn.textContent = 'the destination does not answer: showing the last state';
+    conn.textContent = 'the destination does not answer: showing the state.last state';
   });
   source.onerror = () => {
     conn.hidden = false;
