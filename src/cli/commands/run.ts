@@ -1,6 +1,6 @@
 import { createPipeline, type Pipeline } from '../../pipeline/orchestrator.js';
 
-import { SluiceError } from '../../core/errors.js';
+import { errorMessage, SluiceError } from '../../core/errors.js';
 import { makeLogger, readConfig, type GlobalOptions } from '../shared.js';
 import { startLine, startProgress } from './progress.js';
 import { startHttp, type HttpSurface } from '../../http/server.js';
@@ -18,7 +18,14 @@ export async function runCommand(opts: GlobalOptions, flags: { http?: string | b
   let pipeline: Pipeline = createPipeline(cfg, { logger: log });
   await pipeline.start();
   let surface: HttpSurface | null = null;
-  if (http) surface = await startHttp(cfg, () => pipeline, http, log);
+  if (http) {
+    try {
+      surface = await startHttp(cfg, () => pipeline, http, log);
+    } catch (err) {
+      await pipeline.stop();
+      throw new SluiceError('CONFIG_INVALID', `cannot listen on ${http.host}:${http.port} for the HTTP API (${errorMessage(err)}): choose another address with --http or api.listen`);
+    }
+  }
   let progress = startProgress(pipeline, log);
   let signals = 0;
   const onSignal = (sig: string) => {
