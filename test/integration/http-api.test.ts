@@ -262,4 +262,14 @@ test('/metrics passes promtool and the event stream starts with the status', asy
   const data = JSON.parse(/event: status\ndata: (.*)\n\n/.exec(text)![1]);
   assert.ok(data.status.tables.length === 3 && typeof data.live.captured === 'number' && /\*\*\*|→/.test(data.route));
   ac.abort();
+
+  // A reconnecting client's Last-Event-ID replays the lifecycle events it missed (here: verify.completed).
+  const again = new AbortController();
+  const replay = await fetch(`${h.base}/api/v1/events`, { headers: { Authorization: `Bearer ${h.token}`, 'Last-Event-ID': '0' }, signal: again.signal });
+  const r2 = replay.body!.getReader();
+  let t2 = '';
+  const verifyEvent = () => [...t2.matchAll(/id: \d+\nevent: lifecycle\ndata: (.*)\n\n/g)].map((m) => JSON.parse(m[1])).find((e) => e.name === 'verify.completed');
+  while (!verifyEvent()) t2 += new TextDecoder().decode((await r2.read()).value);
+  assert.equal(verifyEvent().detail.equal, true);
+  again.abort();
 });
