@@ -156,6 +156,11 @@ async function main() {
   source.onerror = () => {
     conn.hidden = false;
     conn.textContent = 'reconnecting…';
+    // A restarted sluice with a generated token no longer knows this browser's.
+    fetch('/api/v1/status').then(
+      (r) => r.status === 401 && (conn.textContent = 'sluice restarted with a new token: open the login link it printed'),
+      () => {},
+    );
   };
 }
 
