@@ -368,12 +368,19 @@ class Orchestrator implements Pipeline {
   private pump(): void {
     while (!this.stopping && this.running.size < this.cfg.pipeline.concurrency && this.queue.length > 0) {
       const rt = this.queue.shift()!;
+      rt.detail = null;
       const p = this.runBackfill(rt).finally(() => {
         this.running.delete(rt.name);
         this.pump();
       });
       this.running.set(rt.name, p);
     }
+    this.numberQueue();
+  }
+
+  /** Each waiting table's place in the queue, as its detail ("queued #2"), for status and the page. */
+  private numberQueue(): void {
+    this.queue.forEach((q, i) => (q.detail = `queued #${i + 1}`));
   }
 
   private async runBackfill(rt: TableRuntime): Promise<void> {
@@ -582,7 +589,11 @@ class Orchestrator implements Pipeline {
       const partial = rt.state === 'cancelled' && rt.cursor === null ? ' (not replicated until the next backfill; it holds a partial copy: its last reload was cancelled)' : '';
       return `nothing to cancel: ${rt.name} is ${rt.state}${partial}`;
     }
-    if (queued >= 0) this.queue.splice(queued, 1);
+    if (queued >= 0) {
+      this.queue.splice(queued, 1);
+      rt.detail = null;
+      this.numberQueue();
+    }
     rt.abort?.abort();
     await active;
     const keepsStreaming = rt.cursor !== null && (rt.mode === 'upsert' || rt.state === 'queued');

@@ -179,6 +179,13 @@ test('actions go through _sluice.requests with actor and reason; refusals are 40
   const again = await h.call('POST', '/api/v1/backfills', { tables: ['public.big'] });
   assert.equal(again.status, 409, again.text);
   assert.equal(again.json.code, 'CONFLICT');
+  // Behind it (concurrency 1) a table waits with its place in the queue; cancelled there, it streams on.
+  const q = await h.call('POST', '/api/v1/backfills', { tables: ['public.tiny'], mode: 'upsert' });
+  assert.match(q.json.answers[0].outcome, /^queued #1/);
+  const tinyDetail = async () => (await h.call('GET', '/api/v1/status')).json.tables.find((t: any) => t.name === 'public.tiny').detail;
+  await waitUntil('status shows its place in the queue', async () => (await tinyDetail()) === 'queued #1', 5000);
+  assert.equal((await h.call('POST', '/api/v1/backfills/cancel', { tables: ['public.tiny'] })).status, 202);
+  await waitUntil('tiny streams again', async () => (await tableState('public.tiny')) === 'streaming', 5000);
 
   // Pause backfills: rows copied stay flat; resume: they move again.
   await waitUntil('big backfills', async () => (await tableState('public.big')) === 'backfilling', 10_000);
