@@ -1,4 +1,4 @@
-// Helpers the page's modules share: DOM, numbers, the API, the toast, and the page's state.
+// What the page's modules share: DOM, numbers, the API, the toast, and the page's state.
 export const $ = (sel) => document.querySelector(sel);
 export const ACTIVE = new Set(['queued', 'backfilling', 'catching_up', 'swapping']);
 /** The last status snapshot and the tables selected in the grid. */
