@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /** The sluice command line. Exit codes: 0 success; 1 a difference or a failed run; 2 bad usage, config or environment. */
 import { Command, Option } from 'commander';
-import { backfillCommand, cancelCommand, MODE_HELP, throttleCommand } from './commands/requests.js';
+import { backfillCommand, cancelCommand, MODE_HELP, pauseCommand, throttleCommand } from './commands/requests.js';
 import { rollbackCommand } from './commands/rollback.js';
 import { runCommand } from './commands/run.js';
 import { statusCommand } from './commands/status.js';
@@ -43,8 +43,9 @@ let action: Promise<number> | null = null;
 program
   .command('run')
   .description('capture changes, backfill the configured tables and apply changes until SIGINT/SIGTERM')
-  .action(() => {
-    action = runCommand(globals());
+  .option('--http [addr]', "serve the operator's page, API and metrics (default api.listen, else 127.0.0.1:7433; docs/api.md)")
+  .action((flags: { http?: string | boolean }) => {
+    action = runCommand(globals(), flags);
   });
 
 program
@@ -69,16 +70,34 @@ program
   .command('cancel')
   .description('stop backfills in progress')
   .argument('<table...>', 'tables')
+  .option('--reason <text>', 'why, for the audit (_sluice.requests)')
   .option('--answer-timeout <seconds>', "how long to wait for the running pipeline's answer (default 10; 0: do not wait)")
   .action((tables: string[], flags) => {
     action = cancelCommand(tables, globals(), flags);
   });
+
+for (const kind of ['pause', 'resume'] as const) {
+  program
+    .command(kind)
+    .description(
+      kind === 'pause'
+        ? 'hold copying in the running pipeline (capture and apply go on); --apply: hold applying (capture keeps filling the change log)'
+        : 'let copying (--apply: applying) go on after sluice pause',
+    )
+    .option('--apply', 'applying changes instead of copying')
+    .option('--reason <text>', 'why, for the audit (_sluice.requests)')
+    .option('--answer-timeout <seconds>', "how long to wait for the running pipeline's answer (default 10; 0: do not wait)")
+    .action((flags) => {
+      action = pauseCommand(kind, flags, globals());
+    });
+}
 
 program
   .command('rollback')
   .description('swap the table an online backfill replaced back in: its archive is brought current by replaying the changes since the swap, then swapped in like an online backfill')
   .argument('<table...>', 'tables')
   .option('--keep-archive', 'keep the table the rollback replaces instead of dropping it after online.archiveRetentionHours')
+  .option('--reason <text>', 'why, for the audit (_sluice.requests)')
   .option('--wait', 'after the answer, wait until the tables stream again; exit 1 if one fails')
   .option('--answer-timeout <seconds>', "how long to wait for the running pipeline's answer (default 10; 0: do not wait)")
   .action((tables: string[], flags) => {
@@ -147,6 +166,7 @@ program
   .description('everything embedded: throwaway source and destination clusters, live writes, a backfill, a verify')
   .option('--rows <n>', 'rows in the demo table', '1000000')
   .option('--keep', 'keep the clusters running at the end (Ctrl-C to stop)')
+  .option('--http [addr]', "serve the operator's page while the demo runs, and keep it up at the end (Ctrl-C to stop)")
   .action((flags) => {
     action = demoCommand(flags, globals());
   });

@@ -142,6 +142,24 @@ export const onlineSchema = z
   })
   .strict();
 
+/**
+ * The operator's HTTP surface (`sluice run --http`): off unless `api` is given. A non-loopback
+ * `listen` needs a `token` (checked at start, exit 2). Tokens may also come from the environment
+ * (SLUICE_API_TOKEN, SLUICE_API_READ_ONLY_TOKEN).
+ */
+export const apiSchema = z
+  .object({
+    /** host:port to listen on; loopback by default. */
+    listen: z.string().min(1).default('127.0.0.1:7433'),
+    /** Bearer token for every request; when absent, one is generated per start into a 0600 file. */
+    token: z.string().min(16, 'at least 16 characters').optional(),
+    /** A token that may read (status, events, metrics, runs, requests) but not act. */
+    readOnlyToken: z.string().min(16, 'at least 16 characters').optional(),
+    /** Host header values accepted besides the loopback names and the listen host (DNS-rebinding guard). */
+    allowedHosts: z.array(z.string().min(1)).default([]),
+  })
+  .strict();
+
 export const BACKFILL_STRATEGIES = ['keyset', 'interval', 'ctid', 'daterange'] as const;
 export const BACKFILL_MODES = ['online', 'upsert', 'truncate', 'drop'] as const;
 export const INDEX_POLICIES = ['source', 'none'] as const;
@@ -235,6 +253,7 @@ const baseSchema = z
     throttle: throttleSchema.prefault({}),
     apply: applySchema.prefault({}),
     online: onlineSchema.prefault({}),
+    api: apiSchema.optional(),
     tables: tablesSchema,
   })
   .strict();
@@ -265,6 +284,7 @@ export type ThrottleConfig = SluiceConfig['throttle'];
 export type ApplyConfig = SluiceConfig['apply'];
 export type OnlineConfig = SluiceConfig['online'];
 export type TableConfig = SluiceConfig['tables'][number];
+export type ApiConfig = z.output<typeof apiSchema>;
 
 /** The replication slot name: `pipeline.slotName`, or `sluice_<pipeline.name>`. */
 export function slotNameOf(cfg: Pick<SluiceConfig, 'pipeline'>): string {
@@ -301,6 +321,8 @@ export function allowedKeysAt(path: readonly PropertyKey[], value: unknown): str
       return Object.keys(applySchema.shape);
     case 'online':
       return Object.keys(onlineSchema.shape);
+    case 'api':
+      return Object.keys(apiSchema.shape);
     case 'tables.[]':
       return Object.keys(tableSchema.shape);
     default:

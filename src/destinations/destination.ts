@@ -100,6 +100,37 @@ export interface RequestedLoad {
   readonly where: string;
 }
 
+/** One backfill run from the audit (`_sluice.runs`): who, when, how, and how it ended. */
+export interface RunRow {
+  readonly id: number;
+  readonly table: string;
+  readonly mode: string;
+  readonly strategy: string;
+  readonly where: string;
+  readonly params: Record<string, unknown>;
+  readonly osUser: string | null;
+  readonly host: string | null;
+  readonly l0: string | null;
+  readonly startedAt: Date;
+  readonly endedAt: Date | null;
+  readonly status: string;
+  readonly rowsCopied: number;
+  readonly chunks: number;
+  readonly error: string | null;
+}
+
+/** One recorded request (`_sluice.requests`). */
+export interface RequestRow {
+  readonly id: number;
+  readonly kind: string;
+  readonly table: string;
+  readonly params: Record<string, unknown>;
+  readonly requestedBy: string | null;
+  readonly requestedAt: Date;
+  readonly handledAt: Date | null;
+  readonly outcome: string | null;
+}
+
 /** A request the running pipeline has answered. */
 export interface RequestAnswer {
   readonly table: string;
@@ -130,6 +161,12 @@ export interface DestinationControl {
   pipelineRunning(pipeline: string): Promise<boolean>;
   /** The archives not dropped yet, oldest first. */
   listArchives(pipeline: string): Promise<ArchiveRow[]>;
+  /** What a drop of `target` would take with it (foreign keys, views), in words; empty when nothing. */
+  dropDependents(target: TableName): Promise<string[]>;
+  /** The audit of backfill runs, newest first (of one source table when `table` is given). */
+  listRuns(pipeline: string, table: string | null, limit: number): Promise<RunRow[]>;
+  /** The requests recorded for `pipeline` (actor, reason in params, outcome), newest first. */
+  listRequests(pipeline: string, limit: number): Promise<RequestRow[]>;
   /** Drops one recorded archive and marks it, waiting at most `lockTimeoutMs` for its lock. */
   dropArchive(pipeline: string, archive: string, lockTimeoutMs: number): Promise<DropOutcome>;
   /** The newest kept archive of a table that `sluice rollback` can swap back in, or null (absent: it cannot roll back). */

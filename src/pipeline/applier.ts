@@ -52,6 +52,8 @@ export class Applier {
    */
   private readonly sessionLock = new Mutex();
   private stopping = false;
+  /** Why applying is held by an operator (`sluice pause --apply`), or null; capture keeps filling the change log. */
+  pausedBy: string | null = null;
   private loop: Promise<void> | null = null;
   private wake: (() => void) | null = null;
   private lastIdleAdvance = new Map<string, number>();
@@ -96,7 +98,7 @@ export class Applier {
       let busy = false;
       try {
         for (const rt of this.tables.values()) {
-          if (this.stopping) break;
+          if (this.stopping || this.pausedBy) break;
           if (await this.step(rt)) busy = true;
         }
         this.purge();

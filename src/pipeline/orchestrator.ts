@@ -370,12 +370,19 @@ class Orchestrator implements Pipeline {
   private pump(): void {
     while (!this.stopping && this.running.size < this.cfg.pipeline.concurrency && this.queue.length > 0) {
       const rt = this.queue.shift()!;
+      rt.detail = null;
       const p = this.runBackfill(rt).finally(() => {
         this.running.delete(rt.name);
         this.pump();
       });
       this.running.set(rt.name, p);
     }
+    this.numberQueue();
+  }
+
+  /** Each waiting table's place in the queue, as its detail ("queued #2"), for status and the page. */
+  private numberQueue(): void {
+    this.queue.forEach((q, i) => (q.detail = `queued #${i + 1}`));
   }
 
   private async runBackfill(rt: TableRuntime): Promise<void> {
@@ -477,6 +484,7 @@ class Orchestrator implements Pipeline {
       const rt = this.tables.get(name);
       let outcome: string;
       if (r.kind === 'throttle') outcome = await this.changeThrottle(r.params ?? {});
+      else if (r.kind === 'pause' || r.kind === 'resume') outcome = await this.pauseOrResume(r.kind, r.params ?? {});
       else if (!rt) outcome = `not in the running config: ${name} was added to the config file after \`sluice run\` started; restart \`sluice run\` to pick it up`;
       else if (r.kind === 'backfill') {
         const p = r.params ?? {};
@@ -505,6 +513,26 @@ class Orchestrator implements Pipeline {
     }
   }
 
+  /**
+   * `sluice pause` / `resume` (and the API's): scope `backfills` holds copying (capture and apply go
+   * on), `apply` holds applying (capture keeps filling the change log). Until resumed or restarted.
+   */
+  private async pauseOrResume(kind: 'pause' | 'resume', params: Record<string, unknown>): Promise<string> {
+    const scope = params.scope === 'apply' ? 'apply' : 'backfills';
+    const why = kind === 'pause' ? `paused: ${scope} paused by an operator${params.reason ? ` (${String(params.reason)})` : ''}` : null;
+    if (scope === 'apply') {
+      if (this.applier) this.applier.pausedBy = why;
+      if (!why) this.applier?.poke();
+    } else this.ctx.throttler.hold(why);
+    await this.onControl((c) => c.query(`UPDATE _sluice.pipelines SET throttle = $2 WHERE name = $1`, [this.pipeline, this.throttleJson()]));
+    return kind === 'pause' ? `${scope} paused until resumed (or restarted)` : `${scope} resumed`;
+  }
+
+  private throttleJson(): string {
+    const t = this.ctx.throttler;
+    return throttleRecord(t.limits, t.reason, this.throttleOverride, this.applier?.pausedBy ?? null);
+  }
+
   /** Applies and keeps (across restarts) the limits of `sluice throttle`; `--reset` goes back to the config's. */
   private async changeThrottle(params: Record<string, unknown>): Promise<string> {
     if (params.reset) {
@@ -516,9 +544,7 @@ class Orchestrator implements Pipeline {
       this.ctx.throttler.setLimits(change);
     }
     const t = this.ctx.throttler;
-    await this.onControl((c) =>
-      c.query(`UPDATE _sluice.pipelines SET throttle = $2 WHERE name = $1`, [this.pipeline, throttleRecord(t.limits, t.reason, this.throttleOverride)]),
-    );
+    await this.onControl((c) => c.query(`UPDATE _sluice.pipelines SET throttle = $2 WHERE name = $1`, [this.pipeline, this.throttleJson()]));
     return `throttle now ${JSON.stringify(t.limits)}; from ${throttleSource(this.throttleOverride)}`;
   }
 
@@ -573,7 +599,11 @@ class Orchestrator implements Pipeline {
       const partial = rt.state === 'cancelled' && rt.cursor === null ? ' (not replicated until the next backfill; it holds a partial copy: its last reload was cancelled)' : '';
       return `nothing to cancel: ${rt.name} is ${rt.state}${partial}`;
     }
-    if (queued >= 0) this.queue.splice(queued, 1);
+    if (queued >= 0) {
+      this.queue.splice(queued, 1);
+      rt.detail = null;
+      this.numberQueue();
+    }
     rt.abort?.abort();
     await active;
     const keepsStreaming = rt.cursor !== null && (rt.mode === 'upsert' || rt.state === 'queued');
@@ -712,7 +742,7 @@ class Orchestrator implements Pipeline {
     }
     await c.query(`UPDATE _sluice.pipelines SET heartbeat_at = now(), throttle = $2 WHERE name = $1`, [
       this.pipeline,
-      throttleRecord(this.ctx.throttler.limits, this.ctx.throttler.reason, this.throttleOverride),
+      this.throttleJson(),
     ]);
   }
 

@@ -35,6 +35,6 @@ export function throttleSource(o: ThrottleOverride | null | undefined): string {
 }
 
 /** The JSON kept in `_sluice.pipelines.throttle`: limits in effect, state, and the override. */
-export function throttleRecord(limits: ThrottleLimits, state: string, override: ThrottleOverride | null): string {
-  return JSON.stringify({ ...limits, state, source: throttleSource(override), override });
+export function throttleRecord(limits: ThrottleLimits, state: string, override: ThrottleOverride | null, applyPaused: string | null = null): string {
+  return JSON.stringify({ ...limits, state, source: throttleSource(override), override, applyPaused });
 }

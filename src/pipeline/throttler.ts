@@ -39,6 +39,8 @@ export class Throttler {
   private limitsNow: ThrottleLimits;
   /** Why chunks wait now, or null when the throttle is open. */
   private paused: string | null = null;
+  /** Why an operator holds copying (`sluice pause`), or null; it outranks the probed conditions. */
+  private held: string | null = null;
   private src: pg.Client | null = null;
   private replica: pg.Client | null = null;
   private timer: NodeJS.Timeout | null = null;
@@ -65,7 +67,12 @@ export class Throttler {
 
   /** "open", or why chunks are waiting ("paused: replica lag 12 s > 10 s"). */
   get reason(): string {
-    return this.paused ?? 'open';
+    return this.held ?? this.paused ?? 'open';
+  }
+
+  /** Holds copying until called with null (`sluice pause` / `sluice resume`); capture and apply go on. */
+  hold(reason: string | null): void {
+    this.held = reason;
   }
 
   setLimits(change: Partial<ThrottleLimits>): void {
@@ -111,9 +118,9 @@ export class Throttler {
    */
   async acquire(rows: number, signal?: AbortSignal, onWait?: (reason: string | null) => void): Promise<void> {
     let waited = false;
-    while (this.paused && !signal?.aborted) {
+    while ((this.held ?? this.paused) && !signal?.aborted) {
       waited = true;
-      onWait?.(this.paused);
+      onWait?.(this.held ?? this.paused);
       await sleep(250, signal);
     }
     if (await this.rowBucket.take(rows, signal, (rate) => onWait?.(`paused: rows/s ceiling ${rate}`))) waited = true;

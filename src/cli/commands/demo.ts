@@ -19,8 +19,10 @@ import { createPipeline } from '../../pipeline/orchestrator.js';
 import { verifyTables } from '../../verify/verifier.js';
 import type { GlobalOptions } from '../shared.js';
 import { renderVerdicts } from './verify.js';
+import { httpSettings } from '../../http/security.js';
+import { startHttp, type HttpSurface } from '../../http/server.js';
 
-export async function demoCommand(flags: { rows?: string; keep?: boolean }, opts: GlobalOptions): Promise<number> {
+export async function demoCommand(flags: { rows?: string; keep?: boolean; http?: string | boolean }, opts: GlobalOptions): Promise<number> {
   const rows = Number(flags.rows ?? 1_000_000);
   const say = (s: string) => process.stdout.write(`${s}\n`);
   const work = mkdtempSync(join(tmpdir(), 'sluice-demo-'));
@@ -29,6 +31,7 @@ export async function demoCommand(flags: { rows?: string; keep?: boolean }, opts
   const { source, destination, stopAll } = await startClusters();
   let workload: Workload | null = null;
   let pipeline: ReturnType<typeof createPipeline> | null = null;
+  let surface: HttpSurface | null = null;
   try {
     say(`    source ${source.url()}\n    destination ${destination.url()}`);
     say(`2/7 creating public.orders on the source (${rows.toLocaleString('en-US')} rows of mixed types, 2% with TOASTed notes)`);
@@ -55,6 +58,10 @@ tables:
     pipeline = createPipeline(cfg, { logger: log });
     t = Date.now();
     await pipeline.start();
+    if (flags.http !== undefined) {
+      const p = pipeline;
+      surface = await startHttp(cfg, () => p, httpSettings(cfg, flags.http, process.env)!, log, say);
+    }
     const rt = pipeline.tables.get('public.orders')!;
     let lastLine = 0;
     while (rt.state !== 'streaming') {
@@ -111,8 +118,8 @@ tables:
     const c = pipeline.counters();
     say(`    changes captured ${c.captured.toLocaleString('en-US')}, applied ${c.applied.toLocaleString('en-US')}`);
     const equal = verdicts.every((v) => v.equal);
-    if (flags.keep) {
-      say('    --keep: clusters stay up; press Ctrl-C to stop');
+    if (flags.keep || surface) {
+      say(`    ${surface ? `the page stays at ${surface.loginUrl}` : '--keep'}: clusters stay up; press Ctrl-C to stop`);
       await new Promise<void>((resolve) => process.once('SIGINT', () => resolve()));
     }
     say('7/7 cleaning up');
@@ -121,6 +128,7 @@ tables:
     say(equal ? 'demo finished: destination equals source' : 'demo finished: DIFFERENCES found (see above)');
     return equal ? 0 : 1;
   } finally {
+    await surface?.close().catch(() => {});
     await workload?.stop().catch(() => {});
     await pipeline?.stop().catch(() => {});
     await stopAll().catch(() => {});

@@ -1,17 +1,19 @@
 /**
  * The CLI's side of a PostgreSQL destination's state (DestinationControl of destinations/destination.ts):
- * `_sluice.requests` and their answers, table states, the pipeline lock, archives. One connection.
+ * `_sluice.requests` and their answers, table states, the pipeline lock, archives, the runs' audit. One connection.
  */
 import type pg from 'pg';
 import type { Logger } from '../../core/logger.js';
 import { closeClient } from '../../postgres/connection.js';
 import { withTransaction } from '../../postgres/session.js';
 import type { Position, TableName } from '../../core/types.js';
-import type { ArchiveRow, DestinationControl, DropOutcome, RequestAnswer, RequestedLoad, TableRow } from '../destination.js';
+import type { ArchiveRow, DestinationControl, DropOutcome, RequestAnswer, RequestedLoad, RequestRow, RunRow, TableRow } from '../destination.js';
 import { dropArchive, listArchives } from './archives.js';
 import { rollbackArchive } from './restore.js';
 import { destinationRefusal } from './backfill-refusals.js';
 import { pipelineLockHolder } from './pipeline-lock.js';
+import { dropDependents } from './foreign-keys.js';
+import { readRequests, readRuns } from './audit.js';
 import { assertStateReadable, ensureStateSchema, readStateFormat } from './state-format.js';
 import { readTable } from './state.js';
 
@@ -67,6 +69,18 @@ export class PostgresControl implements DestinationControl {
   async rollbackArchive(pipeline: string, name: string): Promise<{ archive: string; at: Position } | null> {
     if (!(await this.dst.query(`SELECT to_regclass('_sluice.archives') IS NOT NULL AS ok`)).rows[0].ok) return null;
     return rollbackArchive(this.dst, pipeline, name);
+  }
+
+  dropDependents(target: TableName): Promise<string[]> {
+    return dropDependents(this.dst, target);
+  }
+
+  listRuns(pipeline: string, table: string | null, limit: number): Promise<RunRow[]> {
+    return readRuns(this.dst, pipeline, table, limit);
+  }
+
+  listRequests(pipeline: string, limit: number): Promise<RequestRow[]> {
+    return readRequests(this.dst, pipeline, limit);
   }
 
   async close(): Promise<void> {

@@ -1,0 +1,42 @@
+/**
+ * The running pipeline's answer to a request (`backfill`, `cancel`, `throttle`, `pause`, `resume`):
+ * the CLI and the HTTP API wait for it. With no pipeline running (nobody holds its lock) it says so
+ * at once: the request is recorded and acted on at the next start.
+ */
+import { sleep } from '../core/retry.js';
+import { destinationFor } from '../engines.js';
+import type { SluiceConfig } from '../config/schema.js';
+
+/** How long a request waits for the running pipeline's answer unless `--answer-timeout` says otherwise. */
+export const DEFAULT_ANSWER_TIMEOUT_S = 10;
+
+/** Answers that mean the pipeline did not do what was asked: the command exits 2. */
+export function isRefusal(outcome: string): boolean {
+  return /^(refused|unknown|not in the running config)/.test(outcome);
+}
+
+export interface Answers {
+  /** false: no pipeline is running (or none answered within the timeout); the request stays recorded. */
+  answered: boolean;
+  running: boolean;
+  rows: { table_name: string; outcome: string }[];
+}
+
+export async function awaitAnswers(cfg: SluiceConfig, ids: number[], timeoutS: number): Promise<Answers> {
+  const control = await destinationFor(cfg).openControl('sluice-cli');
+  try {
+    const deadline = Date.now() + timeoutS * 1000;
+    for (;;) {
+      const rows = (await control.answers(ids)).map((a) => ({ table_name: a.table, outcome: a.outcome }));
+      if (rows.length === ids.length) return { answered: true, running: true, rows };
+      // Checked after reading: a pipeline that answered and stopped since still counts as answered.
+      const running = await control.pipelineRunning(cfg.pipeline.name);
+      if (!running) return { answered: false, running: false, rows };
+      if (Date.now() >= deadline) return { answered: false, running: true, rows };
+      await sleep(200);
+    }
+  } finally {
+    await control.close();
+  }
+}
+
