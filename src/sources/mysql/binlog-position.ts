@@ -48,6 +48,11 @@ export class GtidPosition {
     return this.domains.get(domain);
   }
 
+  /** The GTIDs, by domain. */
+  list(): Gtid[] {
+    return [...this.domains.values()].sort((a, b) => a.domain - b.domain);
+  }
+
   get isEmpty(): boolean {
     return this.domains.size === 0;
   }
@@ -63,8 +68,7 @@ export class GtidPosition {
 
   /** Sorted by domain: the text MariaDB accepts in `@slave_connect_state` and `MASTER_GTID_WAIT`. */
   toString(): string {
-    return [...this.domains.values()]
-      .sort((a, b) => a.domain - b.domain)
+    return this.list()
       .map((g) => `${g.domain}-${g.server}-${g.seq}`)
       .join(',');
   }
