@@ -41,6 +41,8 @@ export interface StartMariaDbOptions {
   /** Extra `--name=value` server options; they override the defaults. */
   settings?: Record<string, string>;
   serverId?: number;
+  /** false: no binlog at all (for the preflight's refusal); default true. */
+  binlog?: boolean;
 }
 
 const running = new Set<{ child: ChildProcess; dir: string }>();
@@ -117,6 +119,9 @@ export async function startMariaDb(options: StartMariaDbOptions = {}): Promise<M
     'max-connections': '100',
     ...options.settings,
   };
+  if (options.binlog === false) {
+    for (const k of ['log-bin', 'binlog-format', 'binlog-row-image', 'binlog-row-metadata']) delete settings[k];
+  }
   const args = ['--no-defaults', ...runAsRoot(), ...Object.entries(settings).map(([k, v]) => `--${k}=${v}`)];
   const child = spawn(MARIADBD, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   const entry = { child, dir };

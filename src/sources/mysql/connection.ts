@@ -1,7 +1,7 @@
 /**
  * Connections to a MariaDB/MySQL source with mysql2 (authentication, TLS from the URL's `ssl`
  * parameter), set up so that every value arrives losslessly: BIGINT and DECIMAL as strings,
- * temporal values as the server's text, binary strings as Buffers. Identifier quoting with
+ * temporal values as the server's text, JSON as its text, binary strings as Buffers. Identifier quoting with
  * backticks lives here too. Connect failures become SOURCE_UNREACHABLE with the fix.
  */
 import mysql, { type Connection } from 'mysql2/promise';
@@ -28,6 +28,7 @@ export async function connectSource(url: string, applicationName: string): Promi
       bigNumberStrings: true,
       decimalNumbers: false,
       dateStrings: true,
+      jsonStrings: true,
       timezone: 'Z',
       connectAttributes: { program_name: applicationName },
     });
