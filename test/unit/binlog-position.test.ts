@@ -43,3 +43,8 @@ test('a binlog position round-trips through its text form', () => {
   assert.equal(formatBinlogPosition(p), text);
   assert.equal(formatBinlogPosition(parseBinlogPosition('mysql-bin.000001:4')), 'mysql-bin.000001:4');
 });
+
+test('an order key gives back its file:pos', async () => {
+  const { filePositionOf } = await import('../../src/sources/mysql/binlog-position.js');
+  assert.deepEqual(filePositionOf(orderKey({ file: 'binlog.000042', pos: 1234 }), 'binlog'), { file: 'binlog.000042', pos: 1234 });
+});

@@ -93,6 +93,11 @@ export function orderKey(p: FilePosition): bigint {
   return (BigInt(fileNumber(p.file)) << 32n) | BigInt(p.pos);
 }
 
+/** The file:pos of an order key, given the binlog's base name (`binlog` for `binlog.000042`). */
+export function filePositionOf(key: bigint, base: string): FilePosition {
+  return { file: `${base}.${String(key >> 32n).padStart(6, '0')}`, pos: Number(key & 0xffffffffn) };
+}
+
 export function compareFilePositions(a: FilePosition, b: FilePosition): number {
   const ka = orderKey(a);
   const kb = orderKey(b);

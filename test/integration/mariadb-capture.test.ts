@@ -1,0 +1,123 @@
+/**
+ * Capture from a private MariaDB into the embedded change log: inserts, updates (with a key
+ * change), deletes, TRUNCATE and ALTER in commit order, values in PostgreSQL text form, changes from
+ * L0 on only, untracked tables ignored; then a resume from the log's durable position that neither
+ * loses nor repeats a change.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { EmbeddedChangeLog } from '../../src/changelog/embedded/embedded-change-log.js';
+import { Position, type Change, type Lsn } from '../../src/core/types.js';
+import { BinlogCapture } from '../../src/sources/mysql/binlog-capture.js';
+import { BinlogClient } from '../../src/sources/mysql/binlog-client.js';
+import { filePositionOf, orderKey } from '../../src/sources/mysql/binlog-position.js';
+import { startMariaDb, type MariaDbServer } from '../support/mariadb.js';
+import { snapshotPosition } from '../../src/sources/mysql/snapshot.js';
+
+let server: MariaDbServer;
+let dir: string;
+
+before(async () => {
+  server = await startMariaDb({ serverId: 1 });
+  await server.query(`CREATE DATABASE app;
+    CREATE TABLE app.t (id INT PRIMARY KEY, v VARCHAR(20), d DATETIME(6), ts TIMESTAMP(3) NULL, u UUID, b VARBINARY(4), z DATE);
+    CREATE TABLE app.other (id INT PRIMARY KEY)`);
+  dir = mkdtempSync(join(tmpdir(), 'sluice-mariadb-capture-'));
+});
+
+after(async () => {
+  await server?.destroy();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+async function types(): Promise<Map<string, Map<string, string>>> {
+  const rows = (await server.query(`SELECT COLUMN_NAME AS c, COLUMN_TYPE AS t FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = 'app' AND TABLE_NAME = 't'`)) as { c: string; t: string }[];
+  return new Map([['app.t', new Map(rows.map((r) => [r.c, r.t]))]]);
+}
+
+async function serverPosition(): Promise<bigint> {
+  const [s] = (await server.query('SHOW MASTER STATUS')) as { File: string; Position: number }[];
+  return orderKey({ file: s.File, pos: Number(s.Position) });
+}
+
+async function waitFor(log: EmbeddedChangeLog, key: bigint): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  while (log.head().endLsn < key) {
+    assert.ok(Date.now() < deadline, `capture did not reach ${key} (at ${log.head().endLsn})`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+function start(log: EmbeddedChangeLog, client: BinlogClient, tables: Map<string, Map<string, string>>, ddl: string[]): { capture: BinlogCapture; done: Promise<void> } {
+  const capture = new BinlogCapture({ client, log, tables, onDdl: (t, sql) => ddl.push(`${t}: ${sql}`) });
+  return { capture, done: capture.run() };
+}
+
+const summary = (c: Change) => [c.kind, c.row ?? null, c.oldKey ?? null];
+
+test('captures every kind of change from L0, in commit order, in PostgreSQL text form; resumes without loss or repeat', async () => {
+  await server.query(`INSERT INTO app.t (id, v) VALUES (100, 'before L0')`);
+  const conn = await server.connect();
+  const l0 = await snapshotPosition(conn);
+  await conn.end();
+  const log = new EmbeddedChangeLog(join(dir, 'log.db'), { fsync: false });
+  const ddl: string[] = [];
+  const client = await BinlogClient.open({ url: server.url(), serverId: 401, replicaName: 'capture-test', start: l0, heartbeatMs: 100 });
+  const first = start(log, client, await types(), ddl);
+
+  await server.query(`SET time_zone = '+00:00';
+    BEGIN;
+    INSERT INTO app.t VALUES (1, 'one', '2024-01-02 03:04:05.123456', '2024-05-06 07:08:09.5', '123e4567-e89b-12d3-a456-426614174000', X'00FF', '0000-00-00');
+    INSERT INTO app.t (id, v) VALUES (2, 'two');
+    COMMIT;
+    UPDATE app.t SET v = 'uno' WHERE id = 1;
+    UPDATE app.t SET id = 10 WHERE id = 1;
+    DELETE FROM app.t WHERE id = 2;
+    INSERT INTO app.other VALUES (1);
+    TRUNCATE TABLE app.t;
+    INSERT INTO app.t (id, v) VALUES (3, 'three');
+    ALTER TABLE app.t ADD COLUMN x INT NOT NULL DEFAULT 5;
+    INSERT INTO app.t (id, v) VALUES (4, 'four')`);
+  await waitFor(log, await serverPosition());
+
+  const changes = log.read('app.t', Position.before(orderKey(l0) as Lsn), 1000);
+  const full = ['10', 'uno', '2024-01-02 03:04:05.123456', '2024-05-06 07:08:09.500+00', '123e4567-e89b-12d3-a456-426614174000', '\\x00ff', null];
+  assert.deepEqual(changes.map(summary), [
+    ['insert', ['1', 'one', '2024-01-02 03:04:05.123456', '2024-05-06 07:08:09.500+00', '123e4567-e89b-12d3-a456-426614174000', '\\x00ff', null], null],
+    ['insert', ['2', 'two', null, null, null, null, null], null],
+    ['update', ['1', ...full.slice(1)], null],
+    ['update', full, ['1']],
+    ['delete', null, ['2']],
+    ['truncate', null, null],
+    ['insert', ['3', 'three', null, null, null, null, null], null],
+    ['insert', ['4', 'four', null, null, null, null, null, '5'], null],
+  ]);
+  // both inserts of the first transaction share its position; later transactions come after
+  assert.equal(changes[0].position.lsn, changes[1].position.lsn);
+  for (let i = 1; i < changes.length; i++) assert.ok(Position.compare(changes[i - 1].position, changes[i].position) < 0);
+  // the ALTER gave a new column set, and was reported
+  assert.deepEqual(log.relation(changes.at(-1)!.relationVersion).names, ['id', 'v', 'd', 'ts', 'u', 'b', 'z', 'x']);
+  assert.deepEqual(ddl, ['app.t: ALTER TABLE app.t ADD COLUMN x INT NOT NULL DEFAULT 5']);
+  assert.equal(log.read('app.other', Position.start, 10).length, 0, 'untracked tables are not captured');
+
+  // resume from the durable position, after more writes while capture was down
+  first.capture.stop();
+  await first.done;
+  await server.query(`INSERT INTO app.t (id, v) VALUES (5, 'five')`);
+  const head = log.head();
+  const resumed = await BinlogClient.open({ url: server.url(), serverId: 401, replicaName: 'capture-test', start: filePositionOf(head.endLsn, 'binlog') });
+  const second = start(log, resumed, await types(), ddl);
+  await server.query(`DELETE FROM app.t WHERE id = 3`);
+  await waitFor(log, await serverPosition());
+  second.capture.stop();
+  await second.done;
+  const all = log.read('app.t', Position.before(orderKey(l0) as Lsn), 1000);
+  assert.deepEqual(all.slice(changes.length).map(summary), [
+    ['insert', ['5', 'five', null, null, null, null, null, '5'], null],
+    ['delete', null, ['3']],
+  ]);
+  log.close();
+});
