@@ -121,3 +121,31 @@ test('captures every kind of change from L0, in commit order, in PostgreSQL text
   ]);
   log.close();
 });
+
+test('binlog rotation mid-capture (tiny max_binlog_size): every change once, in order across files', async () => {
+  await server.query(`CREATE TABLE app.r (id INT PRIMARY KEY, pad VARCHAR(300))`);
+  const conn = await server.connect();
+  const l0 = await snapshotPosition(conn);
+  await conn.end();
+  const log = new EmbeddedChangeLog(join(dir, 'rotation.db'), { fsync: false });
+  const client = await BinlogClient.open({ url: server.url(), serverId: 402, replicaName: 'capture-rotation', start: l0 });
+  const rows = (await server.query(`SELECT COLUMN_NAME AS c, COLUMN_TYPE AS t FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = 'app' AND TABLE_NAME = 'r'`)) as { c: string; t: string }[];
+  const { capture, done } = start(log, client, new Map([['app.r', new Map(rows.map((r) => [r.c, r.t]))]]), []);
+  const [before] = (await server.query('SHOW MASTER STATUS')) as { File: string }[];
+  await server.query('SET GLOBAL max_binlog_size = 4096');
+  try {
+    for (let i = 1; i <= 60; i++) await server.query(`INSERT INTO app.r VALUES (${i}, REPEAT('p', 200))`);
+  } finally {
+    await server.query('SET GLOBAL max_binlog_size = DEFAULT');
+  }
+  const [after] = (await server.query('SHOW MASTER STATUS')) as { File: string }[];
+  assert.ok(after.File > before.File, 'the binlog rotated');
+  await waitFor(log, await serverPosition());
+  capture.stop();
+  await done;
+  const got = log.read('app.r', Position.before(orderKey(l0) as Lsn), 1000);
+  assert.deepEqual(got.map((c) => Number(c.row![0])), Array.from({ length: 60 }, (_, i) => i + 1));
+  const files = new Set(got.map((c) => c.position.lsn >> 32n));
+  assert.ok(files.size >= 3, `changes spread over ${files.size} files`);
+  log.close();
+});
