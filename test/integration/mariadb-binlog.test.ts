@@ -152,3 +152,22 @@ test('a GTID position whose binlog was purged is SLOT_LOST, with the fix', async
   assert.match(err!.message, /purged/);
   assert.match(err!.message, /onSlotLost: rebackfill/);
 });
+
+test('an event larger than one protocol packet (16 MiB) arrives whole', async () => {
+  await server.query('SET GLOBAL max_allowed_packet = 67108864');
+  await server.query('CREATE TABLE app.big (id INT PRIMARY KEY, b LONGBLOB)');
+  const start = await gtidNow();
+  const size = 17 * 1024 * 1024;
+  await server.query(`INSERT INTO app.big VALUES (1, REPEAT('x', ${size}))`);
+  const client = await BinlogClient.open({ url: server.url(), serverId: 107, replicaName: 'sluice-test-g', start: { gtid: start } });
+  try {
+    const seen = await until(client, (e) => e.event.kind === 'rows');
+    const rows = seen.at(-1)!.event;
+    assert.ok(rows.kind === 'rows');
+    const b = rows.rows[0].after![1] as Buffer;
+    assert.equal(b.length, size);
+    assert.equal(b.toString('latin1', size - 3), 'xxx');
+  } finally {
+    client.close();
+  }
+});
