@@ -170,6 +170,23 @@ test('decoded binlog rows equal a plain SELECT of the same rows, for every type'
   assert.equal(rows[0][TYPES_COLUMNS.indexOf('ip')], '2001:db8::1');
 });
 
+test('lookups: current rows by composite key, as text; keys the source no longer has are left out', async () => {
+  const source = new MysqlSource({ url: server.url(), serverId: 300, replicaName: 'sluice-source-test' });
+  const lookups = source.openLookups('sluice-test');
+  try {
+    const info = await lookups.describeTable(multi);
+    const rows = await lookups.rowsByKey(multi, info, [['1', '2', '9'], ['b', 'a', 'q']], ['v']);
+    assert.deepEqual(rows.sort(), [['1', 'b', '2'], ['2', 'a', '4']]);
+    assert.equal(lookups.isBuiltinType(3), true);
+    assert.deepEqual(await lookups.typeNames([[3, -1], [246, -1]]), ['long', 'newdecimal']);
+  } finally {
+    await lookups.close();
+  }
+  const err = source.classifyError('reading', Object.assign(new Error('Connection lost: The server closed the connection.'), { code: 'PROTOCOL_CONNECTION_LOST' }));
+  assert.equal(err.code, 'SOURCE_UNREACHABLE');
+  assert.equal(source.isConnectionLoss(err), true);
+});
+
 test('preflight passes on a well set-up server and refuses each bad setting with its fix', async () => {
   const i = await inspect();
   try {
