@@ -187,6 +187,49 @@ test('lookups: current rows by composite key, as text; keys the source no longer
   assert.equal(source.isConnectionLoss(err), true);
 });
 
+test('edge layouts decode like a SELECT: long CHAR, big ENUM and SET, BIT(64), DECIMAL shapes, TIME/DATETIME fractions', async () => {
+  const labels = Array.from({ length: 300 }, (_, i) => `'v${i}'`).join(',');
+  const members = Array.from({ length: 10 }, (_, i) => `'m${i}'`).join(',');
+  const columns = [
+    'id INT PRIMARY KEY', 'c CHAR(100)', `e ENUM(${labels})`, `s SET(${members})`, 'b64 BIT(64)', 'b1 BIT(1)',
+    'd1 DECIMAL(10,0)', 'd2 DECIMAL(5,5)', 'd3 DECIMAL(18,9)', 'd4 DECIMAL(30,2) UNSIGNED',
+    't1 TIME(1)', 't2 TIME(2)', 't4 TIME(4)', 'dt3 DATETIME(3)', 'ts1 TIMESTAMP(1) NULL',
+    'tt TINYTEXT', 'mt MEDIUMTEXT', 'tb TINYBLOB', 'mb MEDIUMBLOB', 'bn BINARY(20)', 'vc VARCHAR(300)', 'f FLOAT',
+  ];
+  await server.query(`CREATE TABLE app.edges (${columns.join(', ')}) DEFAULT CHARSET=utf8mb4`);
+  const [{ p }] = (await server.query('SELECT @@gtid_binlog_pos AS p')) as { p: string }[];
+  await server.query(`SET time_zone = '+00:00';
+    INSERT INTO app.edges VALUES
+      (1, REPEAT('é', 100), 'v299', 'm0,m9', b'1111111111111111111111111111111111111111111111111111111111111111', b'1',
+       -1234567890, -0.12345, -123456789.123456789, 1234567890123456789012345678.99,
+       '-00:00:00.1', '-12:34:56.78', '-00:00:00.0001', '2024-02-29 23:59:59.999', '2001-02-03 04:05:06.7',
+       REPEAT('t', 255), REPEAT('ü', 70000), X'01', REPEAT(X'AB', 70000), X'0102', REPEAT('ж', 300), -3.25),
+      (2, 'x', 'v0', 'm5', b'0', b'0', 0, 0, 0, 0, '838:59:59.9', '-838:59:59.99', '00:00:00.0001', '1000-01-01 00:00:00.001', NULL,
+       '', '', X'', X'', X'FF', '', 0)`);
+  const conn = await connectSource(server.url(), 'sluice-test');
+  const [rows] = (await conn.query({ sql: 'SELECT * FROM app.edges ORDER BY id', rowsAsArray: true })) as unknown as [unknown[][]];
+  await conn.end();
+  const i = await inspect();
+  const info = await i.describeTable(TableName.parse('app.edges'));
+  await i.close();
+  const client = await BinlogClient.open({ url: server.url(), serverId: 302, replicaName: 'sluice-source-test-edges', start: { gtid: GtidPosition.parse(p) } });
+  const got: (readonly (RowValue | undefined)[])[] = [];
+  try {
+    while (got.length < rows.length) {
+      const { event } = await client.next();
+      if (event.kind === 'rows' && event.map.table === 'edges') got.push(...event.rows.map((r) => r.after!));
+    }
+  } finally {
+    client.close();
+  }
+  for (let r = 0; r < rows.length; r++) {
+    for (let c = 0; c < info.columns.length; c++) {
+      const typeSql = info.columns[c].typeSql;
+      assert.deepEqual(decoded(got[r][c], typeSql), selected(rows[r][c], typeSql), `row ${r + 1} column ${info.columns[c].name} (${typeSql})`);
+    }
+  }
+});
+
 test('preflight passes on a well set-up server and refuses each bad setting with its fix', async () => {
   const i = await inspect();
   try {

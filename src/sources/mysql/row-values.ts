@@ -76,14 +76,15 @@ function datePart(v: number): string {
 }
 
 function readTime2(r: ByteReader, fsp: number): string {
-  // Packed: 1 sign bit (1 = non-negative), hours 10 bits, minutes 6, seconds 6, then the fraction;
-  // the whole (int + fraction) is one signed value offset by 0x800000 << fraction bits.
+  // Packed: 1 sign bit (1 = non-negative), hours 10 bits, minutes 6, seconds 6, then the fraction
+  // (unsigned; a negative time stores the next integer up and the fraction's complement, so that the
+  // bytes sort like the values: MySQL's my_time_packed_from_binary).
   let packed: bigint;
   if (fsp === 0) {
     packed = (r.uintBE(3) - 0x800000n) << 24n;
   } else if (fsp <= 2) {
     let int = r.uintBE(3) - 0x800000n;
-    let frac = BigInt(r.u8() << 24 >> 24);
+    let frac = BigInt(r.u8());
     if (int < 0n && frac !== 0n) {
       int += 1n;
       frac -= 0x100n;
@@ -91,7 +92,7 @@ function readTime2(r: ByteReader, fsp: number): string {
     packed = (int << 24n) + frac * 10000n;
   } else if (fsp <= 4) {
     let int = r.uintBE(3) - 0x800000n;
-    let frac = BigInt((Number(r.uintBE(2)) << 16) >> 16);
+    let frac = r.uintBE(2);
     if (int < 0n && frac !== 0n) {
       int += 1n;
       frac -= 0x10000n;
