@@ -58,3 +58,6 @@ export const SCENARIO: readonly string[] = [
   `INSERT INTO app.small VALUES (3, 'three', 8)`,
   `TRUNCATE TABLE app.small`,
 ];
+
+/** The transaction of the streamed fixture (stream.bin), after the scenario. */
+export const STREAM_INSERT = `INSERT INTO app.types (id, vc) VALUES (42, 'streamed')`;

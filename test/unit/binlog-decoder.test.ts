@@ -176,3 +176,27 @@ test('compressed events are refused with the fix', () => {
   const xid = raw[events.findIndex((e) => e.kind === 'xid')];
   assert.throws(() => d.decode(rebuild(xid, 166, Buffer.alloc(8))), /log_bin_compress=OFF/);
 });
+
+test('a replica stream (stream.bin): the made-up ROTATE first, a GTID start, and a HEARTBEAT at the idle position', () => {
+  const bytes = readFileSync(fileURLToPath(new URL('../../../test/fixtures/binlog/stream.bin', import.meta.url)));
+  const d = new BinlogDecoder();
+  const got: BinlogEvent[] = [];
+  for (let p = 0; p < bytes.length; ) {
+    const n = bytes.readUInt32LE(p);
+    got.push(d.decode(bytes.subarray(p + 4, p + 4 + n)));
+    p += 4 + n;
+  }
+  assert.deepEqual(got.map((e) => e.kind), ['rotate', 'format-description', 'gtid-list', 'binlog-checkpoint', 'gtid', 'annotate-rows', 'table-map', 'rows', 'xid', 'heartbeat']);
+  const [rotate, , list] = got;
+  // the server's own ROTATE: no position in the file, no time
+  assert.equal(rotate.header.logPos, 0);
+  assert.equal(rotate.header.timestamp, 0);
+  assert.ok(list.kind === 'gtid-list' && list.gtids.length === 1 && list.gtids[0].seq === 11n);
+  const rows = got[7];
+  assert.ok(rows.kind === 'rows');
+  assert.deepEqual([rows.rows[0].after![0], rows.rows[0].after![TYPES_COLUMNS.indexOf('vc')]], [42n, 'streamed']);
+  const [xid, hb] = got.slice(8);
+  assert.ok(hb.kind === 'heartbeat' && rotate.kind === 'rotate');
+  assert.equal(hb.file, rotate.file);
+  assert.equal(hb.header.logPos, xid.header.logPos, 'a heartbeat carries the position the binlog is at');
+});

@@ -30,6 +30,8 @@ export interface BinlogClientOptions {
   readonly heartbeatMs?: number;
   /** Events queued before reading pauses (default 2000). */
   readonly highWaterMark?: number;
+  /** Sees each event's bytes as received, before decoding (fixture capture, diagnostics). */
+  readonly onRawEvent?: (event: Buffer) => void;
 }
 
 export interface StreamedEvent {
@@ -124,6 +126,7 @@ export class BinlogClient implements AsyncIterable<StreamedEvent> {
     private readonly conn: mysql.Connection,
     collations: ReadonlyMap<number, string>,
     highWaterMark: number,
+    private readonly onRawEvent?: (event: Buffer) => void,
   ) {
     this.decoder = new BinlogDecoder({ collations });
     this.highWaterMark = highWaterMark;
@@ -147,7 +150,7 @@ export class BinlogClient implements AsyncIterable<StreamedEvent> {
         await q(`SET @slave_connect_state = ${conn.escape(options.start.gtid.toString())}, @slave_gtid_strict_mode = 1, @slave_gtid_ignore_duplicates = 0`);
       }
       await runRaw(conn, registerPayload(options.serverId, options.replicaName));
-      const client = new BinlogClient(conn, collations, options.highWaterMark ?? 2000);
+      const client = new BinlogClient(conn, collations, options.highWaterMark ?? 2000, options.onRawEvent);
       client.dump(options.serverId, 'gtid' in options.start ? { file: '', pos: 4 } : options.start);
       return client;
     } catch (err) {
@@ -177,7 +180,9 @@ export class BinlogClient implements AsyncIterable<StreamedEvent> {
           return false;
         }
         try {
-          this.push(this.decoder.decode(Buffer.from(p.buffer.subarray(p.start + 5, p.end))));
+          const bytes = Buffer.from(p.buffer.subarray(p.start + 5, p.end));
+          this.onRawEvent?.(bytes);
+          this.push(this.decoder.decode(bytes));
         } catch (err) {
           this.fail(new SluiceError('SOURCE_ERROR', `source: binlog: ${(err as Error).message}`, { cause: err }));
           return false;
