@@ -171,3 +171,23 @@ test('an event larger than one protocol packet (16 MiB) arrives whole', async ()
     client.close();
   }
 });
+
+test('a position with an empty GTID (nothing logged before it) starts from its file:pos', async () => {
+  const [status] = (await server.query('SHOW MASTER STATUS')) as { File: string; Position: number }[];
+  await server.query(`INSERT INTO app.t VALUES (20, 'twenty')`);
+  const client = await BinlogClient.open({
+    url: server.url(),
+    serverId: 108,
+    replicaName: 'sluice-test-h',
+    start: { file: status.File, pos: Number(status.Position), gtid: GtidPosition.empty },
+  });
+  try {
+    const seen = await until(client, (e) => e.event.kind === 'rows');
+    assert.equal(seen.filter((e) => e.event.kind === 'rows').length, 1, 'nothing before the position');
+    const rows = seen.at(-1)!.event;
+    assert.ok(rows.kind === 'rows');
+    assert.deepEqual(rows.rows[0].after, [20, 'twenty']);
+  } finally {
+    client.close();
+  }
+});

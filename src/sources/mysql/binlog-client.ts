@@ -17,7 +17,16 @@ import { GtidPosition, type FilePosition } from './binlog-position.js';
 import { classify } from './errors.js';
 import { checkServerId } from './server-id.js';
 
-export type BinlogStart = { readonly gtid: GtidPosition } | FilePosition;
+/**
+ * Where the dump starts: a GTID position (a BinlogPosition too, when its GTID is known: GTIDs survive
+ * a failover) or a file:pos on this server. An empty GTID position with no file starts at the oldest binlog.
+ */
+export type BinlogStart = { readonly gtid: GtidPosition } | FilePosition | (FilePosition & { readonly gtid: GtidPosition });
+
+/** The GTID position to start from, when the start has a non-empty one. */
+function startGtid(start: BinlogStart): GtidPosition | null {
+  return 'gtid' in start && !start.gtid.isEmpty ? start.gtid : null;
+}
 
 export interface BinlogClientOptions {
   readonly url: string;
@@ -146,12 +155,11 @@ export class BinlogClient implements AsyncIterable<StreamedEvent> {
       );
       const heartbeatNs = BigInt(options.heartbeatMs ?? 1000) * 1_000_000n;
       await q(`SET @master_binlog_checksum = @@global.binlog_checksum, @master_heartbeat_period = ${heartbeatNs}, @mariadb_slave_capability = ${MARIA_SLAVE_CAPABILITY_GTID}`);
-      if ('gtid' in options.start) {
-        await q(`SET @slave_connect_state = ${conn.escape(options.start.gtid.toString())}, @slave_gtid_strict_mode = 1, @slave_gtid_ignore_duplicates = 0`);
-      }
+      const gtid = startGtid(options.start);
+      if (gtid) await q(`SET @slave_connect_state = ${conn.escape(gtid.toString())}, @slave_gtid_strict_mode = 1, @slave_gtid_ignore_duplicates = 0`);
       await runRaw(conn, registerPayload(options.serverId, options.replicaName));
       const client = new BinlogClient(conn, collations, options.highWaterMark ?? 2000, options.onRawEvent);
-      client.dump(options.serverId, 'gtid' in options.start ? { file: '', pos: 4 } : options.start);
+      client.dump(options.serverId, gtid || !('file' in options.start) ? { file: '', pos: 4 } : options.start);
       return client;
     } catch (err) {
       conn.destroy();
