@@ -85,3 +85,28 @@ test('the snapshot position is a file:pos and its GTID position; MASTER_GTID_WAI
   assert.equal(await waitForReplica(c, snap.position.gtid, 0.2), false);
   await c.end();
 });
+
+test('on a replica, MASTER_GTID_WAIT(L0) returns once it has applied everything before L0, and reads there see it', async () => {
+  const replica = await startMariaDb({ serverId: 2 });
+  try {
+    await replica.query(
+      `CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = ${server.port}, MASTER_USER = 'root', MASTER_USE_GTID = slave_pos; START SLAVE`,
+    );
+    const r = await replica.connect();
+    // stopped: a position past what the replica has is not reached
+    await r.query('STOP SLAVE SQL_THREAD');
+    await server.query('INSERT INTO app.t VALUES (50, 0)');
+    const c = await server.connect();
+    const snap = await openSnapshot(c);
+    await snap.close();
+    await c.end();
+    assert.equal(await waitForReplica(r, snap.position.gtid, 0.5), false);
+    await r.query('START SLAVE SQL_THREAD');
+    assert.equal(await waitForReplica(r, snap.position.gtid, 30), true);
+    const [rows] = (await r.query('SELECT id FROM app.t WHERE id = 50')) as unknown as [{ id: number }[]];
+    assert.deepEqual(rows.map((x) => x.id), [50]);
+    await r.end();
+  } finally {
+    await replica.destroy();
+  }
+});
