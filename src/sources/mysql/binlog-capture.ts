@@ -15,6 +15,7 @@
  * relation version; DDL on a tracked table other than TRUNCATE is handed to `onDdl`.
  */
 import type { ChangeLog } from '../../changelog/changelog.js';
+import type { TableInfo } from '../../core/columns.js';
 import { SluiceError } from '../../core/errors.js';
 import type { CapturedValue, Lsn, RelationColumns } from '../../core/types.js';
 import type { BinlogClient } from './binlog-client.js';
@@ -28,8 +29,12 @@ import { postgresText } from './type-mapping.js';
 export interface BinlogCaptureOptions {
   readonly client: BinlogClient;
   readonly log: ChangeLog;
-  /** Tracked tables (`database.table`) and their MariaDB column types by name (uuid, inet6 and inet4 are only told apart here). */
-  readonly tables: ReadonlyMap<string, ReadonlyMap<string, string>>;
+  /**
+   * Tracked tables by `database.table`, as introspected (introspect.ts). Their column types tell
+   * uuid, inet6 and inet4 from binary strings; the rest comes from each event's TABLE_MAP. The caller
+   * may replace an entry after a DDL (`onDdl`): the next TABLE_MAP of the table reads it again.
+   */
+  readonly tables: ReadonlyMap<string, TableInfo>;
   /** A DDL statement on a tracked table (other than TRUNCATE, which is captured). */
   readonly onDdl?: (table: string, sql: string) => void;
   /** Called after each flush made changes durable. */
@@ -187,10 +192,15 @@ export class BinlogCapture {
     this.flush(this.o.client.queued === 0 || log.buffered >= 20_000);
   }
 
+  /** A TRUNCATE before any row event of the table: its column set as introspected. */
   private registerFromTypes(table: string): number {
-    const types = this.o.tables.get(table)!;
-    const names = [...types.keys()];
-    return this.o.log.relationVersion(table, { names, typeOids: names.map(() => 0), keyIndexes: [] });
+    const info = this.o.tables.get(table)!;
+    const names = info.columns.map((c) => c.name);
+    return this.o.log.relationVersion(table, {
+      names,
+      typeOids: info.columns.map((c) => c.typeOid),
+      keyIndexes: info.primaryKey.map((k) => names.indexOf(k)),
+    });
   }
 
   private relation(map: TableMap): { table: string; version: number; key: readonly number[]; types: string[] } {
@@ -210,7 +220,7 @@ export class BinlogCapture {
     };
     const version = this.o.log.relationVersion(table, columns);
     this.lastVersion.set(table, version);
-    const types = map.columns.map((c) => known?.get(c.name as string) ?? typeFromMap(c));
+    const types = map.columns.map((c) => known?.columns.find((k) => k.name === c.name)?.typeSql ?? typeFromMap(c));
     const r = { table, version, key: map.primaryKey, types };
     this.versions.set(map.tableId, r);
     return r;
