@@ -230,3 +230,20 @@ test('capture crashed and resumed again and again under a write load loses and r
   assert.equal(new Set(positions).size, positions.length);
   log.close();
 });
+
+test('an XA transaction on a tracked table stops capture with a message, instead of logging changes that may roll back', { timeout: 30_000 }, async () => {
+  await server.query(`CREATE TABLE app.xa (id INT PRIMARY KEY)`);
+  const conn = await server.connect();
+  const l0 = await snapshotPosition(conn);
+  const log = new EmbeddedChangeLog(join(dir, 'xa.db'), { fsync: false });
+  const { done } = start(log, await BinlogClient.open({ url: server.url(), serverId: 404, replicaName: 'capture-xa', start: l0 }), await tracked('app.xa'), []);
+  await conn.query(`XA START 'x1'; INSERT INTO app.xa VALUES (1); XA END 'x1'; XA PREPARE 'x1'; XA ROLLBACK 'x1'`);
+  await conn.end();
+  await assert.rejects(done, (err: Error & { code?: string }) => {
+    assert.equal(err.code, 'UNSUPPORTED_MODE');
+    assert.match(err.message, /XA transaction changed app\.xa/);
+    return true;
+  });
+  assert.equal(log.read('app.xa', Position.start, 10).length, 0);
+  log.close();
+});

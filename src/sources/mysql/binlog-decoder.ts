@@ -18,6 +18,8 @@ const CHECKSUM_CRC32 = 1;
 const STMT_END_F = 1;
 const GTID_FL_STANDALONE = 1;
 const GTID_FL_GROUP_COMMIT_ID = 2;
+const GTID_FL_PREPARED_XA = 64;
+const GTID_FL_COMPLETED_XA = 128;
 
 export class BinlogFormatError extends Error {
   constructor(message: string) {
@@ -149,7 +151,8 @@ export class BinlogDecoder {
         const domain = r.u32();
         const flags = r.u8();
         const commitId = flags & GTID_FL_GROUP_COMMIT_ID ? r.u64() : null;
-        return { header, kind: 'gtid', gtid: { domain, server: header.serverId, seq }, standalone: (flags & GTID_FL_STANDALONE) !== 0, commitId };
+        const xa = flags & GTID_FL_PREPARED_XA ? 'prepared' : flags & GTID_FL_COMPLETED_XA ? 'completed' : null;
+        return { header, kind: 'gtid', gtid: { domain, server: header.serverId, seq }, standalone: (flags & GTID_FL_STANDALONE) !== 0, commitId, xa };
       }
       case EventType.GTID_LIST: {
         const count = r.u32() & 0x0fffffff;

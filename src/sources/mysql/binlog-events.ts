@@ -77,6 +77,8 @@ export type BinlogEvent = { readonly header: EventHeader } & (
       /** A DDL (or other non-transactional) event group: no BEGIN, no XID; one QUERY follows. */
       readonly standalone: boolean;
       readonly commitId: bigint | null;
+      /** An XA transaction's PREPARE group (its changes), or the group of its XA COMMIT/ROLLBACK. */
+      readonly xa: 'prepared' | 'completed' | null;
     }
   | { readonly kind: 'gtid-list'; readonly gtids: readonly Gtid[] }
   | { readonly kind: 'binlog-checkpoint'; readonly file: string }
