@@ -26,6 +26,12 @@ export interface SourceInspection {
    * message starts with `label(option)` (a config path or a --flag).
    */
   checkBackfillOptions(info: TableInfo, options: BackfillOptions, label: (option: string) => string): Promise<void>;
+  /**
+   * Checks that the source can capture changes of `tables` (server settings, grants, primary keys),
+   * refusing with a usage error whose message names the fix. Optional: a driver whose checks run
+   * elsewhere (PostgreSQL: the pipeline's preflight) leaves it out.
+   */
+  checkCapture?(tables: readonly TableName[]): Promise<void>;
   close(): Promise<void>;
 }
 
