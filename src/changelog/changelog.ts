@@ -72,7 +72,7 @@ export interface ChangeLog {
  *   process learns newer heads on `read` and `count`.
  * - `read` returns changes of committed transactions at or below the durable head only.
  * - `purge` removes changes at or before `upTo`; a log that stores changes in groups (JetStream: one
- *   message per table and transaction) removes only whole groups, so a change at or before `upTo`
+ *   message per table and flush) removes only whole groups, so a change at or before `upTo`
  *   may stay until a later purge passes its group. It never removes a change after `upTo`.
  */
 export interface AsyncChangeLog {

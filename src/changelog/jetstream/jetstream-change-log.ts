@@ -5,8 +5,8 @@
  * - Capture is single-writer and fenced: every publish carries the stream's expected last sequence,
  *   so a second capturer's publish, or a stale one's, is refused (CHANGELOG_FENCED). Opening as the
  *   writer publishes a fence first, so an older writer still running can publish nothing more.
- * - `flush()` publishes the buffered committed transactions (pipelined, each message with the
- *   sequence it must land at), then the head; it resolves only when the server acknowledged all of
+ * - `flush()` publishes the buffered committed transactions (one message per table and flush, cut at
+ *   segmentBytes; one publish at a time, each expecting the sequence before it), then the head; it resolves only when the server acknowledged all of
  *   them (replicas 3: stored on a quorum). A flush that times out (no quorum) rejects with a retryable
  *   CHANGELOG_NO_QUORUM and keeps what it had not got acknowledged; the next flush publishes it again
  *   with the same ids (Nats-Msg-Id), so a message stored without its ack reaching us is not stored twice.
@@ -54,8 +54,6 @@ export interface JetStreamLogOptions extends StreamOptions {
 }
 
 const DEFAULT_SEGMENT_BYTES = 256 << 10;
-/** Publishes in flight at once during a flush. */
-const PUBLISH_WINDOW = 256;
 
 interface Outgoing {
   readonly subject: string;
@@ -276,8 +274,8 @@ export class JetStreamChangeLog implements AsyncChangeLog {
     const committed = this.pending.splice(0, this.committedCount);
     this.committedCount = 0;
     const maxBytes = this.opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
-    // One segment per table and transaction, cut at maxBytes; per table, in position order.
-    let open = new Map<string, { changes: SegmentChange[]; bytes: number }>();
+    // One segment per table and flush, cut at maxBytes; per table, in position order.
+    const open = new Map<string, { changes: SegmentChange[]; bytes: number }>();
     const close = (table: string) => {
       const s = open.get(table);
       if (!s || s.changes.length === 0) return;
@@ -291,13 +289,7 @@ export class JetStreamChangeLog implements AsyncChangeLog {
         headers: { [HEADER_LAST]: formatPosition({ lsn: last.lsn, idx: last.idx }), [HEADER_COUNT]: String(s.changes.length), [HEADER_TOTAL]: String(total) },
       });
     };
-    let lsn: Lsn | null = null;
     for (const { table, change } of committed) {
-      if (change.lsn !== lsn) {
-        for (const t of [...open.keys()]) close(t);
-        open = new Map();
-        lsn = change.lsn;
-      }
       let s = open.get(table);
       const bytes = changeBytes(change);
       if (s && s.bytes + bytes > maxBytes) {
@@ -317,37 +309,36 @@ export class JetStreamChangeLog implements AsyncChangeLog {
     this.totals.set(table, m ? Number(m.header.get(HEADER_TOTAL)) : 0);
   }
 
-  /** Publishes what of `batch` is not acknowledged yet, a window at a time; returns when all is acknowledged. */
+  /**
+   * Publishes what of `batch` is not acknowledged yet, one message at a time, each expecting the
+   * stream's last sequence to be the previous one's: pipelined publishes could not be fenced (a later
+   * message would land when another writer's publishes filled the sequence it expects).
+   */
   private async publish(batch: Batch): Promise<void> {
-    while (batch.acked < batch.messages.length) {
-      const from = batch.acked;
-      const to = Math.min(batch.messages.length, from + PUBLISH_WINDOW);
-      const sends: Promise<PubAck>[] = [];
-      for (let i = from; i < to; i++) {
-        const m = batch.messages[i];
-        const seq = batch.firstSeq + i;
-        let h: ReturnType<typeof natsHeaders> | undefined;
-        if (m.headers) {
-          h = natsHeaders();
-          for (const [k, v] of Object.entries(m.headers)) h.set(k, v);
-        }
-        sends.push(this.js.publish(m.subject, m.data, { expect: { lastSequence: seq - 1 }, msgID: `${this.writerId}:${seq}`, headers: h }));
+    for (let i = batch.acked; i < batch.messages.length; i++) {
+      const m = batch.messages[i];
+      const seq = batch.firstSeq + i;
+      let h: ReturnType<typeof natsHeaders> | undefined;
+      if (m.headers) {
+        h = natsHeaders();
+        for (const [k, v] of Object.entries(m.headers)) h.set(k, v);
       }
-      const results = await Promise.allSettled(sends);
-      for (let i = 0; i < results.length; i++) {
-        const r = results[i];
-        if (r.status === 'fulfilled' && r.value.seq === batch.firstSeq + from + i) {
-          batch.acked = from + i + 1;
-          continue;
-        }
-        const err = r.status === 'rejected' ? r.reason : new Error(`stored at sequence ${r.value.seq}, expected ${batch.firstSeq + from + i}`);
-        if (apiCode(err) === 10071 || r.status === 'fulfilled') {
+      let ack: PubAck;
+      try {
+        ack = await this.js.publish(m.subject, m.data, { expect: { lastSequence: seq - 1 }, msgID: `${this.writerId}:${seq}`, headers: h });
+      } catch (err) {
+        if (apiCode(err) === 10071) {
           this.failure = fenced(this.names, err);
           throw this.failure;
         }
-        // A timeout or a lost connection: the rest is published again by the next flush.
+        // A timeout or a lost connection: the next flush publishes the rest again, with the same ids.
         throw unavailable(this.names, `publish not acknowledged; nothing was acknowledged past position ${Lsn.format(this.durable.endLsn)}`, err);
       }
+      if (ack.seq !== seq) {
+        this.failure = fenced(this.names, new Error(`stored at sequence ${ack.seq}, expected ${seq}`));
+        throw this.failure;
+      }
+      batch.acked = i + 1;
     }
   }
 
@@ -420,12 +411,12 @@ export class JetStreamChangeLog implements AsyncChangeLog {
     const keep = await this.next(subject, await this.search(subject, upTo));
     const seq = keep ? keep.seq : this.headSeq + 1;
     if (seq <= first.seq) return 0;
+    const end = keep ? JetStreamChangeLog.before(keep) : await this.durableTotal(subject);
     try {
       await this.jsm.streams.purge(this.names.stream, { filter: subject, seq });
     } catch (err) {
       throw unavailable(this.names, `cannot purge ${table}`, err);
     }
-    const end = keep ? JetStreamChangeLog.before(keep) : await this.durableTotal(subject);
     return end - JetStreamChangeLog.before(first);
   }
 

@@ -1,6 +1,6 @@
 /**
  * The layout of the JetStream change log: names of the stream and subjects, and the bytes of a
- * segment (one message: changes of one table from one transaction, in position order). Pure.
+ * segment (one message: changes of one table from one flush, in position order). Pure.
  *
  * Subjects under `sluice.<pipeline>`:
  * - `.chg.<schema>.<table>` (each part escaped, see `tableToken`): segments. Headers: `Sluice-Last`
