@@ -48,6 +48,15 @@ export async function connectNats(opts: StreamOptions): Promise<{ nc: NatsConnec
     return { nc, jsm: await jetstreamManager(nc) };
   } catch (err) {
     await nc.close().catch(() => {});
+    // A cluster still electing its JetStream leader answers nothing for a while: retried, not refused.
+    if (/timeout|temporarily unavailable/i.test((err as Error).message)) {
+      throw new SluiceError(
+        'CHANGELOG_NO_QUORUM',
+        `change log: JetStream at ${opts.url} does not answer (${(err as Error).message}): the cluster has no leader yet; ` +
+          `start the stopped NATS servers (a cluster of 3 needs 2); sluice retries`,
+        { cause: err, retryable: true, context: { url: opts.url } },
+      );
+    }
     throw new SluiceError(
       'CHANGELOG_UNREACHABLE',
       `change log: NATS at ${opts.url} runs without JetStream (${(err as Error).message}): start nats-server with -js ` +
