@@ -65,6 +65,11 @@ export class NatsNode {
     return `nats://127.0.0.1:${this.options.port}`;
   }
 
+  /** The server's process id while it runs (for CPU readings in benchmarks). */
+  get pid(): number | undefined {
+    return this.running ? this.proc!.pid : undefined;
+  }
+
   get running(): boolean {
     return this.proc !== null && this.proc.exitCode === null;
   }

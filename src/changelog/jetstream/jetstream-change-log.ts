@@ -331,6 +331,15 @@ export class JetStreamChangeLog implements AsyncChangeLog {
           this.failure = fenced(this.names, err);
           throw this.failure;
         }
+        if (/payload/i.test((err as Error).message)) {
+          this.failure = new SluiceError(
+            'CHANGELOG_ERROR',
+            `change log stream ${this.names.stream}: a message of ${m.data.length} bytes is over the server's max_payload ` +
+              `(${(err as Error).message}): raise max_payload in the nats-server configuration (a row is never split)`,
+            { cause: err, context: { stream: this.names.stream, bytes: m.data.length } },
+          );
+          throw this.failure;
+        }
         // A timeout or a lost connection: the next flush publishes the rest again, with the same ids.
         throw unavailable(this.names, `publish not acknowledged; nothing was acknowledged past position ${Lsn.format(this.durable.endLsn)}`, err);
       }
