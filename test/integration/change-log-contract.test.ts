@@ -16,6 +16,11 @@ import { JetStreamChangeLog } from '../../src/changelog/jetstream/jetstream-chan
 import { SluiceError } from '../../src/core/errors.js';
 import { Lsn, Position, type ChangeKind } from '../../src/core/types.js';
 import { freePort, startNats, type NatsCluster } from '../support/nats.js';
+import { headers as natsHeaders } from '@nats-io/transport-node';
+import { jetstream } from '@nats-io/jetstream';
+import { HEADER_COUNT, HEADER_LAST, HEADER_TOTAL, encodeSegment, logNames, tableSubject } from '../../src/changelog/jetstream/segment.js';
+import { connectNats } from '../../src/changelog/jetstream/stream.js';
+import { encodeTuple } from '../../src/core/tuple-data.js';
 
 const cols = { names: ['id', 'v'], typeOids: [20, 25], keyIndexes: [0] };
 const cols2 = { names: ['id', 'v', 'w'], typeOids: [20, 25, 23], keyIndexes: [0] };
@@ -245,6 +250,37 @@ describe('change log contract: jetstream only', () => {
     assert.equal((await reader.read('public.t', got[1].position, 10)).length, 1);
     assert.equal(reader.head().endLsn, Lsn.of(31));
     await Promise.all([a.close(), b.close(), reader.close()]);
+  });
+
+  test('a flush that never finished (messages after the last head) is invisible, and gone once a writer reopens', async () => {
+    const log = await open('orphans');
+    const v = log.relationVersion('public.t', cols);
+    put(log, 'public.t', 10, 0, v);
+    log.commit(Lsn.of(10), Lsn.of(11), 1);
+    await log.flush();
+    await log.close();
+    // What a capturer killed in the middle of a flush leaves: a segment stored, no head after it.
+    const { nc } = await connectNats({ url: nats.url, replicas: 1 });
+    const names = logNames('orphans');
+    const h = natsHeaders();
+    h.set(HEADER_LAST, '20:0');
+    h.set(HEADER_COUNT, '1');
+    h.set(HEADER_TOTAL, '2');
+    const row = encodeTuple(['orphan', null]);
+    await jetstream(nc).publish(tableSubject(names, 'public.t'), encodeSegment([{ lsn: Lsn.of(20), idx: 0, kind: 'insert', relationVersion: v, commitTimeMs: 2, row, oldKey: null }]), { headers: h });
+    await nc.close();
+    const reader = await open('orphans', { role: 'reader' });
+    assert.deepEqual((await reader.read('public.t', Position.start, 10)).map((c) => c.row?.[0]), ['0'], 'a reader does not see it');
+    assert.equal(await reader.count('public.t', Position.start), 1);
+    const writer = await open('orphans');
+    assert.equal(writer.head().endLsn, Lsn.of(11));
+    // The source sends the transaction again; it is stored once.
+    put(writer, 'public.t', 20, 0, v, 'insert', ['sent again', null]);
+    writer.commit(Lsn.of(20), Lsn.of(21), 2);
+    await writer.flush();
+    assert.deepEqual((await reader.read('public.t', Position.start, 10)).map((c) => c.row?.[0]), ['0', 'sent again']);
+    assert.equal(await reader.count('public.t', Position.start), 2);
+    await Promise.all([reader.close(), writer.close()]);
   });
 
   test('NATS unreachable: CHANGELOG_UNREACHABLE, a usage error naming log.url', async () => {

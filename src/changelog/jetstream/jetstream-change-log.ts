@@ -75,6 +75,7 @@ interface Batch {
   /** Messages acknowledged so far (a prefix). */
   acked: number;
   readonly head: LogHead;
+  readonly totals: Map<string, number>;
 }
 
 export class JetStreamChangeLog implements AsyncChangeLog {
@@ -95,8 +96,10 @@ export class JetStreamChangeLog implements AsyncChangeLog {
   private pendingRelations: Relation[] = [];
   private nextVersion = 1;
   private relSeq = 0;
-  /** Changes of each table ever appended (the Sluice-Total of its last message). */
-  private readonly totals = new Map<string, number>();
+  /** Changes of each table ever appended (the Sluice-Total of its last message), as this writer has built them. */
+  private totals = new Map<string, number>();
+  /** The same at the durable head (carried by the head message: a subject's last message may have been deleted). */
+  private durableTotals = new Map<string, number>();
   /** Where the last read of a table stopped: the message to go on from after `pos`. */
   private readonly readAt = new Map<string, { pos: Position; seq: number }>();
   private batch: Batch | null = null;
@@ -138,10 +141,11 @@ export class JetStreamChangeLog implements AsyncChangeLog {
       await this.refreshHead();
       const last = (await this.jsm.streams.info(this.names.stream)).state.last_seq;
       try {
-        const ack = await this.js.publish(this.names.head, headJson(this.durable), { expect: { lastSequence: last } });
+        const ack = await this.js.publish(this.names.head, headJson(this.durable, this.durableTotals), { expect: { lastSequence: last } });
         const orphansAfter = this.headSeq;
         this.headSeq = ack.seq;
         this.lastSeq = ack.seq;
+        this.totals = new Map(this.durableTotals);
         for (let seq = orphansAfter + 1; seq <= last; seq++) await this.deleteOrphan(seq);
         return;
       } catch (err) {
@@ -165,8 +169,9 @@ export class JetStreamChangeLog implements AsyncChangeLog {
   private async refreshHead(): Promise<void> {
     const m = await this.get({ last_by_subj: this.names.head });
     if (!m || m.seq <= this.headSeq) return;
-    const h = m.json<{ lsn: string; endLsn: string; commitTimeMs: number }>();
+    const h = m.json<{ lsn: string; endLsn: string; commitTimeMs: number; totals?: Record<string, number> }>();
     this.durable = { lsn: Lsn.of(BigInt(h.lsn)), endLsn: Lsn.of(BigInt(h.endLsn)), commitTimeMs: h.commitTimeMs };
+    this.durableTotals = new Map(Object.entries(h.totals ?? {}));
     this.staged = this.durable;
     this.headSeq = m.seq;
   }
@@ -253,9 +258,10 @@ export class JetStreamChangeLog implements AsyncChangeLog {
       const head = this.staged;
       const moved = head.lsn !== this.durable.lsn || head.endLsn !== this.durable.endLsn;
       if (this.committedCount === 0 && this.pendingRelations.length === 0 && !moved) return this.durable;
-      const messages = await this.segments();
-      messages.push({ subject: this.names.head, data: new TextEncoder().encode(headJson(head)) });
-      this.batch = { messages, firstSeq: this.lastSeq + 1, acked: 0, head };
+      const messages = this.segments();
+      const totals = new Map(this.totals);
+      messages.push({ subject: this.names.head, data: new TextEncoder().encode(headJson(head, totals)) });
+      this.batch = { messages, firstSeq: this.lastSeq + 1, acked: 0, head, totals };
     }
     await this.publish(this.batch);
     const batch = this.batch;
@@ -263,13 +269,12 @@ export class JetStreamChangeLog implements AsyncChangeLog {
     this.lastSeq = batch.firstSeq + batch.messages.length - 1;
     this.headSeq = this.lastSeq;
     this.durable = batch.head;
+    this.durableTotals = batch.totals;
     return this.durable;
   }
 
   /** The messages of the relations and committed transactions buffered, taken off the buffers. */
-  private async segments(): Promise<Outgoing[]> {
-    // Totals first: a read that fails leaves the buffers as they were, for the next flush.
-    for (let i = 0; i < this.committedCount; i++) if (!this.totals.has(this.pending[i].table)) await this.loadTotal(this.pending[i].table);
+  private segments(): Outgoing[] {
     const out: Outgoing[] = this.pendingRelations.splice(0).map((r) => ({ subject: this.names.rel, data: new TextEncoder().encode(JSON.stringify(r)) }));
     const committed = this.pending.splice(0, this.committedCount);
     this.committedCount = 0;
@@ -280,7 +285,7 @@ export class JetStreamChangeLog implements AsyncChangeLog {
       const s = open.get(table);
       if (!s || s.changes.length === 0) return;
       open.delete(table);
-      const total = this.totals.get(table)! + s.changes.length;
+      const total = (this.totals.get(table) ?? 0) + s.changes.length;
       this.totals.set(table, total);
       const last = s.changes[s.changes.length - 1];
       out.push({
@@ -302,11 +307,6 @@ export class JetStreamChangeLog implements AsyncChangeLog {
     }
     for (const t of [...open.keys()]) close(t);
     return out;
-  }
-
-  private async loadTotal(table: string): Promise<void> {
-    const m = await this.get({ last_by_subj: tableSubject(this.names, table) });
-    this.totals.set(table, m ? Number(m.header.get(HEADER_TOTAL)) : 0);
   }
 
   /**
@@ -420,7 +420,7 @@ export class JetStreamChangeLog implements AsyncChangeLog {
     const keep = await this.next(subject, await this.search(subject, upTo));
     const seq = keep ? keep.seq : this.headSeq + 1;
     if (seq <= first.seq) return 0;
-    const end = keep ? JetStreamChangeLog.before(keep) : await this.durableTotal(subject);
+    const end = keep ? JetStreamChangeLog.before(keep) : this.durableTotal(table);
     try {
       await this.jsm.streams.purge(this.names.stream, { filter: subject, seq });
     } catch (err) {
@@ -429,12 +429,9 @@ export class JetStreamChangeLog implements AsyncChangeLog {
     return end - JetStreamChangeLog.before(first);
   }
 
-  /** Changes of the table up to the durable head (the Sluice-Total of its last durable message). */
-  private async durableTotal(subject: string): Promise<number> {
-    const m = await this.get({ last_by_subj: subject });
-    if (!m) return 0;
-    if (m.seq <= this.headSeq) return Number(m.header.get(HEADER_TOTAL));
-    return JetStreamChangeLog.before(m);
+  /** Changes of the table ever appended, up to the durable head. */
+  private durableTotal(table: string): number {
+    return this.durableTotals.get(table) ?? 0;
   }
 
   async count(table: string, after: Position): Promise<number> {
@@ -443,7 +440,7 @@ export class JetStreamChangeLog implements AsyncChangeLog {
     const m = await this.next(subject, await this.search(subject, after));
     if (!m) return 0;
     const inside = decodeSegment(table, m.data).filter((c) => Position.compare(c.position, after) <= 0).length;
-    return (await this.durableTotal(subject)) - JetStreamChangeLog.before(m) - inside;
+    return this.durableTotal(table) - JetStreamChangeLog.before(m) - inside;
   }
 
   async close(): Promise<void> {
@@ -451,8 +448,8 @@ export class JetStreamChangeLog implements AsyncChangeLog {
   }
 }
 
-function headJson(h: LogHead): string {
-  return JSON.stringify({ lsn: h.lsn.toString(), endLsn: h.endLsn.toString(), commitTimeMs: h.commitTimeMs });
+function headJson(h: LogHead, totals: Map<string, number>): string {
+  return JSON.stringify({ lsn: h.lsn.toString(), endLsn: h.endLsn.toString(), commitTimeMs: h.commitTimeMs, totals: Object.fromEntries(totals) });
 }
 
 function fenced(names: LogNames, err: unknown): SluiceError {

@@ -8,8 +8,9 @@
  *   and `Sluice-Total` (changes of that table ever appended, this segment included), from which
  *   `count` and `purge` compute how many changes a range holds without reading it.
  * - `.rel`: one message per relation version (JSON `{ version, table, columns }`).
- * - `.head`: the durable head, published last in every flush (JSON `{ lsn, endLsn, commitTimeMs }`,
- *   LSNs in decimal). Everything stored after the last head message was never acknowledged.
+ * - `.head`: the durable head, published last in every flush (JSON `{ lsn, endLsn, commitTimeMs,
+ *   totals }`, LSNs in decimal, `totals` each table's Sluice-Total at that head). Everything stored
+ *   after the last head message was never acknowledged.
  *
  * A segment's body is its changes one after another, little-endian: lsn u64, idx u32, kind u8,
  * relation version u32, commit time f64 (ms), row length i32 (-1: none) and the row as pgoutput
