@@ -25,6 +25,7 @@ export type ErrorCode =
   | 'CHANGELOG_UNREACHABLE'
   | 'CHANGELOG_FENCED'
   | 'CHANGELOG_NO_QUORUM'
+  | 'CHUNK_LEASE_LOST'
   | 'SLOT_LOST'
   | 'INTERNAL';
 
