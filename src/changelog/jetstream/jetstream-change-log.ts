@@ -165,6 +165,19 @@ export class JetStreamChangeLog implements AsyncChangeLog {
     }
   }
 
+  /**
+   * A reader learns the newest head before reading; when the stream cannot answer that now (no
+   * leader), it reads up to the head it knows: older, never wrong.
+   */
+  private async followHead(): Promise<void> {
+    if (this.opts.role !== 'reader') return;
+    try {
+      await this.refreshHead();
+    } catch (err) {
+      if (!(err instanceof SluiceError && err.retryable)) throw err;
+    }
+  }
+
   /** Reads the last head message (reader: the newest durable head; writer at open: where to resume). */
   private async refreshHead(): Promise<void> {
     const m = await this.get({ last_by_subj: this.names.head });
@@ -356,7 +369,7 @@ export class JetStreamChangeLog implements AsyncChangeLog {
   }
 
   async read(table: string, after: Position, limit: number, upTo?: Position): Promise<Change[]> {
-    if (this.opts.role === 'reader') await this.refreshHead();
+    await this.followHead();
     const subject = tableSubject(this.names, table);
     const out: Change[] = [];
     const cached = this.readAt.get(table);
@@ -435,7 +448,7 @@ export class JetStreamChangeLog implements AsyncChangeLog {
   }
 
   async count(table: string, after: Position): Promise<number> {
-    if (this.opts.role === 'reader') await this.refreshHead();
+    await this.followHead();
     const subject = tableSubject(this.names, table);
     const m = await this.next(subject, await this.search(subject, after));
     if (!m) return 0;
