@@ -36,14 +36,22 @@ const dir = mkdtempSync(join(tmpdir(), 'sluice-contract-'));
 before(async () => {
   nats = await startNats();
 });
+/** Every log a test opened, closed at the end even when a test failed half-way (a NATS client left open would keep reconnecting). */
+const opened: AsyncChangeLog[] = [];
+const track = async <T extends AsyncChangeLog>(log: Promise<T>): Promise<T> => {
+  const l = await log;
+  opened.push(l);
+  return l;
+};
 after(async () => {
+  await Promise.all(opened.map((l) => l.close().catch(() => {})));
   await nats?.remove();
   rmSync(dir, { recursive: true, force: true });
 });
 
 const impls: Impl[] = [
-  { name: 'embedded', open: async (name) => new AsyncEmbeddedChangeLog(new EmbeddedChangeLog(join(dir, `${name}.db`))) },
-  { name: 'jetstream', open: (name) => JetStreamChangeLog.open({ url: nats.url, pipeline: name, replicas: 1 }) },
+  { name: 'embedded', open: (name) => track(Promise.resolve(new AsyncEmbeddedChangeLog(new EmbeddedChangeLog(join(dir, `${name}.db`))))) },
+  { name: 'jetstream', open: (name) => track(JetStreamChangeLog.open({ url: nats.url, pipeline: name, replicas: 1 })) },
 ];
 
 function put(log: AsyncChangeLog, table: string, lsn: number, idx: number, v: number, kind: ChangeKind = 'insert', row: (string | null | false)[] = [String(idx), `r${lsn}`]) {
@@ -222,7 +230,7 @@ for (const impl of impls) {
 
 describe('change log contract: jetstream only', () => {
   const open = (pipeline: string, extra: Partial<Parameters<typeof JetStreamChangeLog.open>[0]> = {}) =>
-    JetStreamChangeLog.open({ url: nats.url, pipeline, replicas: 1, ...extra });
+    track(JetStreamChangeLog.open({ url: nats.url, pipeline, replicas: 1, ...extra }));
 
   test('two capturers never interleave: the newer fences the stream, the stale one is refused and acknowledges nothing', async () => {
     const a = await open('fence');
