@@ -291,6 +291,26 @@ describe('change log contract: jetstream only', () => {
     await Promise.all([reader.close(), writer.close()]);
   });
 
+  test('head messages do not pile up: the stream keeps the changes, the relations and a few heads', async () => {
+    const log = await open('heads');
+    const v = log.relationVersion('public.t', cols);
+    for (let t = 1; t <= 130; t++) {
+      put(log, 'public.t', t * 10, 0, v);
+      log.commit(Lsn.of(t * 10), Lsn.of(t * 10 + 1), t);
+      await log.flush();
+    }
+    const { nc, jsm } = await connectNats({ url: nats.url, replicas: 1 });
+    const info = await jsm.streams.info('SLUICE_heads', { subjects_filter: '>' });
+    await nc.close();
+    const subjects = info.state.subjects as Record<string, number>;
+    assert.equal(subjects['sluice.heads.chg.public.t'], 130);
+    assert.equal(subjects['sluice.heads.rel'], 1);
+    assert.ok(subjects['sluice.heads.head'] <= 64, `head messages: ${subjects['sluice.heads.head']}`);
+    assert.equal((await log.read('public.t', Position.start, 1000)).length, 130);
+    const again = await open('heads');
+    assert.equal(again.head().endLsn, Lsn.of(1301), 'the last head is kept');
+  });
+
   test('NATS unreachable: CHANGELOG_UNREACHABLE, a usage error naming log.url', async () => {
     const port = await freePort();
     await assert.rejects(

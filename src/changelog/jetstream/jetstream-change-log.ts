@@ -54,6 +54,8 @@ export interface JetStreamLogOptions extends StreamOptions {
 }
 
 const DEFAULT_SEGMENT_BYTES = 256 << 10;
+/** Every this many flushes, head messages but the last are purged (each flush adds one). */
+const HEAD_PURGE_EVERY = 64;
 
 interface Outgoing {
   readonly subject: string;
@@ -103,6 +105,7 @@ export class JetStreamChangeLog implements AsyncChangeLog {
   /** Where the last read of a table stopped: the message to go on from after `pos`. */
   private readonly readAt = new Map<string, { pos: Position; seq: number }>();
   private batch: Batch | null = null;
+  private flushes = 0;
   private failure: SluiceError | null = null;
 
   private constructor(
@@ -283,7 +286,17 @@ export class JetStreamChangeLog implements AsyncChangeLog {
     this.headSeq = this.lastSeq;
     this.durable = batch.head;
     this.durableTotals = batch.totals;
+    if (++this.flushes % HEAD_PURGE_EVERY === 0) await this.purgeOldHeads();
     return this.durable;
+  }
+
+  /** Only the last head message matters; the older ones would pile up (one per flush). Best effort: the next round tries again. */
+  private async purgeOldHeads(): Promise<void> {
+    try {
+      await this.jsm.streams.purge(this.names.stream, { filter: this.names.head, keep: 1 });
+    } catch {
+      // Nothing depends on it but the stream's size.
+    }
   }
 
   /** The messages of the relations and committed transactions buffered, taken off the buffers. */
