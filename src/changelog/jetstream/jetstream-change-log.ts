@@ -26,20 +26,16 @@ import { encodeTuple } from '../../core/tuple-data.js';
 import { Lsn, Position, type Change, type RelationColumns } from '../../core/types.js';
 import type { AsyncChangeLog, LogHead, PendingChange } from '../changelog.js';
 import {
-  HEADER_COUNT,
-  HEADER_LAST,
-  HEADER_TOTAL,
-  changeBytes,
+  buildSegments,
   decodeSegment,
-  encodeSegment,
-  formatPosition,
   logNames,
-  parsePosition,
   tableSubject,
   type LogNames,
+  type Outgoing,
   type SegmentChange,
 } from './segment.js';
-import { apiCode, connectNats, ensureStream, unavailable, type StreamOptions } from './stream.js';
+import { SegmentReader, segmentsBefore } from './segment-reader.js';
+import { apiCode, connectNats, ensureStream, fenced, unavailable, type StreamOptions } from './stream.js';
 
 export interface JetStreamLogOptions extends StreamOptions {
   readonly pipeline: string;
@@ -56,12 +52,6 @@ export interface JetStreamLogOptions extends StreamOptions {
 const DEFAULT_SEGMENT_BYTES = 256 << 10;
 /** Every this many flushes, head messages but the last are purged (each flush adds one). */
 const HEAD_PURGE_EVERY = 64;
-
-interface Outgoing {
-  readonly subject: string;
-  readonly data: Uint8Array;
-  readonly headers?: Record<string, string>;
-}
 
 interface Relation {
   readonly version: number;
@@ -102,8 +92,7 @@ export class JetStreamChangeLog implements AsyncChangeLog {
   private totals = new Map<string, number>();
   /** The same at the durable head (carried by the head message: a subject's last message may have been deleted). */
   private durableTotals = new Map<string, number>();
-  /** Where the last read of a table stopped: the message to go on from after `pos`. */
-  private readonly readAt = new Map<string, { pos: Position; seq: number }>();
+  private readonly reader: SegmentReader;
   private batch: Batch | null = null;
   private flushes = 0;
   private failure: SluiceError | null = null;
@@ -115,6 +104,7 @@ export class JetStreamChangeLog implements AsyncChangeLog {
     private readonly opts: JetStreamLogOptions,
   ) {
     this.js = jetstream(nc, { timeout: opts.ackTimeoutMs ?? 5000 });
+    this.reader = new SegmentReader(names, (q) => this.get(q), () => ({ seq: this.headSeq, lsn: this.durable.lsn }));
   }
 
   /** Connects, creates or checks the stream, and (writer) fences it and resumes after its last head. */
@@ -304,34 +294,7 @@ export class JetStreamChangeLog implements AsyncChangeLog {
     const out: Outgoing[] = this.pendingRelations.splice(0).map((r) => ({ subject: this.names.rel, data: new TextEncoder().encode(JSON.stringify(r)) }));
     const committed = this.pending.splice(0, this.committedCount);
     this.committedCount = 0;
-    const maxBytes = this.opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
-    // One segment per table and flush, cut at maxBytes; per table, in position order.
-    const open = new Map<string, { changes: SegmentChange[]; bytes: number }>();
-    const close = (table: string) => {
-      const s = open.get(table);
-      if (!s || s.changes.length === 0) return;
-      open.delete(table);
-      const total = (this.totals.get(table) ?? 0) + s.changes.length;
-      this.totals.set(table, total);
-      const last = s.changes[s.changes.length - 1];
-      out.push({
-        subject: tableSubject(this.names, table),
-        data: encodeSegment(s.changes),
-        headers: { [HEADER_LAST]: formatPosition({ lsn: last.lsn, idx: last.idx }), [HEADER_COUNT]: String(s.changes.length), [HEADER_TOTAL]: String(total) },
-      });
-    };
-    for (const { table, change } of committed) {
-      let s = open.get(table);
-      const bytes = changeBytes(change);
-      if (s && s.bytes + bytes > maxBytes) {
-        close(table);
-        s = undefined;
-      }
-      if (!s) open.set(table, (s = { changes: [], bytes: 0 }));
-      s.changes.push(change);
-      s.bytes += bytes;
-    }
-    for (const t of [...open.keys()]) close(t);
+    out.push(...buildSegments(this.names, committed, this.totals, this.opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES));
     return out;
   }
 
@@ -383,76 +346,23 @@ export class JetStreamChangeLog implements AsyncChangeLog {
 
   async read(table: string, after: Position, limit: number, upTo?: Position): Promise<Change[]> {
     await this.followHead();
-    const subject = tableSubject(this.names, table);
-    const out: Change[] = [];
-    const cached = this.readAt.get(table);
-    let seq = cached && Position.compare(cached.pos, after) === 0 ? cached.seq : await this.search(subject, after);
-    let last = after;
-    while (out.length < limit) {
-      const m = await this.next(subject, seq);
-      if (!m) break;
-      const changes = decodeSegment(table, m.data);
-      let i = 0;
-      let done = false;
-      for (; i < changes.length && out.length < limit; i++) {
-        const c = changes[i];
-        if (Position.compare(c.position, after) <= 0) continue;
-        if (c.position.lsn > this.durable.lsn || (upTo && Position.compare(c.position, upTo) > 0)) {
-          done = true;
-          break;
-        }
-        out.push(c);
-        last = c.position;
-      }
-      if (done || i < changes.length) {
-        seq = m.seq;
-        break;
-      }
-      seq = m.seq + 1;
-    }
-    if (out.length > 0) this.readAt.set(table, { pos: last, seq });
-    return out;
-  }
-
-  /** The next message of `subject` at or after `seq` that is durable (at or before the last head), or null. */
-  private async next(subject: string, seq: number): Promise<StoredMsg | null> {
-    if (seq > this.headSeq) return null;
-    const m = await this.get({ seq, next_by_subj: subject });
-    return m && m.seq <= this.headSeq ? m : null;
-  }
-
-  /** The smallest sequence from which the next message of `subject` holds a change after `after` (or none is durable). */
-  private async search(subject: string, after: Position): Promise<number> {
-    let lo = 1;
-    let hi = this.headSeq + 1;
-    while (lo < hi) {
-      const mid = Math.floor((lo + hi) / 2);
-      const m = await this.next(subject, mid);
-      if (!m || Position.compare(parsePosition(m.header.get(HEADER_LAST)), after) > 0) hi = mid;
-      else lo = m.seq + 1;
-    }
-    return lo;
-  }
-
-  /** Changes of the table before `m`'s (the Sluice-Total of the message before it). */
-  private static before(m: StoredMsg): number {
-    return Number(m.header.get(HEADER_TOTAL)) - Number(m.header.get(HEADER_COUNT));
+    return this.reader.read(table, after, limit, upTo);
   }
 
   async purge(table: string, upTo: Position): Promise<number> {
     const subject = tableSubject(this.names, table);
-    const first = await this.next(subject, 1);
+    const first = await this.reader.next(subject, 1);
     if (!first) return 0;
-    const keep = await this.next(subject, await this.search(subject, upTo));
+    const keep = await this.reader.firstAfter(subject, upTo);
     const seq = keep ? keep.seq : this.headSeq + 1;
     if (seq <= first.seq) return 0;
-    const end = keep ? JetStreamChangeLog.before(keep) : this.durableTotal(table);
+    const end = keep ? segmentsBefore(keep) : this.durableTotal(table);
     try {
       await this.jsm.streams.purge(this.names.stream, { filter: subject, seq });
     } catch (err) {
       throw unavailable(this.names, `cannot purge ${table}`, err);
     }
-    return end - JetStreamChangeLog.before(first);
+    return end - segmentsBefore(first);
   }
 
   /** Changes of the table ever appended, up to the durable head. */
@@ -463,10 +373,10 @@ export class JetStreamChangeLog implements AsyncChangeLog {
   async count(table: string, after: Position): Promise<number> {
     await this.followHead();
     const subject = tableSubject(this.names, table);
-    const m = await this.next(subject, await this.search(subject, after));
+    const m = await this.reader.firstAfter(subject, after);
     if (!m) return 0;
     const inside = decodeSegment(table, m.data).filter((c) => Position.compare(c.position, after) <= 0).length;
-    return this.durableTotal(table) - JetStreamChangeLog.before(m) - inside;
+    return this.durableTotal(table) - segmentsBefore(m) - inside;
   }
 
   async close(): Promise<void> {
@@ -476,13 +386,4 @@ export class JetStreamChangeLog implements AsyncChangeLog {
 
 function headJson(h: LogHead, totals: Map<string, number>): string {
   return JSON.stringify({ lsn: h.lsn.toString(), endLsn: h.endLsn.toString(), commitTimeMs: h.commitTimeMs, totals: Object.fromEntries(totals) });
-}
-
-function fenced(names: LogNames, err: unknown): SluiceError {
-  return new SluiceError(
-    'CHANGELOG_FENCED',
-    `change log stream ${names.stream}: another capturer wrote to the stream (${(err as Error).message}); this one stops without ` +
-      `acknowledging anything more. Only one sluice may capture a pipeline: stop the other, or let it go on alone`,
-    { cause: err, context: { stream: names.stream } },
-  );
 }

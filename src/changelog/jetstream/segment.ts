@@ -127,3 +127,50 @@ export function decodeSegment(table: string, data: Uint8Array): Change[] {
   }
   return out;
 }
+
+/** A message to publish. */
+export interface Outgoing {
+  readonly subject: string;
+  readonly data: Uint8Array;
+  readonly headers?: Record<string, string>;
+}
+
+/**
+ * The segments of a flush's committed changes: one per table, cut at `maxBytes`, each table's in
+ * position order, with their headers. `totals` (each table's changes ever appended) moves on.
+ */
+export function buildSegments(
+  names: LogNames,
+  committed: readonly { readonly table: string; readonly change: SegmentChange }[],
+  totals: Map<string, number>,
+  maxBytes: number,
+): Outgoing[] {
+  const out: Outgoing[] = [];
+  const open = new Map<string, { changes: SegmentChange[]; bytes: number }>();
+  const close = (table: string) => {
+    const s = open.get(table);
+    if (!s || s.changes.length === 0) return;
+    open.delete(table);
+    const total = (totals.get(table) ?? 0) + s.changes.length;
+    totals.set(table, total);
+    const last = s.changes[s.changes.length - 1];
+    out.push({
+      subject: tableSubject(names, table),
+      data: encodeSegment(s.changes),
+      headers: { [HEADER_LAST]: formatPosition({ lsn: last.lsn, idx: last.idx }), [HEADER_COUNT]: String(s.changes.length), [HEADER_TOTAL]: String(total) },
+    });
+  };
+  for (const { table, change } of committed) {
+    let s = open.get(table);
+    const bytes = changeBytes(change);
+    if (s && s.bytes + bytes > maxBytes) {
+      close(table);
+      s = undefined;
+    }
+    if (!s) open.set(table, (s = { changes: [], bytes: 0 }));
+    s.changes.push(change);
+    s.bytes += bytes;
+  }
+  for (const t of [...open.keys()]) close(t);
+  return out;
+}

@@ -143,3 +143,13 @@ export function unavailable(names: LogNames, what: string, err: unknown): Sluice
     { cause: err, retryable: true, context: { stream: names.stream } },
   );
 }
+
+/** The error of a capturer whose publish the stream refused: another one wrote since. */
+export function fenced(names: LogNames, err: unknown): SluiceError {
+  return new SluiceError(
+    'CHANGELOG_FENCED',
+    `change log stream ${names.stream}: another capturer wrote to the stream (${(err as Error).message}); this one stops without ` +
+      `acknowledging anything more. Only one sluice may capture a pipeline: stop the other, or let it go on alone`,
+    { cause: err, context: { stream: names.stream } },
+  );
+}
