@@ -61,3 +61,38 @@ export interface ChangeLog {
   count(table: string, after: Position): number;
   close(): void;
 }
+
+/**
+ * The change log as the pipeline will use it once the log may live on a server (JetStream): the
+ * same semantics as `ChangeLog`, with every call that may go over the network returning a promise.
+ *
+ * - `relationVersion`, `append`, `commit` and `advance` only buffer (no I/O): they stay synchronous.
+ *   A version returned by `relationVersion` is stored with the next flush, before the changes that use it.
+ * - `flush()` resolves with the durable head only after the storage acknowledged every buffered,
+ *   committed transaction (JetStream with `replicas: 3`: a quorum). When it rejects, nothing past the
+ *   previous durable head may be acknowledged to the source; a retryable error (`retryable: true`,
+ *   e.g. the stream lost its quorum) may be followed by another `flush()`, which resumes where the
+ *   failed one stopped.
+ * - `head()` is the durable head this process knows (no I/O). A log opened as a reader in another
+ *   process learns newer heads on `read` and `count`.
+ * - `read` returns changes of committed transactions at or below the durable head only.
+ * - `purge` removes changes at or before `upTo`; a log that stores changes in groups (JetStream: one
+ *   message per table and flush) removes only whole groups, so a change at or before `upTo`
+ *   may stay until a later purge passes its group. It never removes a change after `upTo`.
+ */
+export interface AsyncChangeLog {
+  relationVersion(table: string, columns: RelationColumns): number;
+  relation(version: number): Promise<RelationColumns>;
+  previousRelation(table: string, version: number): Promise<RelationColumns | null>;
+  append(change: PendingChange): void;
+  commit(lsn: Lsn, endLsn: Lsn, commitTimeMs: number): void;
+  advance(endLsn: Lsn): void;
+  flush(): Promise<LogHead>;
+  /** Number of buffered changes not yet durable. */
+  readonly buffered: number;
+  head(): LogHead;
+  read(table: string, after: Position, limit: number, upTo?: Position): Promise<Change[]>;
+  purge(table: string, upTo: Position): Promise<number>;
+  count(table: string, after: Position): Promise<number>;
+  close(): Promise<void>;
+}

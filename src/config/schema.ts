@@ -9,7 +9,10 @@ import { z } from 'zod';
 import { TableName } from '../core/types.js';
 
 const POSTGRES_URL = /^postgres(ql)?:\/\//;
-const NATS_URL = /^nats:\/\//;
+/** One or more NATS server URLs, comma-separated: `nats://a:4222,nats://b:4222`. */
+const NATS_URLS = /^\s*nats:\/\/[^,\s]+(\s*,\s*nats:\/\/[^,\s]+)*\s*$/;
+/** A JetStream stream name: no whitespace, '.', '*', '>' or path separators. */
+const STREAM_NAME = /^[A-Za-z0-9_-]{1,200}$/;
 
 function postgresUrl() {
   return z.string().regex(POSTGRES_URL, { error: 'must be a URL starting with postgres:// or postgresql://' });
@@ -93,7 +96,11 @@ export const embeddedLogSchema = z
 export const jetstreamLogSchema = z
   .object({
     type: z.literal('jetstream'),
-    url: z.string().regex(NATS_URL, { error: 'must be a URL starting with nats://' }),
+    url: z.string().regex(NATS_URLS, { error: 'must be one or more URLs starting with nats://, comma-separated' }),
+    /** Copies of the stream on the cluster's servers; a flush is durable once a quorum stored it. */
+    replicas: z.number().int().min(1).max(5).default(3),
+    /** Stream name; defaults to `SLUICE_<pipeline.name>`. */
+    stream: z.string().regex(STREAM_NAME, { error: 'must be 1-200 letters, digits, _ or -' }).optional(),
   })
   .strict();
 

@@ -22,6 +22,10 @@ export type ErrorCode =
   | 'STATE_FORMAT'
   | 'MISSING_PRIVILEGE'
   | 'CHANGELOG_DISK_FULL'
+  | 'CHANGELOG_UNREACHABLE'
+  | 'CHANGELOG_FENCED'
+  | 'CHANGELOG_NO_QUORUM'
+  | 'CHUNK_LEASE_LOST'
   | 'SLOT_LOST'
   | 'INTERNAL';
 
@@ -43,6 +47,8 @@ const USAGE_CODES: ReadonlySet<ErrorCode> = new Set([
   'MISSING_PRIVILEGE',
   // The environment stopped working under a running pipeline; the message names the fix.
   'CHANGELOG_DISK_FULL',
+  // The log's server cannot be reached, or runs without JetStream.
+  'CHANGELOG_UNREACHABLE',
   'SLOT_LOST',
 ]);
 
