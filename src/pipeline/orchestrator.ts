@@ -42,6 +42,8 @@ import { describeSlot, hasReplicatedState, inspectSlot, planReload, recreateSlot
 import { Throttler } from './throttler.js';
 import { EventBus } from '../core/events.js';
 import { RateWindow } from './rate-window.js';
+import { Lifecycle } from './lifecycle.js';
+import { ProgressTracker } from './progress-tracker.js';
 import { limitsOf, readOverride, throttleRecord, throttleSource, type ThrottleOverride } from './throttle-override.js';
 
 export const VERSION = '0.1.0';
@@ -94,6 +96,8 @@ class Orchestrator implements Pipeline {
   /** Rows copied sampled at each status write: the averaged rows/s. */
   private readonly rates = new Map<string, RateWindow>();
   private readonly running = new Map<string, Promise<void>>();
+  private readonly lifecycle: Lifecycle;
+  private progress: ProgressTracker | null = null;
   private stopping = false;
   private failed: SluiceError | null = null;
   private timers: NodeJS.Timeout[] = [];
@@ -116,6 +120,7 @@ class Orchestrator implements Pipeline {
     this.slot = slotNameOf(cfg);
     this.publication = publicationNameOf(cfg);
     this.log = opts.logger.child({ pipeline: this.pipeline });
+    this.lifecycle = new Lifecycle(this.events, cfg.notify, this.log);
     this.control = new ControlChannel(cfg.destination.url, this.pipeline, this.log, {
       onRequest: () => void this.handleRequests().catch(() => {}),
       onLockLost: (err) => void this.fail(err),
@@ -186,6 +191,8 @@ class Orchestrator implements Pipeline {
         throttler: new Throttler(cfg.throttle, { sourceUrl: cfg.source.url, replicaUrl: cfg.source.replicaUrl, slot: this.slot }, this.log.child({ part: 'throttle' })),
         version: VERSION,
       };
+      this.ctx.throttler.onChange = (reason, was) => this.lifecycle.throttle(reason, was);
+      this.progress = new ProgressTracker(changeLog, cfg.notify.notConvergingSeconds * 1000);
       this.throttleOverride = await readOverride(dst, this.pipeline);
       if (this.throttleOverride) {
         this.ctx.throttler.setLimits(this.throttleOverride.limits);
@@ -233,6 +240,7 @@ class Orchestrator implements Pipeline {
       this.applier = new Applier(this.ctx, this.tables, {
         onCaughtUp: (rt) => {
           this.log.info('table caught up; streaming', { table: rt.name });
+          this.lifecycle.completed(rt);
           this.opts.onProgress?.();
         },
         onTableFailed: (rt, err) => void this.tableFailed(rt, err),
@@ -240,7 +248,10 @@ class Orchestrator implements Pipeline {
         onStagingCaughtUp: (rt) => this.swapper?.request(rt),
       });
       this.swapper = new Swapper(this.ctx, this.applier, {
-        onSwapped: () => this.opts.onProgress?.(),
+        onSwapped: (rt, archive, lockHeldMs, attempts) => {
+          this.lifecycle.swapped(rt, archive, lockHeldMs, attempts);
+          this.opts.onProgress?.();
+        },
         onDetail: (rt, detail) => {
           rt.detail = detail;
         },
@@ -260,6 +271,7 @@ class Orchestrator implements Pipeline {
       await this.streamer.start();
       this.applier.start();
       this.ctx.throttler.start();
+      this.lifecycle.watchSlot(cfg.source.url, this.slot);
 
       // What each table needs now.
       for (const rt of this.tables.values()) {
@@ -379,6 +391,7 @@ class Orchestrator implements Pipeline {
   private async runBackfill(rt: TableRuntime): Promise<void> {
     const abort = new AbortController();
     rt.abort = abort;
+    this.lifecycle.started(rt);
     let attempt = 0;
     try {
       for (;;) {
@@ -425,6 +438,7 @@ class Orchestrator implements Pipeline {
   }
 
   private async tableFailed(rt: TableRuntime, err: SluiceError): Promise<void> {
+    this.lifecycle.failed(rt, err);
     rt.error = err.message;
     rt.state = 'failed';
     this.log.error('table failed', { table: rt.name, error: err.message });
@@ -490,6 +504,8 @@ class Orchestrator implements Pipeline {
       }
       else if (r.kind === 'cancel') outcome = await this.cancel(rt);
       else outcome = `unknown request ${r.kind}`;
+      if (r.kind === 'backfill') this.lifecycle.requested(name, Number(r.id), r.params ?? {}, outcome);
+      if (r.kind === 'cancel' && rt) this.lifecycle.cancelled(rt, outcome);
       await this.onControl((c) => c.query(`UPDATE _sluice.requests SET handled_at = now(), outcome = $2 WHERE id = $1`, [r.id, outcome]));
       this.log.info('request handled', { request: r.kind, table: name, outcome });
     }
@@ -679,8 +695,10 @@ class Orchestrator implements Pipeline {
       if (rt.state === 'backfilling') rate.add(now, rt.rowsCopied);
       else rate.reset();
       rt.rowsPerSecond = Math.round(rate.rate());
+      const progress = this.progress!.sample(rt, now);
+      this.lifecycle.observe(rt, lagSeconds, progress);
       await c.query(
-        `UPDATE _sluice.tables SET rows_per_second = $3, lag_seconds = $4, pending_lsn = $5::pg_lsn, detail = $6
+        `UPDATE _sluice.tables SET rows_per_second = $3, lag_seconds = $4, pending_lsn = $5::pg_lsn, detail = $6, progress = $7::jsonb
          WHERE pipeline = $1 AND name = $2`,
         [
           this.pipeline,
@@ -689,6 +707,7 @@ class Orchestrator implements Pipeline {
           lagSeconds,
           pendingLsn === null ? null : Lsn.format(pendingLsn),
           rt.detail,
+          progress.copy || progress.catchUp ? JSON.stringify(progress) : null,
         ],
       );
     }
@@ -717,6 +736,7 @@ class Orchestrator implements Pipeline {
     await this.swapper?.stop();
     await this.copier?.stop();
     await this.ctx?.throttler.stop();
+    await this.lifecycle.stop();
     await this.teardown();
     if (this.failed) this.rejectDone(this.failed);
     else this.resolveDone();

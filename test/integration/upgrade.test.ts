@@ -123,7 +123,7 @@ after(async () => {
 test('status on a format-1 state reads it and says that `sluice run` migrates it', async () => {
   const r = await sluice(['status'], { config: work!.config });
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, /the _sluice state is format 1; `sluice run` of this version migrates it to format 2 at start/);
+  assert.match(r.stdout, new RegExp(`the _sluice state is format 1; \`sluice run\` of this version migrates it to format ${STATE_FORMAT} at start`));
   const json = await sluice(['status', '--json'], { config: work!.config });
   assert.match(JSON.parse(json.stdout).pipeline.stateNote, /format 1/);
   assert.equal(await readFormat(), 1, 'status changed nothing');
@@ -163,7 +163,7 @@ test('a newer _sluice format is refused by run, status and backfill with exit 2,
   try {
     const expect = (r: { code: number | null; stderr: string }, what: string) => {
       assert.equal(r.code, 2, `${what}: ${r.stderr}`);
-      assert.match(r.stderr, /_sluice state in the destination is format 999, this sluice reads formats up to 2/, what);
+      assert.match(r.stderr, new RegExp(`_sluice state in the destination is format 999, this sluice reads formats up to ${STATE_FORMAT}`), what);
       assert.match(r.stderr, /this state was written by a newer sluice \(format 999\); upgrade sluice to a version that reads format 999/, what);
     };
     expect(await sluice(['run'], { config: work!.config, timeoutMs: 60_000 }), 'run');
@@ -172,7 +172,7 @@ test('a newer _sluice format is refused by run, status and backfill with exit 2,
     assert.equal(await readFormat(), 999, 'left as it is');
     assert.equal((await destination.query(`SELECT count(*)::int AS n FROM _sluice.requests WHERE pipeline = 'test'`)).rows[0].n, 0, 'nothing recorded');
   } finally {
-    await destination.query(`UPDATE _sluice.meta SET value = '2' WHERE key = 'format'`);
+    await destination.query(`UPDATE _sluice.meta SET value = $1 WHERE key = 'format'`, [String(STATE_FORMAT)]);
   }
 });
 
