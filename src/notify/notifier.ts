@@ -78,3 +78,19 @@ export class Notifier {
     this.log?.close();
   }
 }
+
+/**
+ * For a command that is not the running pipeline (`sluice verify`): a bus of its own, its events
+ * sent (the first attempt of each webhook is made before this returns; a failed one stays in the
+ * delivery log and the next `sluice run` retries it), and the hooks waited for.
+ */
+export async function notifyOnce(cfg: SluiceConfig, logger: Logger, bus: EventBus, emit: () => void): Promise<void> {
+  const notifier = new Notifier(cfg, logger);
+  if (!notifier.enabled) return emit();
+  notifier.start(bus);
+  try {
+    emit();
+  } finally {
+    await notifier.stop();
+  }
+}

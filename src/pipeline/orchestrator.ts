@@ -44,6 +44,7 @@ import { EventBus } from '../core/events.js';
 import { RateWindow } from './rate-window.js';
 import { Lifecycle } from './lifecycle.js';
 import { ProgressTracker } from './progress-tracker.js';
+import type { Progress } from './eta.js';
 import { limitsOf, readOverride, throttleRecord, throttleSource, type ThrottleOverride } from './throttle-override.js';
 
 export const VERSION = '0.1.0';
@@ -69,6 +70,8 @@ export interface Pipeline {
   counters(): { captured: number; applied: number; confirmedLsn: Lsn };
   /** Queues an ad-hoc backfill (the same path as `sluice backfill`). */
   requestBackfill(table: string, mode: BackfillMode): Promise<void>;
+  /** A backfilling table's progress and ETA at the last status write (pipeline/eta.ts), or null. */
+  progressOf(table: string): Progress | null;
 }
 
 export function createPipeline(cfg: SluiceConfig, opts: PipelineOptions): Pipeline {
@@ -133,6 +136,10 @@ class Orchestrator implements Pipeline {
       applied: this.applier?.applied ?? 0,
       confirmedLsn: this.streamer?.confirmedLsn ?? Lsn.zero,
     };
+  }
+
+  progressOf(table: string): Progress | null {
+    return this.progress?.copyOf(table) ?? null;
   }
 
   async start(): Promise<void> {

@@ -18,15 +18,24 @@ const UNIT_OF: Record<string, ProgressUnit> = { ctid: 'pages', interval: 'keys',
 export class ProgressTracker {
   private readonly rates = new Map<string, RateState>();
   private readonly catchUps = new Map<string, CatchUpState>();
+  private readonly last = new Map<string, Progress>();
 
   constructor(
     private readonly changeLog: ChangeLog,
     private readonly notConvergingMs: number,
   ) {}
 
-  /** Samples `rt` at `now`; `heldBack` is the reason its chunks wait now, or null. */
+  /** Samples `rt` at `now` (its held-back reason is read from its detail). */
   sample(rt: TableRuntime, now: number): TableProgress {
-    return { copy: this.copy(rt, now), catchUp: this.catchUp(rt, now) };
+    const copy = this.copy(rt, now);
+    if (copy) this.last.set(rt.name, copy);
+    else this.last.delete(rt.name);
+    return { copy, catchUp: this.catchUp(rt, now) };
+  }
+
+  /** The copy's progress at the last sample, or null. */
+  copyOf(table: string): Progress | null {
+    return this.last.get(table) ?? null;
   }
 
   private copy(rt: TableRuntime, now: number): Progress | null {

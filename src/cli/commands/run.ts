@@ -1,19 +1,30 @@
 import { createPipeline, type Pipeline } from '../../pipeline/orchestrator.js';
 
+import { EventBus } from '../../core/events.js';
 import { SluiceError } from '../../core/errors.js';
+import { Notifier } from '../../notify/notifier.js';
 import { makeLogger, readConfig, type GlobalOptions } from '../shared.js';
 import { startLine, startProgress } from './progress.js';
+import { ProgressBars } from './progress-bars.js';
 
 export { startProgress };
 
 /** `sluice run`: capture, backfill, apply until SIGINT/SIGTERM; then a clean stop and exit 0. */
 export async function runCommand(opts: GlobalOptions): Promise<number> {
   const cfg = readConfig(opts);
-  const log = makeLogger(opts);
+  // In a terminal with human logs: live bars per table, log lines above them. Otherwise plain progress lines.
+  const bars = process.stderr.isTTY && opts.logFormat !== 'json' && process.env.SLUICE_LOG_FORMAT !== 'json' ? new ProgressBars(process.stderr) : null;
+  const log = makeLogger(opts, bars?.write);
   log.info(startLine(cfg));
-  let pipeline: Pipeline = createPipeline(cfg, { logger: log });
-  await pipeline.start();
-  let progress = startProgress(pipeline, log);
+  // One bus for the whole run (a restart after a lost slot keeps it): webhooks and hooks listen on it.
+  const events = new EventBus(cfg.pipeline.name);
+  const notifier = new Notifier(cfg, log).start(events);
+  let pipeline: Pipeline = createPipeline(cfg, { logger: log, events });
+  let progress: NodeJS.Timeout | null = null;
+  const follow = () => {
+    if (bars) bars.follow(pipeline);
+    else progress = startProgress(pipeline, log);
+  };
   let signals = 0;
   const onSignal = (sig: string) => {
     signals++;
@@ -27,6 +38,8 @@ export async function runCommand(opts: GlobalOptions): Promise<number> {
   process.on('SIGINT', () => onSignal('SIGINT'));
   process.on('SIGTERM', () => onSignal('SIGTERM'));
   try {
+    await pipeline.start();
+    follow();
     for (;;) {
       try {
         await pipeline.done;
@@ -36,15 +49,17 @@ export async function runCommand(opts: GlobalOptions): Promise<number> {
         // which recreates the slot and reloads every table online.
         if (!(err instanceof SluiceError && err.code === 'SLOT_LOST' && cfg.source.onSlotLost === 'rebackfill') || signals > 0) throw err;
         log.warn('replication slot lost while running; restarting to recreate it and reload every table online', { error: err.message });
-        clearInterval(progress);
-        pipeline = createPipeline(cfg, { logger: log });
+        if (progress) clearInterval(progress);
+        pipeline = createPipeline(cfg, { logger: log, events });
         await pipeline.start();
-        progress = startProgress(pipeline, log);
+        follow();
       }
     }
     log.info('stopped');
     return 0;
   } finally {
-    clearInterval(progress);
+    if (progress) clearInterval(progress);
+    bars?.stop();
+    await notifier.stop();
   }
 }

@@ -2,7 +2,9 @@ import { SluiceError } from '../../core/errors.js';
 import { TableName } from '../../core/types.js';
 import { parseBy, verifyTablesByBucket, type BucketVerdict } from '../../verify/by-bucket.js';
 import { verifyTables, type TableVerdict, type VerifyProgress } from '../../verify/verifier.js';
-import { readConfig, type GlobalOptions } from '../shared.js';
+import { EventBus } from '../../core/events.js';
+import { notifyOnce } from '../../notify/notifier.js';
+import { makeLogger, readConfig, type GlobalOptions } from '../shared.js';
 
 export interface VerifyFlags {
   json?: boolean;
@@ -33,13 +35,23 @@ export async function verifyCommand(names: string[], flags: VerifyFlags, opts: G
     const byBucket = await verifyTablesByBucket(cfg, tables, parseBy(flags.by, flags.timeZone), { attempts, rangeRows, maxRowsPerSecond, where: flags.where });
     if (flags.json) process.stdout.write(JSON.stringify({ equal: byBucket.every((v) => v.equal), tables: byBucket }, null, 2) + '\n');
     else process.stdout.write(renderBucketVerdicts(byBucket) + '\n');
+    await announce(cfg, opts, byBucket.map((v) => ({ table: v.table, equal: v.equal, sourceRows: v.sourceRows, destinationRows: v.destinationRows, rangesDiffering: v.rangesDiffering, where: v.where ?? null, by: v.by })));
     return byBucket.every((v) => v.equal) ? 0 : 1;
   }
   if (flags.timeZone) throw new SluiceError('BAD_USAGE', '--time-zone goes with --by day:COLUMN or --by hour:COLUMN');
   const verdicts = await verifyTables(cfg, tables, { attempts, rangeRows, maxRowsPerSecond, where: flags.where, onProgress });
   if (flags.json) process.stdout.write(JSON.stringify({ equal: verdicts.every((v) => v.equal), tables: verdicts }, null, 2) + '\n');
   else process.stdout.write(renderVerdicts(verdicts) + '\n');
+  await announce(cfg, opts, verdicts.map((v) => ({ table: v.table, equal: v.equal, sourceRows: v.sourceRows, destinationRows: v.destinationRows, rangesDiffering: v.rangesDiffering, where: v.where ?? null, differences: v.differences.length })));
   return verdicts.every((v) => v.equal) ? 0 : 1;
+}
+
+/** verify.completed for each table, to the config's webhooks and hooks. */
+async function announce(cfg: ReturnType<typeof readConfig>, opts: GlobalOptions, verdicts: ({ table: string } & Record<string, unknown>)[]): Promise<void> {
+  const bus = new EventBus(cfg.pipeline.name);
+  await notifyOnce(cfg, makeLogger(opts), bus, () => {
+    for (const { table, ...detail } of verdicts) bus.emit('verify.completed', detail, table);
+  });
 }
 
 function whole(flag: string, value: string | undefined, min: number): number | undefined {
