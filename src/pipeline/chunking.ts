@@ -202,7 +202,7 @@ abstract class RangePlanner implements Planner {
     this.frontier = resume.frontier ?? start;
     this.density = Math.max(density, 1e-9);
     this.retry.push(...resume.pending);
-    this.unitsDone = Math.max(0, Number(this.frontier - start) - resume.pending.reduce((n, c) => n + this.unitsOf(c.range), 0));
+    this.unitsDone = Math.max(0, Number(this.frontier - start) - resume.pending.reduce((n, c) => n + this.spanOf(c.range), 0));
   }
 
   protected width(): bigint {
@@ -246,11 +246,19 @@ abstract class RangePlanner implements Planner {
   done(chunk: Chunk, rows: number, seconds: number): void {
     this.sizer.observe(rows, seconds);
     const units = this.unitsOf(chunk.range);
-    this.unitsDone += units;
+    this.unitsDone += this.spanOf(chunk.range);
     if (units > 0 && rows > 0) this.density = 0.7 * this.density + 0.3 * (rows / units);
   }
 
   protected abstract unitsOf(range: ChunkRange): number;
+
+  /** Units a chunk covers, the open last one included (up to the end of the space). */
+  private spanOf(range: ChunkRange): number {
+    const units = this.unitsOf(range);
+    if (units > 0) return units;
+    const lo = range.kind === 'ctid' ? BigInt(range.from) : range.kind === 'key' ? this.end + 1n : (range.lo ?? this.start);
+    return Math.max(0, Number(this.end + 1n - lo));
+  }
 }
 
 export class IntervalPlanner extends RangePlanner {
