@@ -44,7 +44,7 @@ export class ProgressTracker {
       return null;
     }
     const units = rt.progressUnits?.() ?? null;
-    const unit: ProgressUnit = units ? UNIT_OF[rt.pending?.strategy ?? rt.config.strategy] ?? 'keys' : 'rows';
+    const unit: ProgressUnit = units ? UNIT_OF[units.strategy] ?? 'keys' : 'rows';
     const done = units ? units.done : rt.rowsCopied;
     const total = units ? units.total : rt.rowsEstimated;
     const heldBack = rt.detail && /^paused: /.test(rt.detail) ? rt.detail : null;
