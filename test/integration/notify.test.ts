@@ -9,9 +9,11 @@
  *    on stdin and SLUICE_* variables.
  * 2. A throttle query (sluice throttle --query) engages the throttle and --reset releases it: one
  *    throttle.engaged with the reason and one throttle.released.
- * 3. An online reload: backfill.requested, swap.completed. A receiver that is down when it completes: the delivery stays pending through a
+ * 3. A ctid reload: status --json shows its progress in pages (no ETA yet, and why); a cancel sends
+ *    backfill.cancelled.
+ * 4. An online reload: backfill.requested, swap.completed. A receiver that is down when it completes: the delivery stays pending through a
  *    stop of sluice, and the next start delivers it, with the same delivery id.
- * 4. `sluice verify` sends verify.completed with its verdict.
+ * 5. `sluice verify` sends verify.completed with its verdict.
  */
 import assert from 'node:assert/strict';
 import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -153,6 +155,38 @@ test('the throttle: engaged with its reason, released once', async () => {
   await waitUntil('throttle.released', async () => at('/all', 'throttle.released').length > 0, 30_000);
   assert.equal(at('/all', 'throttle.engaged').length, 1, 'on a change of state only');
   assertSigned(at('/all', 'throttle.released')[0]);
+});
+
+test('a ctid reload shows progress in pages in status --json; a cancel sends backfill.cancelled', async () => {
+  const from = received.length;
+  const th = await sluice(['throttle', '--max-rows-per-second', '300'], { config: work.config });
+  assert.equal(th.code, 0, th.stdout + th.stderr);
+  const b = await sluice(['backfill', TABLE, '--mode', 'upsert', '--strategy', 'ctid'], { config: work.config });
+  assert.equal(b.code, 0, b.stdout + b.stderr);
+  let progress: Record<string, unknown> | null = null;
+  await waitUntil(
+    'progress in pages',
+    async () => {
+      const r = await sluice(['status', '--json'], { config: work.config });
+      const t = JSON.parse(r.stdout).tables.find((x: { name: string }) => x.name === TABLE);
+      progress = t.progress;
+      return t.state === 'backfilling' && progress !== null && Number(progress.unitsDone) > 0;
+    },
+    30_000,
+    300,
+  );
+  const p = progress as unknown as { unit: string; unitsDone: number; unitsTotal: number; ratio: number; etaSeconds: number | null; etaNote: string };
+  assert.equal(p.unit, 'pages');
+  assert.ok(p.unitsTotal > 0 && p.unitsDone < p.unitsTotal && p.ratio < 1, JSON.stringify(p));
+  assert.equal(p.etaSeconds, null);
+  assert.match(p.etaNote, /measuring the rate/);
+  const c = await sluice(['cancel', TABLE], { config: work.config });
+  assert.equal(c.code, 0, c.stdout + c.stderr);
+  await waitUntil('backfill.cancelled', async () => at('/all', 'backfill.cancelled', from).length > 0, 30_000);
+  const cancelled = at('/all', 'backfill.cancelled', from)[0].json;
+  assert.equal(cancelled.detail.mode, 'upsert');
+  assert.match(String(cancelled.detail.outcome), /^cancelled/);
+  assert.equal((await sluice(['throttle', '--reset'], { config: work.config })).code, 0);
 });
 
 test('an online reload swaps; a delivery pending when sluice stops is delivered after the next start, with the same id', async () => {
