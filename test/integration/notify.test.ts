@@ -161,8 +161,9 @@ test('a ctid reload shows progress in pages in status --json; a cancel sends bac
   const from = received.length;
   const th = await sluice(['throttle', '--max-rows-per-second', '300'], { config: work.config });
   assert.equal(th.code, 0, th.stdout + th.stderr);
-  const b = await sluice(['backfill', TABLE, '--mode', 'upsert', '--strategy', 'ctid'], { config: work.config });
+  const b = await sluice(['backfill', TABLE, '--mode', 'upsert', '--strategy', 'ctid', '--json'], { config: work.config });
   assert.equal(b.code, 0, b.stdout + b.stderr);
+  assert.deepEqual(JSON.parse(b.stdout), { answered: true, running: true, answers: [{ table: TABLE, outcome: 'started (mode upsert)', refused: false }] });
   let progress: Record<string, unknown> | null = null;
   await waitUntil(
     'progress in pages',
@@ -180,8 +181,9 @@ test('a ctid reload shows progress in pages in status --json; a cancel sends bac
   assert.ok(p.unitsTotal > 0 && p.unitsDone < p.unitsTotal && p.ratio < 1, JSON.stringify(p));
   assert.equal(p.etaSeconds, null);
   assert.match(p.etaNote, /measuring the rate/);
-  const c = await sluice(['cancel', TABLE], { config: work.config });
+  const c = await sluice(['cancel', TABLE, '--json'], { config: work.config });
   assert.equal(c.code, 0, c.stdout + c.stderr);
+  assert.match(JSON.parse(c.stdout).answers[0].outcome, /^cancelled/);
   await waitUntil('backfill.cancelled', async () => at('/all', 'backfill.cancelled', from).length > 0, 30_000);
   const cancelled = at('/all', 'backfill.cancelled', from)[0].json;
   assert.equal(cancelled.detail.mode, 'upsert');

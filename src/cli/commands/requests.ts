@@ -19,6 +19,7 @@ export interface BackfillFlags {
   keepArchive?: boolean;
   cascade?: boolean;
   answerTimeout?: string;
+  json?: boolean;
 }
 
 function timeoutOf(flag: string | undefined): number {
@@ -49,6 +50,7 @@ export async function backfillCommand(names: string[], flags: BackfillFlags, opt
   if (!(mode in MODE_HELP)) throw new SluiceError('BAD_USAGE', `--mode ${mode}: expected one of ${Object.keys(MODE_HELP).join('|')}`);
   if (flags.keepArchive && mode !== 'online') throw new SluiceError('BAD_USAGE', '--keep-archive applies to --mode online only');
   if (flags.cascade && mode !== 'drop') throw new SluiceError('BAD_USAGE', '--cascade applies to --mode drop only');
+  if (flags.json && flags.wait) throw new SluiceError('BAD_USAGE', '--json prints the answers only: leave out --wait and follow the tables with sluice status --json');
   if (flags.strategy && !['keyset', 'interval', 'ctid', 'daterange'].includes(flags.strategy)) {
     throw new SluiceError('BAD_USAGE', `--strategy ${flags.strategy}: expected one of keyset|interval|ctid|daterange`);
   }
@@ -66,19 +68,19 @@ export async function backfillCommand(names: string[], flags: BackfillFlags, opt
   if (parallelism !== undefined) params.parallelism = parallelism;
   if (flags.where !== undefined) params.where = flags.where;
   const ids = await record(cfg, 'backfill', tables, params, makeLogger(opts));
-  for (const t of tables) process.stdout.write(`backfill of ${t} requested (mode ${mode})\n`);
-  const code = printAnswers(await awaitAnswers(cfg, ids, timeoutS), timeoutS);
+  if (!flags.json) for (const t of tables) process.stdout.write(`backfill of ${t} requested (mode ${mode})\n`);
+  const code = printAnswers(await awaitAnswers(cfg, ids, timeoutS), timeoutS, undefined, flags.json);
   if (code !== 0 || !flags.wait) return code;
   return waitFor(cfg, tables, ids);
 }
 
-export async function cancelCommand(names: string[], opts: GlobalOptions, flags: { answerTimeout?: string } = {}): Promise<number> {
+export async function cancelCommand(names: string[], opts: GlobalOptions, flags: { answerTimeout?: string; json?: boolean } = {}): Promise<number> {
   const cfg = readConfig(opts);
   const tables = tablesIn(cfg, names);
   const timeoutS = timeoutOf(flags.answerTimeout);
   const ids = await record(cfg, 'cancel', tables, {}, makeLogger(opts));
-  for (const t of tables) process.stdout.write(`cancel of ${t} requested\n`);
-  return printAnswers(await awaitAnswers(cfg, ids, timeoutS), timeoutS);
+  if (!flags.json) for (const t of tables) process.stdout.write(`cancel of ${t} requested\n`);
+  return printAnswers(await awaitAnswers(cfg, ids, timeoutS), timeoutS, undefined, flags.json);
 }
 
 /** Strategy, parallelism and scope checked against each source table now: bad input exits 2 before anything is recorded. */
@@ -128,7 +130,7 @@ export async function throttleCommand(flags: Record<string, string | undefined>,
   if (Object.keys(params).length === 0) throw new SluiceError('BAD_USAGE', 'sluice throttle: give at least one limit, or --reset (see sluice throttle --help)');
   const timeoutS = timeoutOf(flags.answerTimeout);
   const ids = await record(cfg, 'throttle', ['*'], params, makeLogger(opts));
-  return printAnswers(await awaitAnswers(cfg, ids, timeoutS), timeoutS, () => '');
+  return printAnswers(await awaitAnswers(cfg, ids, timeoutS), timeoutS, () => '', Boolean(flags.json));
 }
 
 /**
