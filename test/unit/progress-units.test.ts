@@ -35,6 +35,6 @@ test('progress bars: a bar in percent, never past 100 %; a line per table with t
   assert.equal(bar(null, 4), '[····]    ?');
   const rt = { name: 'public.orders', state: 'backfilling' as const, mode: 'online' as const, rowsCopied: 1500, rowsEstimated: 3000, rowsPerSecond: 120, detail: 'paused: replica lag 12 s > 10 s' };
   const line = tableLine(rt, { ratio: 0.25, etaSeconds: null, etaNote: 'measuring the rate (3 s of 30 s copied)' });
-  assert.match(line, /^public\.orders\s+\[######-+\]\s+25%\s+1\.5k\/~3\.0k rows\s+120\/s\s+measuring the rate \(3 s of 30 s copied\)\s+paused: replica lag 12 s > 10 s$/);
+  assert.match(line, /^public\.orders\s+\[######-+\]\s+25%\s+1\.5k\/~3\.0k rows\s+120\/s\s+ETA after 30 s copying \(3 s\)\s+paused: replica lag 12 s > 10 s$/);
   assert.match(tableLine({ ...rt, state: 'catching_up', detail: null }, null), /^public\.orders\s+catching_up \(online\)$/);
 });

@@ -24,9 +24,18 @@ export function tableLine(rt: Pick<TableRuntime, 'name' | 'state' | 'mode' | 'ro
   const name = rt.name.length > 28 ? `…${rt.name.slice(-27)}` : rt.name.padEnd(28);
   if (rt.state !== 'backfilling') return `${name} ${rt.state}${rt.mode ? ` (${rt.mode})` : ''}${rt.detail ? `: ${rt.detail}` : ''}`;
   const ratio = eta?.ratio ?? (rt.rowsEstimated > 0 ? Math.min(0.999, rt.rowsCopied / rt.rowsEstimated) : null);
-  const when = eta?.etaSeconds != null ? `ETA ~${formatEta(eta.etaSeconds)}` : (eta?.etaNote ?? 'ETA unknown');
+  const when = eta?.etaSeconds != null ? `ETA ~${formatEta(eta.etaSeconds)}` : `ETA ${shortNote(eta?.etaNote ?? null)}`;
   const held = rt.detail && /^paused: /.test(rt.detail) ? `  ${rt.detail}` : '';
   return `${name} ${bar(ratio)}  ${formatCount(rt.rowsCopied)}/${rt.rowsEstimated > 0 ? `~${formatCount(rt.rowsEstimated)}` : '?'} rows  ${formatCount(rt.rowsPerSecond)}/s  ${when}${held}`;
+}
+
+/** The reason there is no ETA, in a few words for a bar's line (sluice status has the whole sentence). */
+function shortNote(note: string | null): string {
+  const measuring = note && /^measuring the rate \((\d+) s of (\d+) s/.exec(note);
+  if (measuring) return `after ${measuring[2]} s copying (${measuring[1]} s)`;
+  if (note && /past the estimate/.test(note)) return 'unknown: rows passed the estimate';
+  if (note && /under 1 %/.test(note)) return 'after 1 %';
+  return 'unknown';
 }
 
 export class ProgressBars {
