@@ -203,6 +203,8 @@ test('an online reload swaps; a delivery pending when sluice stops is delivered 
   assert.match(String(requested.detail.outcome), /started/);
   const swap = at('/all', 'swap.completed', from);
   assert.equal(swap.length, 1);
+  assert.equal(at('/all', 'backfill.completed', from).length, 1, 'one completion, at the swap');
+  assert.equal(at('/all', 'backfill.completed', from)[0].json.detail.mode, 'online');
   assert.match(String(swap[0].json.detail.archive), /^sluice_archive\./);
   assertSigned(swap[0]);
   const id = at('/down', 'backfill.completed', from)[0].json.id;

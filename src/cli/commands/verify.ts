@@ -3,7 +3,7 @@ import { TableName } from '../../core/types.js';
 import { parseBy, verifyTablesByBucket, type BucketVerdict } from '../../verify/by-bucket.js';
 import { verifyTables, type TableVerdict, type VerifyProgress } from '../../verify/verifier.js';
 import { EventBus } from '../../core/events.js';
-import { notifyOnce } from '../../notify/notifier.js';
+import { notifyOnce, resolveWebhooks } from '../../notify/notifier.js';
 import { makeLogger, readConfig, type GlobalOptions } from '../shared.js';
 
 export interface VerifyFlags {
@@ -22,6 +22,8 @@ export async function verifyCommand(names: string[], flags: VerifyFlags, opts: G
   const rangeRows = whole('--range-rows', flags.rangeRows, 2);
   const maxRowsPerSecond = whole('--max-rows-per-second', flags.maxRowsPerSecond, 0);
   const cfg = readConfig(opts);
+  // A webhook whose secretEnv is not set exits 2 now, not after the verify ran.
+  resolveWebhooks(cfg);
   const tables = names.length ? names : cfg.tables.map((t) => TableName.format(TableName.parse(t.name)));
   // Progress on stderr every few seconds (stdout stays the verdict, for scripts).
   let shown = Date.now();
