@@ -59,9 +59,9 @@ export class Lifecycle {
     this.emit('backfill.completed', rt, { mode: rt.mode, rowsCopied: rt.rowsCopied, seconds: since === undefined ? null : Math.round((Date.now() - since) / 1000) });
   }
 
-  /** Call before the state changes to failed: only a table in a backfill emits backfill.failed. */
+  /** Call before the state changes: only a table in a backfill (or whose backfill started) emits backfill.failed. */
   failed(rt: TableRuntime, err: SluiceError): void {
-    if (!inBackfill(rt.state)) return;
+    if (!inBackfill(rt.state) && !this.startedAt.has(rt.name)) return;
     this.startedAt.delete(rt.name);
     this.emit('backfill.failed', rt, { mode: rt.mode, state: rt.state, code: err.code, error: err.message, rowsCopied: rt.rowsCopied });
   }

@@ -433,6 +433,7 @@ class Orchestrator implements Pipeline {
 
   private async backfillRefused(rt: TableRuntime, err: SluiceError): Promise<void> {
     const message = `backfill refused: ${err.message}`;
+    this.lifecycle.failed(rt, err);
     rt.state = 'streaming';
     rt.error = message;
     rt.pending = null;
