@@ -342,6 +342,8 @@ export function allowedKeysAt(path: readonly PropertyKey[], value: unknown): str
       return Object.keys(tableSchema.shape);
     case 'notify':
       return Object.keys(notifySchema.shape);
+    case 'notify.webhooks.[]':
+      return Object.keys(webhookSchema.shape);
     default:
       return undefined;
   }

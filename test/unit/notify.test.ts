@@ -11,6 +11,8 @@ import { hookEnv } from '../../src/notify/hook-runner.js';
 import { resolveWebhooks } from '../../src/notify/notifier.js';
 import { signBody, verifySignature } from '../../src/notify/signature.js';
 import { configSchema } from '../../src/config/schema.js';
+import { loadConfig } from '../../src/config/load.js';
+import { writeFileSync } from 'node:fs';
 
 test('the signature: t=<unix>,v1=HMAC-SHA256(secret, "<t>.<body>") in hex (vector computed with Python hmac)', () => {
   const body = '{"event":"backfill.completed"}';
@@ -77,6 +79,25 @@ test('the delivery log keeps pending deliveries across a reopen and records each
     const listed = readDeliveries(file);
     assert.equal(listed[0].status, 'pending');
     assert.deepEqual(listed[0].attemptLog.map((a) => a.error), ['HTTP 500']);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('config: a misspelt notify key names the one meant', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-notify-cfg-'));
+  try {
+    const file = join(dir, 'sluice.yaml');
+    writeFileSync(
+      file,
+      `pipeline: { name: p }\nsource: { type: postgres, url: "postgres://a/b" }\ndestination: { type: postgres, url: "postgres://a/c" }\n` +
+        `notify:\n  hookDir: /tmp\n  webhooks:\n    - { url: "http://x/", secret: "0123456789abcdef", event: ["*"] }\ntables: [public.t]\n`,
+    );
+    assert.throws(() => loadConfig(file, { env: {} }), (err: Error) => {
+      assert.match(err.message, /notify\.webhooks\[0\]\.event: unknown key; did you mean events\?/);
+      assert.match(err.message, /notify\.hookDir: unknown key; did you mean hooksDir\?/);
+      return true;
+    });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
