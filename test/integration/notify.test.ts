@@ -14,6 +14,8 @@
  * 4. An online reload: backfill.requested, swap.completed. A receiver that is down when it completes: the delivery stays pending through a
  *    stop of sluice, and the next start delivers it, with the same delivery id.
  * 5. `sluice verify` sends verify.completed with its verdict.
+ * 6. While the source writes, the slot retains more WAL than notify.slotRetainedBytes (1 byte here):
+ *    slot.retained_exceeded, read every 10 s.
  */
 import assert from 'node:assert/strict';
 import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -78,7 +80,8 @@ before(async () => {
   webhooks:
     - { url: "${base}/all", events: ["*"], secret: "${SECRET}" }
     - { url: "${base}/flaky", events: ["backfill.completed"], secretEnv: NOTIFY_TEST_SECRET }
-    - { url: "${base}/down", events: ["backfill.*"], secret: "${SECRET}" }`,
+    - { url: "${base}/down", events: ["backfill.*"], secret: "${SECRET}" }
+  slotRetainedBytes: 1`,
   });
   writeFileSync(work.config, readFileSync(work.config, 'utf8').replace('"HOOKS"', JSON.stringify(work.dir)));
   const hook = join(work.dir, 'sluice-on-backfill.completed');
@@ -232,4 +235,27 @@ test('sluice verify sends verify.completed with its verdict', async () => {
   assert.equal(got[0].json.detail.equal, true);
   assert.equal(got[0].json.detail.sourceRows, 3000);
   assertSigned(got[0]);
+});
+
+test('slot.retained_exceeded: the slot retains more WAL than notify.slotRetainedBytes while the source writes', async () => {
+  const from = received.length;
+  run = await startRun();
+  let i = 100_000;
+  await waitUntil(
+    'slot.retained_exceeded',
+    async () => {
+      await source.query(`INSERT INTO ${TABLE} SELECT g, 'w' FROM generate_series(${i}, ${i + 99}) g`);
+      i += 100;
+      return at('/all', 'slot.retained_exceeded', from).length > 0;
+    },
+    30_000,
+    100,
+  );
+  const e = at('/all', 'slot.retained_exceeded', from)[0].json;
+  assert.equal(e.detail.slot, 'sluice_nt');
+  assert.equal(e.detail.thresholdBytes, 1);
+  assert.ok(Number(e.detail.retainedBytes) > 1);
+  assert.equal(e.table, null);
+  run.kill('SIGTERM');
+  assert.equal((await run.exited(30_000)).code, 0);
 });
