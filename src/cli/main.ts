@@ -62,6 +62,7 @@ program
   .option('--cascade', 'drop: drop the table even when other objects depend on it; foreign keys are added back, views created again, materialized views dropped')
   .option('--wait', 'after the answer, wait until the tables stream again; exit 1 if one fails')
   .option('--answer-timeout <seconds>', "how long to wait for the running pipeline's answer (default 10; 0: do not wait)")
+  .option('--json', 'the answers as one JSON object: {answered, running, answers: [{table, outcome, refused}]}')
   .action((tables: string[], flags) => {
     action = backfillCommand(tables, flags, globals());
   });
@@ -72,6 +73,7 @@ program
   .argument('<table...>', 'tables')
   .option('--reason <text>', 'why, for the audit (_sluice.requests)')
   .option('--answer-timeout <seconds>', "how long to wait for the running pipeline's answer (default 10; 0: do not wait)")
+  .option('--json', 'the answers as one JSON object: {answered, running, answers: [{table, outcome, refused}]}')
   .action((tables: string[], flags) => {
     action = cancelCommand(tables, globals(), flags);
   });
@@ -115,6 +117,7 @@ program
   .option('--query <sql>', 'pause while this query on the source returns a number > 0 ("" removes it)')
   .option('--reset', "go back to the config's limits")
   .option('--answer-timeout <seconds>', "how long to wait for the running pipeline's answer (default 10; 0: do not wait)")
+  .option('--json', 'the answers as one JSON object: {answered, running, answers: [{table, outcome, refused}]}')
   .action((flags) => {
     action = throttleCommand(flags, globals());
   });

@@ -10,9 +10,9 @@ export interface GlobalOptions {
   verbose?: boolean;
 }
 
-export function makeLogger(opts: GlobalOptions): Logger {
+export function makeLogger(opts: GlobalOptions, write?: (line: string) => void): Logger {
   const format = opts.logFormat ?? (process.env.SLUICE_LOG_FORMAT === 'json' ? 'json' : 'pretty');
-  return createLogger({ level: opts.verbose ? 'debug' : 'info', format });
+  return createLogger({ level: opts.verbose ? 'debug' : 'info', format, write });
 }
 
 export function readConfig(opts: GlobalOptions): SluiceConfig {

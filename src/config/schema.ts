@@ -167,6 +167,42 @@ export const apiSchema = z
   })
   .strict();
 
+/** A webhook: where lifecycle events matching its patterns are POSTed, signed with its secret. */
+export const webhookSchema = z
+  .object({
+    url: z.string().regex(/^https?:\/\//, { error: 'must be a URL starting with http:// or https://' }),
+    /** Event names or patterns: `backfill.*`, `swap.completed`, `*` (every event). */
+    events: z.array(z.string().regex(/^(\*|[a-z_]+\.(\*|[a-z_]+))$/, { error: 'an event name, `<group>.*` or `*`' })).min(1).default(['*']),
+    /** The HMAC-SHA256 key of the X-Sluice-Signature header; or `secretEnv`, the environment variable holding it. */
+    secret: z.string().min(16, { error: 'at least 16 characters' }).optional(),
+    secretEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).optional(),
+    /** How long one delivery attempt may take. */
+    timeoutMs: z.number().int().min(100).default(10_000),
+    /** Attempts before a delivery is marked failed (backoff 1 s, 2 s, 4 s … up to 5 min between them). */
+    maxAttempts: z.number().int().min(1).max(50).default(10),
+  })
+  .strict()
+  .refine((w) => (w.secret === undefined) !== (w.secretEnv === undefined), { error: 'set one of secret or secretEnv (the key that signs each delivery)' });
+
+/** Lifecycle notifications: webhooks, executable hooks, and the thresholds of the lag and slot events. */
+export const notifySchema = z
+  .object({
+    webhooks: z.array(webhookSchema).default([]),
+    /** A directory of executables `sluice-on-<event>` (gh-ost style), run with the event as JSON on stdin. */
+    hooksDir: z.string().min(1).optional(),
+    /** A hook still running after this long is killed (and logged). */
+    hookTimeoutMs: z.number().int().min(100).default(30_000),
+    /** The delivery log (SQLite); default `<log.path>/notify.db`. */
+    path: z.string().min(1).optional(),
+    /** lag.exceeded when a table's apply lag passes this many seconds (lag.recovered when back under); 0: never. */
+    lagSeconds: z.number().min(0).default(60),
+    /** slot.retained_exceeded when the replication slot retains more WAL than this; 0: never. */
+    slotRetainedBytes: z.number().min(0).default(0),
+    /** catchup.not_converging when a catching-up table's backlog has not shrunk for this long. */
+    notConvergingSeconds: z.number().min(1).default(300),
+  })
+  .strict();
+
 export const BACKFILL_STRATEGIES = ['keyset', 'interval', 'ctid', 'daterange'] as const;
 export const BACKFILL_MODES = ['online', 'upsert', 'truncate', 'drop'] as const;
 export const INDEX_POLICIES = ['source', 'none'] as const;
@@ -261,6 +297,7 @@ const baseSchema = z
     apply: applySchema.prefault({}),
     online: onlineSchema.prefault({}),
     api: apiSchema.optional(),
+    notify: notifySchema.prefault({}),
     tables: tablesSchema,
   })
   .strict();
@@ -292,6 +329,8 @@ export type ApplyConfig = SluiceConfig['apply'];
 export type OnlineConfig = SluiceConfig['online'];
 export type TableConfig = SluiceConfig['tables'][number];
 export type ApiConfig = z.output<typeof apiSchema>;
+export type NotifyConfig = SluiceConfig['notify'];
+export type WebhookConfig = NotifyConfig['webhooks'][number];
 
 /** The replication slot name: `pipeline.slotName`, or `sluice_<pipeline.name>`. */
 export function slotNameOf(cfg: Pick<SluiceConfig, 'pipeline'>): string {
@@ -332,6 +371,10 @@ export function allowedKeysAt(path: readonly PropertyKey[], value: unknown): str
       return Object.keys(apiSchema.shape);
     case 'tables.[]':
       return Object.keys(tableSchema.shape);
+    case 'notify':
+      return Object.keys(notifySchema.shape);
+    case 'notify.webhooks.[]':
+      return Object.keys(webhookSchema.shape);
     default:
       return undefined;
   }

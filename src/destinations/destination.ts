@@ -71,6 +71,8 @@ export interface TableRow {
   readonly plan: Record<string, unknown> | null;
   /** A word on what the table is doing now ("waiting for the swap lock, attempt 3"). */
   readonly detail: string | null;
+  /** The running pipeline's progress and ETA of the table (pipeline/eta.ts), written with its status. */
+  readonly progress?: Record<string, unknown> | null;
   readonly updatedAt: Date;
 }
 

@@ -128,6 +128,8 @@ export interface Planner {
   readonly parallelism: number;
   next(src: pg.ClientBase): Promise<Chunk | null>;
   done(chunk: Chunk, rows: number, seconds: number): void;
+  /** Range strategies: the space covered by finished chunks and the whole space, in the strategy's unit. */
+  progress?(): { done: number; total: number };
 }
 
 export class KeysetPlanner implements Planner {
@@ -185,6 +187,8 @@ abstract class RangePlanner implements Planner {
   /** Rows per unit of the space (key values or pages), learned as chunks finish. */
   protected density: number;
   private readonly retry: Chunk[] = [];
+  /** Units covered by finished chunks (progress in the strategy's unit). */
+  private unitsDone: number;
 
   constructor(
     readonly parallelism: number,
@@ -198,6 +202,7 @@ abstract class RangePlanner implements Planner {
     this.frontier = resume.frontier ?? start;
     this.density = Math.max(density, 1e-9);
     this.retry.push(...resume.pending);
+    this.unitsDone = Math.max(0, Number(this.frontier - start) - resume.pending.reduce((n, c) => n + this.spanOf(c.range), 0));
   }
 
   protected width(): bigint {
@@ -233,13 +238,27 @@ abstract class RangePlanner implements Planner {
     }
   }
 
+  /** Units of the space (key values, pages, seconds) covered by finished chunks, and the whole space. */
+  progress(): { done: number; total: number } {
+    return { done: this.unitsDone, total: Number(this.end - this.start + 1n) };
+  }
+
   done(chunk: Chunk, rows: number, seconds: number): void {
     this.sizer.observe(rows, seconds);
     const units = this.unitsOf(chunk.range);
+    this.unitsDone += this.spanOf(chunk.range);
     if (units > 0 && rows > 0) this.density = 0.7 * this.density + 0.3 * (rows / units);
   }
 
   protected abstract unitsOf(range: ChunkRange): number;
+
+  /** Units a chunk covers, the open last one included (up to the end of the space). */
+  private spanOf(range: ChunkRange): number {
+    const units = this.unitsOf(range);
+    if (units > 0) return units;
+    const lo = range.kind === 'ctid' ? BigInt(range.from) : range.kind === 'key' ? this.end + 1n : (range.lo ?? this.start);
+    return Math.max(0, Number(this.end + 1n - lo));
+  }
 }
 
 export class IntervalPlanner extends RangePlanner {

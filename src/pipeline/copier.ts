@@ -158,6 +158,7 @@ export class Copier {
       }
 
       const planner = await this.plannerFor(dst, rt, plan, state?.lastKey ?? null, runId, resumable === true);
+      rt.progressUnits = planner.progress ? () => ({ ...planner.progress!(), strategy: planner.strategy }) : null;
       // Keyset chunks two at a time commit in key order (ordered-commits.ts).
       const ordered = planner.strategy === 'keyset' && planner.parallelism > 1 ? new OrderedCommits() : null;
       const finished = await this.queue.run(this.tableLoad(rt, plan, ordered ? ordered.plan(planner) : planner, runId, signal, ordered));

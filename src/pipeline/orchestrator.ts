@@ -43,6 +43,9 @@ import { Throttler } from './throttler.js';
 import { rollbackPosition, rollbackRefusal, startRollback } from './rollback.js';
 import { EventBus } from '../core/events.js';
 import { RateWindow } from './rate-window.js';
+import { Lifecycle } from './lifecycle.js';
+import { ProgressTracker } from './progress-tracker.js';
+import type { Progress } from './eta.js';
 import { limitsOf, readOverride, throttleRecord, throttleSource, type ThrottleOverride } from './throttle-override.js';
 
 export const VERSION = '0.1.0';
@@ -68,6 +71,8 @@ export interface Pipeline {
   counters(): { captured: number; applied: number; confirmedLsn: Lsn };
   /** Queues an ad-hoc backfill (the same path as `sluice backfill`). */
   requestBackfill(table: string, mode: BackfillMode): Promise<void>;
+  /** A backfilling table's progress and ETA at the last status write (pipeline/eta.ts), or null. */
+  progressOf(table: string): Progress | null;
 }
 
 export function createPipeline(cfg: SluiceConfig, opts: PipelineOptions): Pipeline {
@@ -95,6 +100,8 @@ class Orchestrator implements Pipeline {
   /** Rows copied sampled at each status write: the averaged rows/s. */
   private readonly rates = new Map<string, RateWindow>();
   private readonly running = new Map<string, Promise<void>>();
+  private readonly lifecycle: Lifecycle;
+  private progress: ProgressTracker | null = null;
   private stopping = false;
   private failed: SluiceError | null = null;
   private timers: NodeJS.Timeout[] = [];
@@ -117,6 +124,7 @@ class Orchestrator implements Pipeline {
     this.slot = slotNameOf(cfg);
     this.publication = publicationNameOf(cfg);
     this.log = opts.logger.child({ pipeline: this.pipeline });
+    this.lifecycle = new Lifecycle(this.events, cfg.notify, this.log);
     this.control = new ControlChannel(cfg.destination.url, this.pipeline, this.log, {
       onRequest: () => void this.handleRequests().catch(() => {}),
       onLockLost: (err) => void this.fail(err),
@@ -129,6 +137,10 @@ class Orchestrator implements Pipeline {
       applied: this.applier?.applied ?? 0,
       confirmedLsn: this.streamer?.confirmedLsn ?? Lsn.zero,
     };
+  }
+
+  progressOf(table: string): Progress | null {
+    return this.progress?.copyOf(table) ?? null;
   }
 
   async start(): Promise<void> {
@@ -187,6 +199,8 @@ class Orchestrator implements Pipeline {
         throttler: new Throttler(cfg.throttle, { sourceUrl: cfg.source.url, replicaUrl: cfg.source.replicaUrl, slot: this.slot }, this.log.child({ part: 'throttle' })),
         version: VERSION,
       };
+      this.ctx.throttler.onChange = (reason, was) => this.lifecycle.throttle(reason, was);
+      this.progress = new ProgressTracker(changeLog, cfg.notify.notConvergingSeconds * 1000);
       this.throttleOverride = await readOverride(dst, this.pipeline);
       if (this.throttleOverride) {
         this.ctx.throttler.setLimits(this.throttleOverride.limits);
@@ -235,6 +249,7 @@ class Orchestrator implements Pipeline {
       this.applier = new Applier(this.ctx, this.tables, {
         onCaughtUp: (rt) => {
           this.log.info('table caught up; streaming', { table: rt.name });
+          this.lifecycle.completed(rt);
           this.opts.onProgress?.();
         },
         onTableFailed: (rt, err) => void this.tableFailed(rt, err),
@@ -242,7 +257,10 @@ class Orchestrator implements Pipeline {
         onStagingCaughtUp: (rt) => this.swapper?.request(rt),
       });
       this.swapper = new Swapper(this.ctx, this.applier, {
-        onSwapped: () => this.opts.onProgress?.(),
+        onSwapped: (rt, archive, lockHeldMs, attempts) => {
+          this.lifecycle.swapped(rt, archive, lockHeldMs, attempts);
+          this.opts.onProgress?.();
+        },
         onDetail: (rt, detail) => {
           rt.detail = detail;
         },
@@ -262,6 +280,7 @@ class Orchestrator implements Pipeline {
       await this.streamer.start();
       this.applier.start();
       this.ctx.throttler.start();
+      this.lifecycle.watchSlot(cfg.source.url, this.slot);
 
       // What each table needs now.
       for (const rt of this.tables.values()) {
@@ -388,6 +407,7 @@ class Orchestrator implements Pipeline {
   private async runBackfill(rt: TableRuntime): Promise<void> {
     const abort = new AbortController();
     rt.abort = abort;
+    this.lifecycle.started(rt);
     let attempt = 0;
     try {
       for (;;) {
@@ -422,6 +442,7 @@ class Orchestrator implements Pipeline {
 
   private async backfillRefused(rt: TableRuntime, err: SluiceError): Promise<void> {
     const message = `backfill refused: ${err.message}`;
+    this.lifecycle.failed(rt, err);
     rt.state = 'streaming';
     rt.error = message;
     rt.pending = null;
@@ -434,6 +455,7 @@ class Orchestrator implements Pipeline {
   }
 
   private async tableFailed(rt: TableRuntime, err: SluiceError): Promise<void> {
+    this.lifecycle.failed(rt, err);
     rt.error = err.message;
     rt.state = 'failed';
     this.log.error('table failed', { table: rt.name, error: err.message });
@@ -508,6 +530,8 @@ class Orchestrator implements Pipeline {
           ));
       }
       else outcome = `unknown request ${r.kind}`;
+      if (r.kind === 'backfill') this.lifecycle.requested(name, Number(r.id), r.params ?? {}, outcome);
+      if (r.kind === 'cancel' && rt) this.lifecycle.cancelled(rt, outcome);
       await this.onControl((c) => c.query(`UPDATE _sluice.requests SET handled_at = now(), outcome = $2 WHERE id = $1`, [r.id, outcome]));
       this.log.info('request handled', { request: r.kind, table: name, outcome });
     }
@@ -727,8 +751,10 @@ class Orchestrator implements Pipeline {
       if (rt.state === 'backfilling') rate.add(now, rt.rowsCopied);
       else rate.reset();
       rt.rowsPerSecond = Math.round(rate.rate());
+      const progress = this.progress!.sample(rt, now);
+      this.lifecycle.observe(rt, lagSeconds, progress);
       await c.query(
-        `UPDATE _sluice.tables SET rows_per_second = $3, lag_seconds = $4, pending_lsn = $5::pg_lsn, detail = $6
+        `UPDATE _sluice.tables SET rows_per_second = $3, lag_seconds = $4, pending_lsn = $5::pg_lsn, detail = $6, progress = $7::jsonb
          WHERE pipeline = $1 AND name = $2`,
         [
           this.pipeline,
@@ -737,6 +763,7 @@ class Orchestrator implements Pipeline {
           lagSeconds,
           pendingLsn === null ? null : Lsn.format(pendingLsn),
           rt.detail,
+          progress.copy || progress.catchUp ? JSON.stringify(progress) : null,
         ],
       );
     }
@@ -765,6 +792,7 @@ class Orchestrator implements Pipeline {
     await this.swapper?.stop();
     await this.copier?.stop();
     await this.ctx?.throttler.stop();
+    await this.lifecycle.stop();
     await this.teardown();
     if (this.failed) this.rejectDone(this.failed);
     else this.resolveDone();

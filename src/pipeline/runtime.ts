@@ -74,6 +74,8 @@ export interface TableRuntime {
   error: string | null;
   /** Aborts the backfill in progress (cancel or shutdown). */
   abort: AbortController | null;
+  /** The copy in progress, in its strategy's unit (heap pages, key span): set by the Copier for range strategies. */
+  progressUnits?: (() => { done: number; total: number; strategy: BackfillStrategy }) | null;
   /** Requested ad-hoc backfill waiting for a slot in the queue. */
   pending: BackfillRequest | null;
 }

@@ -19,7 +19,9 @@ import { qualified } from '../destinations/postgres/dialect.js';
 import { replicaRoleGrant, setReplicaRole } from '../destinations/postgres/foreign-keys.js';
 import { configureConnections, connect } from './context.js';
 import { pipelineLockHolder } from '../destinations/postgres/pipeline-lock.js';
-import { describeThrottle, etaSeconds, formatEta, percentCopied } from './status-format.js';
+import { describeThrottle, formatEta } from './status-format.js';
+import type { CatchUp, Progress } from './eta.js';
+import { copyFigures, describeProgress } from './progress-format.js';
 
 export interface TableStatus {
   name: string;
@@ -29,10 +31,17 @@ export interface TableStatus {
   rowsEstimated: number;
   /** Averaged over the last 30 s by the running pipeline. */
   rowsPerSecond: number;
-  /** Backfilling: rows copied / rows estimated, capped at 99 until done (the estimate is approximate). */
+  /** Backfilling: progress in percent, in the strategy's unit (pipeline/eta.ts), below 100 until done. */
   percent: number | null;
-  /** Backfilling: seconds left at the averaged rate, from the estimate. */
+  /** Backfilling: seconds left at the smoothed rate over active copy time; null with `progress.etaNote` saying why. */
   etaSeconds: number | null;
+  /**
+   * The running pipeline's progress of the copy (pipeline/eta.ts): unit, units done and total,
+   * ratio, rate over active time, active and throttled seconds, the held-back reason, ETA or why none.
+   */
+  progress: Progress | null;
+  /** Catching up: the backlog (bytes of WAL), its shrink rate (apply minus capture), ETA, not converging. */
+  catchUp: CatchUp | null;
   lagBytes: number | null;
   lagSeconds: number | null;
   error: string | null;
@@ -191,8 +200,7 @@ export async function computeStatus(cfg: SluiceConfig): Promise<PipelineStatus> 
         rowsCopied: row?.rowsCopied ?? 0,
         rowsEstimated: row?.rowsEstimated ?? 0,
         rowsPerSecond: running && row?.state === 'backfilling' ? Math.round(row.rowsPerSecond) : 0,
-        percent: row?.state === 'backfilling' ? percentCopied(row.rowsCopied, row.rowsEstimated) : null,
-        etaSeconds: running && row?.state === 'backfilling' ? etaSeconds(row.rowsCopied, row.rowsEstimated, row.rowsPerSecond) : null,
+        ...copyFigures(row ?? null, running),
         lagBytes: cursor ? lagBytes : null,
         lagSeconds: cursor ? (running ? row?.lagSeconds ?? null : cursor.commitTime ? Math.max(0, (Date.now() - cursor.commitTime.getTime()) / 1000) : null) : null,
         error: row?.error ?? null,
@@ -290,6 +298,8 @@ export function renderStatus(s: PipelineStatus): string {
     if (t.detail && /^paused: /.test(t.detail) && throttle) lines.push(`${t.name}: waiting for the throttle (see "throttle:" above)`);
     else if (t.detail) lines.push(`${t.name}: ${t.detail}`);
     if (t.staging) lines.push(`${t.name}: loading staging table ${t.staging}`);
+    const progress = describeProgress(t);
+    if (progress) lines.push(`${t.name}: ${progress}`);
   }
   const a = s.archives;
   if (a.count > 0) {

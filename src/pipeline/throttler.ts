@@ -50,6 +50,8 @@ export class Throttler {
   private sampler: pg.Client | null = null;
   private sampleTimer: NodeJS.Timeout | null = null;
   private sampling = false;
+  /** Hears every change of the reason (null: open), for the throttle.engaged/released events. */
+  onChange: ((reason: string | null, was: string | null) => void) | null = null;
 
   constructor(
     limits: ThrottleLimits,
@@ -159,6 +161,7 @@ export class Throttler {
       if (reason !== this.paused) {
         if (reason) this.logger?.warn('backfill throttled', { reason });
         else if (this.paused) this.logger?.info('throttle open again', { was: this.paused });
+        this.onChange?.(reason, this.paused);
       }
       this.paused = reason;
     } catch (err) {

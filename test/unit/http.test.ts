@@ -93,7 +93,7 @@ test('metrics are sluice_* with bounded labels; throttle reasons are a closed se
     live: { at: 0, captured: 10, applied: 7, changeLogBytes: 4096 },
     status: {
       pipeline: { name: 'p', running: true, pid: 1, lastSeen: null, host: 'h', slot: 'sluice_p', slotActive: true, slotLagBytes: 100, throttle: { state: 'paused: replica lag 12 s > 10 s', maxRowsPerSecond: 0 } },
-      tables: [{ name: 'public.t', state: 'backfilling', mode: 'online', rowsCopied: 5, rowsEstimated: 10, rowsPerSecond: 1, percent: 50, etaSeconds: null, lagBytes: 0, lagSeconds: 1, error: null, detail: null, lockWaits: [], staging: null, archives: [] }],
+      tables: [{ name: 'public.t', state: 'backfilling', mode: 'online', rowsCopied: 5, rowsEstimated: 10, rowsPerSecond: 1, percent: 50, etaSeconds: null, lagBytes: 0, lagSeconds: 1, error: null, detail: null, lockWaits: [], staging: null, archives: [], progress: null, catchUp: null }],
       archives: { count: 0, bytes: 0, nextDropAt: null, freeBytes: null, totalBytes: null },
     },
   });

@@ -7,8 +7,17 @@ import { DEFAULT_ANSWER_TIMEOUT_S, isRefusal, type Answers } from '../../control
 
 export { awaitAnswers, DEFAULT_ANSWER_TIMEOUT_S, isRefusal } from '../../control/answers.js';
 
-/** Prints the answers (refusals to stderr) and returns the exit code: 0, or 2 when the pipeline refused. */
-export function printAnswers(a: Answers, timeoutS: number, label = (t: string) => `${t}: `): number {
+/**
+ * Prints the answers (refusals to stderr) and returns the exit code: 0, or 2 when the pipeline refused.
+ * `json`: one object on stdout instead, `{answered, running, answers: [{table, outcome, refused}]}`.
+ */
+export function printAnswers(a: Answers, timeoutS: number, label = (t: string) => `${t}: `, json = false): number {
+  const refused = a.rows.some((r) => isRefusal(r.outcome));
+  if (json) {
+    const answers = a.rows.map((r) => ({ table: r.table_name, outcome: r.outcome, refused: isRefusal(r.outcome) }));
+    process.stdout.write(JSON.stringify({ answered: a.answered, running: a.running, answers }, null, 2) + '\n');
+    return refused ? 2 : 0;
+  }
   let code = 0;
   for (const row of a.rows) {
     const line = `${label(row.table_name)}${row.outcome}\n`;

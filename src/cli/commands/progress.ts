@@ -3,7 +3,7 @@ import type { SluiceConfig } from '../../config/schema.js';
 import type { Logger } from '../../core/logger.js';
 import { redactUrl } from '../../config/load.js';
 import type { Pipeline } from '../../pipeline/orchestrator.js';
-import { etaSeconds, formatCount, formatEta, percentCopied } from '../../pipeline/status-format.js';
+import { formatCount, formatEta } from '../../pipeline/status-format.js';
 
 /** The config on one line, passwords replaced: what this run works with. */
 export function startLine(cfg: SluiceConfig): string {
@@ -45,9 +45,10 @@ export function startProgress(pipeline: Pipeline, log: Logger, everyMs = 5000): 
       .filter((rt) => rt.state !== 'streaming')
       .map((rt) => {
         if (rt.state !== 'backfilling') return `${rt.name} ${rt.state}`;
-        const pct = percentCopied(rt.rowsCopied, rt.rowsEstimated);
-        const eta = etaSeconds(rt.rowsCopied, rt.rowsEstimated, rt.rowsPerSecond);
-        return `${rt.name} backfilling${pct === null ? '' : ` ~${pct}%`}${eta === null ? '' : ` ~${formatEta(eta)}`}`;
+        // The honest figures of the last status write (pipeline/eta.ts): no ETA until there is evidence.
+        const p = pipeline.progressOf(rt.name);
+        const pct = p && p.ratio !== null ? Math.floor(p.ratio * 100) : null;
+        return `${rt.name} backfilling${pct === null ? '' : ` ~${pct}%`}${p?.etaSeconds == null ? '' : ` ~${formatEta(p.etaSeconds)}`}`;
       });
     const key = `${streaming}|${busy.join(';')}`;
     if (key === lastKey && now - lastPrinted < 60_000) return;

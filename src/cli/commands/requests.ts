@@ -22,6 +22,7 @@ export interface BackfillFlags {
   keepArchive?: boolean;
   cascade?: boolean;
   answerTimeout?: string;
+  json?: boolean;
 }
 
 export function timeoutOf(flag: string | undefined): number {
@@ -33,23 +34,24 @@ export function timeoutOf(flag: string | undefined): number {
 export async function backfillCommand(names: string[], flags: BackfillFlags, opts: GlobalOptions): Promise<number> {
   const cfg = readConfig(opts);
   const { mode, params } = backfillParams(flags, flagName);
+  if (flags.json && flags.wait) throw new SluiceError('BAD_USAGE', '--json prints the answers only: leave out --wait and follow the tables with sluice status --json');
   const tables = tablesIn(cfg, names);
   const timeoutS = timeoutOf(flags.answerTimeout);
   await checkBackfill(cfg, tables, params, flagName);
   const ids = await recordRequests(cfg, 'backfill', tables, params, osUser(), makeLogger(opts));
-  for (const t of tables) process.stdout.write(`backfill of ${t} requested (mode ${mode})\n`);
-  const code = printAnswers(await awaitAnswers(cfg, ids, timeoutS), timeoutS);
+  if (!flags.json) for (const t of tables) process.stdout.write(`backfill of ${t} requested (mode ${mode})\n`);
+  const code = printAnswers(await awaitAnswers(cfg, ids, timeoutS), timeoutS, undefined, flags.json);
   if (code !== 0 || !flags.wait) return code;
   return waitFor(cfg, tables, ids);
 }
 
-export async function cancelCommand(names: string[], opts: GlobalOptions, flags: { answerTimeout?: string; reason?: string } = {}): Promise<number> {
+export async function cancelCommand(names: string[], opts: GlobalOptions, flags: { answerTimeout?: string; reason?: string; json?: boolean } = {}): Promise<number> {
   const cfg = readConfig(opts);
   const tables = tablesIn(cfg, names);
   const timeoutS = timeoutOf(flags.answerTimeout);
   const ids = await recordRequests(cfg, 'cancel', tables, flags.reason ? { reason: flags.reason } : {}, osUser(), makeLogger(opts));
-  for (const t of tables) process.stdout.write(`cancel of ${t} requested\n`);
-  return printAnswers(await awaitAnswers(cfg, ids, timeoutS), timeoutS);
+  if (!flags.json) for (const t of tables) process.stdout.write(`cancel of ${t} requested\n`);
+  return printAnswers(await awaitAnswers(cfg, ids, timeoutS), timeoutS, undefined, flags.json);
 }
 
 /** `sluice throttle`: change limits of the running pipeline; they are kept across restarts until `--reset`. */
@@ -58,7 +60,7 @@ export async function throttleCommand(flags: Record<string, string | undefined>,
   const params = throttleParams({ ...flags, reset: Boolean(flags.reset) }, flagName);
   const timeoutS = timeoutOf(flags.answerTimeout);
   const ids = await recordRequests(cfg, 'throttle', ['*'], params, osUser(), makeLogger(opts));
-  return printAnswers(await awaitAnswers(cfg, ids, timeoutS), timeoutS, () => '');
+  return printAnswers(await awaitAnswers(cfg, ids, timeoutS), timeoutS, () => '', Boolean(flags.json));
 }
 
 /** `sluice pause` / `sluice resume`: hold or let go on copying (`--apply`: applying) in the running pipeline. */

@@ -2,7 +2,9 @@ import { SluiceError } from '../../core/errors.js';
 import { TableName } from '../../core/types.js';
 import { parseBy, verifyTablesByBucket, type BucketVerdict } from '../../verify/by-bucket.js';
 import { verifyTables, type TableVerdict, type VerifyProgress } from '../../verify/verifier.js';
-import { readConfig, type GlobalOptions } from '../shared.js';
+import { EventBus } from '../../core/events.js';
+import { notifyOnce, resolveWebhooks } from '../../notify/notifier.js';
+import { makeLogger, readConfig, type GlobalOptions } from '../shared.js';
 
 export interface VerifyFlags {
   json?: boolean;
@@ -20,6 +22,8 @@ export async function verifyCommand(names: string[], flags: VerifyFlags, opts: G
   const rangeRows = whole('--range-rows', flags.rangeRows, 2);
   const maxRowsPerSecond = whole('--max-rows-per-second', flags.maxRowsPerSecond, 0);
   const cfg = readConfig(opts);
+  // A webhook whose secretEnv is not set exits 2 now, not after the verify ran.
+  resolveWebhooks(cfg);
   const tables = names.length ? names : cfg.tables.map((t) => TableName.format(TableName.parse(t.name)));
   // Progress on stderr every few seconds (stdout stays the verdict, for scripts).
   let shown = Date.now();
@@ -33,13 +37,23 @@ export async function verifyCommand(names: string[], flags: VerifyFlags, opts: G
     const byBucket = await verifyTablesByBucket(cfg, tables, parseBy(flags.by, flags.timeZone), { attempts, rangeRows, maxRowsPerSecond, where: flags.where });
     if (flags.json) process.stdout.write(JSON.stringify({ equal: byBucket.every((v) => v.equal), tables: byBucket }, null, 2) + '\n');
     else process.stdout.write(renderBucketVerdicts(byBucket) + '\n');
+    await announce(cfg, opts, byBucket.map((v) => ({ table: v.table, equal: v.equal, sourceRows: v.sourceRows, destinationRows: v.destinationRows, rangesDiffering: v.rangesDiffering, where: v.where ?? null, by: v.by })));
     return byBucket.every((v) => v.equal) ? 0 : 1;
   }
   if (flags.timeZone) throw new SluiceError('BAD_USAGE', '--time-zone goes with --by day:COLUMN or --by hour:COLUMN');
   const verdicts = await verifyTables(cfg, tables, { attempts, rangeRows, maxRowsPerSecond, where: flags.where, onProgress });
   if (flags.json) process.stdout.write(JSON.stringify({ equal: verdicts.every((v) => v.equal), tables: verdicts }, null, 2) + '\n');
   else process.stdout.write(renderVerdicts(verdicts) + '\n');
+  await announce(cfg, opts, verdicts.map((v) => ({ table: v.table, equal: v.equal, sourceRows: v.sourceRows, destinationRows: v.destinationRows, rangesDiffering: v.rangesDiffering, where: v.where ?? null, differences: v.differences.length })));
   return verdicts.every((v) => v.equal) ? 0 : 1;
+}
+
+/** verify.completed for each table, to the config's webhooks and hooks. */
+async function announce(cfg: ReturnType<typeof readConfig>, opts: GlobalOptions, verdicts: ({ table: string } & Record<string, unknown>)[]): Promise<void> {
+  const bus = new EventBus(cfg.pipeline.name);
+  await notifyOnce(cfg, makeLogger(opts), bus, () => {
+    for (const { table, ...detail } of verdicts) bus.emit('verify.completed', detail, table);
+  });
 }
 
 function whole(flag: string, value: string | undefined, min: number): number | undefined {

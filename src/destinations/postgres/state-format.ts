@@ -142,6 +142,13 @@ export const STATE_MIGRATIONS: readonly StateMigration[] = [
       await c.query(`CREATE TABLE _sluice.meta (key text PRIMARY KEY, value text NOT NULL)`);
     },
   },
+  {
+    to: 3,
+    what: 'the progress and ETA of each table (_sluice.tables.progress)',
+    up: async (c) => {
+      await c.query(`ALTER TABLE _sluice.tables ADD COLUMN progress jsonb`);
+    },
+  },
 ];
 
 /** The format this sluice reads and writes. */

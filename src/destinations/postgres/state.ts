@@ -50,6 +50,7 @@ function toTableRow(r: Record<string, unknown>): TableRow {
     keepArchive: Boolean(r.keep_archive),
     plan: (r.plan as Record<string, unknown> | null) ?? null,
     detail: (r.detail as string | null) ?? null,
+    progress: (r.progress as Record<string, unknown> | null | undefined) ?? null,
     updatedAt: r.updated_at as Date,
   };
 }
