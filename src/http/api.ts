@@ -1,6 +1,6 @@
 /**
  * `/api/v1` (docs/api.md): reads (status, tables, runs, requests, modes, dependents, throttle,
- * verify jobs) and actions. Every action goes through the CLI's request path (src/control/), is
+ * verify jobs, webhook deliveries, in-place runs) and actions. Every action goes through the CLI's request path (src/control/), is
  * recorded in `_sluice.requests` with its actor and reason, and answers 202 with the request ids, or
  * 409/422 with {code, message, fix}.
  */
@@ -18,6 +18,7 @@ import type { StatusFeed } from './status-feed.js';
 import type { EventStream } from './sse.js';
 import type { Metrics } from './metrics.js';
 import type { VerifyJobs } from './verify-jobs.js';
+import { deliveries, inplaceRuns } from './feeds.js';
 import type { DestinationControl } from '../destinations/destination.js';
 
 export interface ApiContext {
@@ -143,6 +144,8 @@ async function read(ctx: ApiContext, req: IncomingMessage, res: ServerResponse, 
   if (path === '/requests') return send(res, 200, await withControl(cfg, (c) => c.listRequests(cfg.pipeline.name, limit)));
   if (path === '/throttle') return send(res, 200, (await ctx.feed.status()).pipeline.throttle);
   if (path === '/verify') return send(res, 200, ctx.verify.list());
+  if (path === '/deliveries') return send(res, 200, deliveries(cfg, limit));
+  if (path === '/inplace') return send(res, 200, await inplaceRuns(cfg, Math.min(limit, 20)));
   const verifyId = /^\/verify\/(\d+)$/.exec(path);
   if (verifyId) {
     const job = ctx.verify.get(Number(verifyId[1]));
