@@ -13,11 +13,16 @@
  *    table, cancel, pause/resume backfills (rows copied stay flat), pause/resume apply (rows written
  *    at the source wait, then arrive), verify (its verdict), rollback (422: nothing archived to roll back to).
  * 4. /metrics passes `promtool check metrics`; the SSE stream's first message is the status.
+ * 5. GET /api/v1/deliveries lists the webhook deliveries the local receiver got (and the one it keeps
+ *    refusing, pending with its next attempt), showing only the receiver's origin; GET /api/v1/inplace
+ *    is empty until an in-place job runs against the source, then lists that run (both readable with
+ *    the read-only token).
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readFileSync, statSync } from 'node:fs';
-import { request } from 'node:http';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createServer, request, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
@@ -32,8 +37,24 @@ let work: Workdir;
 let h: HttpRun;
 const READ_TOKEN = 'read-only-token-for-the-test';
 const DB = 'httpapi';
+/** What the local webhook receiver got: its path and the delivery id header. */
+const received: { path: string; delivery: string; event: string }[] = [];
+let receiver: Server;
+let hookBase: string;
 
 before(async () => {
+  // A webhook receiver: /hook answers 200, /down always 503 (its delivery stays pending, retried).
+  receiver = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c) => (body += c));
+    req.on('end', () => {
+      const path = new URL(req.url ?? '/', 'http://x').pathname;
+      received.push({ path, delivery: String(req.headers['x-sluice-delivery']), event: JSON.parse(body).event });
+      res.writeHead(path === '/down' ? 503 : 200).end();
+    });
+  });
+  await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+  hookBase = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`;
   ({ source, destination, stopAll } = await startClusters());
   await destination.createDatabase(DB);
   for (const [t, n] of [['big', 40_000], ['small', 2000], ['tiny', 300]] as const) {
@@ -47,6 +68,10 @@ before(async () => {
     pipeline: 'httpapi',
     pipelineExtra: 'concurrency: 1',
     tables: [{ name: 'public.big', chunkRows: 500 }, { name: 'public.small' }, { name: 'public.tiny' }],
+    extra: `notify:
+  webhooks:
+    - { url: "${hookBase}/hook?key=secret-in-the-query", events: ["backfill.completed"], secret: "webhook-test-secret-0123456789" }
+    - { url: "${hookBase}/down", events: ["backfill.completed"], secret: "webhook-test-secret-0123456789" }`,
   });
   h = await startHttpRun(work.config, { SLUICE_API_READ_ONLY_TOKEN: READ_TOKEN });
 });
@@ -54,6 +79,7 @@ before(async () => {
 after(async () => {
   await killIfRunning(h?.run);
   await stopAll?.();
+  await new Promise<void>((r) => receiver?.close(() => r()) ?? r());
   work?.remove();
 });
 
@@ -281,4 +307,38 @@ test('/metrics passes promtool and the event stream starts with the status', asy
   while (!verifyEvent()) t2 += new TextDecoder().decode((await r2.read()).value);
   assert.equal(verifyEvent().detail.equal, true);
   again.abort();
+});
+
+test('webhook deliveries and in-place runs: GET /api/v1/deliveries and /api/v1/inplace', async () => {
+  const asReader = { Authorization: `Bearer ${READ_TOKEN}` };
+  // Every delivery the receiver accepted is listed as delivered; the refused one is pending.
+  await waitUntil('the receiver got the completions', async () => received.filter((r) => r.path === '/hook').length >= 3 && received.some((r) => r.path === '/down'), 30_000);
+  const d = await h.call('GET', '/api/v1/deliveries', undefined, asReader);
+  assert.equal(d.status, 200);
+  assert.doesNotMatch(d.text, /secret-in-the-query|\/hook|\/down/, 'only the receiver origin is shown');
+  const byId = new Map((d.json as any[]).map((x) => [x.id, x]));
+  for (const r of received.filter((x) => x.path === '/hook')) {
+    const x = byId.get(r.delivery);
+    assert.ok(x, `delivery ${r.delivery} is listed`);
+    assert.deepEqual([x.event, x.urlOrigin, x.status, x.lastStatusCode, x.nextAttemptAt], [r.event, hookBase, 'delivered', 200, null]);
+  }
+  const down = (d.json as any[]).find((x) => x.id === received.find((r) => r.path === '/down')!.delivery);
+  assert.equal(down.status, 'pending');
+  assert.equal(down.lastStatusCode, 503);
+  assert.ok(down.attempts >= 1 && typeof down.nextAttemptAt === 'string', JSON.stringify(down));
+
+  // No in-place job ran against the source yet: an empty list, not an error.
+  assert.deepEqual((await h.call('GET', '/api/v1/inplace', undefined, asReader)).json, []);
+  const job = join(work.dir, 'shout.yaml');
+  writeFileSync(job, `job: shout\nreason: "upper-case tiny"\ntable: public.tiny\nkind: update\nset: "v = upper(v)"\nchunk: { rows: 100 }\n`);
+  const j = await sluice(['-c', work.config, 'inplace', 'run', job]);
+  assert.equal(j.code, 0, j.stdout + j.stderr);
+  const runs = (await h.call('GET', '/api/v1/inplace', undefined, asReader)).json as any[];
+  const ledger = (await source.query(`SELECT id::int AS id, actor FROM _sluice.inplace_runs`)).rows;
+  assert.equal(runs.length, 1);
+  assert.deepEqual(
+    [runs[0].job, runs[0].runId, runs[0].table, runs[0].state, runs[0].rowsAffected, runs[0].reason, runs[0].who.startsWith(`${ledger[0].actor}@`)],
+    ['shout', ledger[0].id, 'public.tiny', 'done', 300, 'upper-case tiny', true],
+  );
+  assert.ok(runs[0].endedAt >= runs[0].startedAt);
 });

@@ -1,10 +1,11 @@
 // sluice's operator page: static modules, no build step. Data only from /api/v1 (docs/api.md);
 // the overview is fed by server-sent events (/api/v1/events).
 import { $, ACTIVE, action, api, bytes, duration, el, num, state, stateWord, toast } from './util.js';
-import { openBackfill, openCancel, openThrottle, openVerify, submitBackfill, submitCancel, submitThrottle, submitVerify, updateBackfill } from './dialogs.js';
-import { renderActivity, renderTablePage } from './pages.js';
+import { canRollBack, openBackfill, openCancel, openRollback, openThrottle, openVerify, submitBackfill, submitCancel, submitRollback, submitThrottle, submitVerify, updateBackfill, updateRollback } from './dialogs.js';
+import { renderActivity, renderInplace, renderTablePage } from './pages.js';
 
 const HISTORY = 900; // points kept for the small charts (15 min at one a second)
+const INPLACE_EVERY_MS = 5000;
 let prevLive = null;
 const history = { slot: [], log: [], lag: [], rows: [], changes: [] };
 
@@ -92,6 +93,7 @@ function renderTables(tables) {
         el('td', { class: 'detail' }, t.error ?? t.detail ?? ''),
         el('td', {},
           active ? el('button', { type: 'button', onclick: () => openCancel(t) }, `Cancel ${t.name}`) : el('button', { type: 'button', onclick: () => openBackfill([t.name]) }, `Backfill ${t.name}…`),
+          canRollBack(t) ? el('button', { type: 'button', onclick: () => openRollback(t) }, `Rollback ${t.name}…`) : null,
         ),
       );
     }),
@@ -105,6 +107,7 @@ function route() {
   $('#activity-page').hidden = h !== '#/activity';
   if (h.startsWith('#/t/')) void renderTablePage();
   if (h === '#/activity') void renderActivity();
+  if (h === '#/') void renderInplace();
 }
 
 // ---- wiring ----
@@ -126,6 +129,9 @@ async function main() {
   $('#open-verify').addEventListener('click', openVerify);
   $('#verify-form').addEventListener('submit', submitVerify);
   $('#vf-cancel').addEventListener('click', () => $('#verify-dialog').close());
+  $('#rollback-form').confirm.addEventListener('input', updateRollback);
+  $('#rollback-form').addEventListener('submit', submitRollback);
+  $('#rb-close').addEventListener('click', () => $('#rollback-dialog').close());
   for (const [id, path, scope, label] of [
     ['#pause-backfills', '/pause', 'backfills', 'pause backfills'],
     ['#resume-backfills', '/resume', 'backfills', 'resume backfills'],
@@ -138,6 +144,8 @@ async function main() {
   });
   window.addEventListener('hashchange', route);
   route();
+  // In-place runs are read from the source, not pushed: refreshed while the overview is shown.
+  setInterval(() => !$('#overview').hidden && void renderInplace(), INPLACE_EVERY_MS);
   const source = new EventSource('/api/v1/events');
   const conn = $('#connection');
   source.addEventListener('status', (e) => {

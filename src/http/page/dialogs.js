@@ -1,4 +1,4 @@
-// The dialogs: Backfill tables…, Cancel, Throttle…, Verify….
+// The dialogs: Backfill tables…, Cancel, Throttle…, Verify…, Rollback….
 import { $, api, action, el, num, state, toast } from './util.js';
 
 /** What a cancel leaves the destination as, by mode. */
@@ -146,4 +146,40 @@ function showVerify(j) {
   $('#verify-result').hidden = false;
   $('#verify-text').textContent = verdictText(j);
   toast(`verify ${j.id}: ${j.state === 'failed' ? 'failed' : j.equal ? 'equal' : 'different'}`, j.state === 'failed' || !j.equal);
+}
+
+// ---- rollback ----
+/** A streaming table with an archive kept can be rolled back to its newest archive. */
+export const canRollBack = (t) => t?.state === 'streaming' && (t.archives?.length ?? 0) > 0;
+
+let rollingBack = null;
+export function openRollback(t) {
+  rollingBack = t;
+  const newest = t.archives[t.archives.length - 1];
+  $('#rb-title').textContent = `Roll back ${t.name}`;
+  $('#rb-text').textContent =
+    `The archive ${newest.name} (the table the last online backfill replaced) is brought current by replaying the changes since its swap, ` +
+    `then swapped in as ${t.name}. The current table becomes the newest archive, so the rollback can itself be rolled back while that archive is kept.`;
+  $('#rb-expected').textContent = t.name;
+  $('#rb-error').textContent = '';
+  const form = $('#rollback-form');
+  form.reset();
+  $('#rb-submit').disabled = true;
+  $('#rollback-dialog').showModal();
+}
+export function updateRollback() {
+  $('#rb-submit').disabled = $('#rollback-form').confirm.value !== rollingBack?.name;
+}
+export async function submitRollback(ev) {
+  ev.preventDefault();
+  const form = $('#rollback-form');
+  const body = { tables: [rollingBack.name] };
+  if (form.keepArchive.checked) body.keepArchive = true;
+  if (form.reason.value) body.reason = form.reason.value;
+  try {
+    await action('POST', '/rollback', body, `rollback ${rollingBack.name}`);
+    $('#rollback-dialog').close();
+  } catch (e) {
+    $('#rb-error').textContent = `${e.message}${e.data?.fix ? ` — ${e.data.fix}` : ''}`;
+  }
 }
