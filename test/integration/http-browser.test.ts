@@ -3,7 +3,8 @@
  * (/usr/bin/chromium; .ci/run installs it when missing) against `sluice run --http` on real clusters.
  * Opened from the login link (the token leaves the address bar); a progress bar moves; the throttle
  * is retuned; Backfill tables… with truncate (the typed name enables it) and with online; backfills
- * paused and resumed; a backfill cancelled; verify run. Each checked on the page and in the database.
+ * paused and resumed; a backfill cancelled; verify run; an online reload rolled back with Rollback… (the
+ * typed name enables it). Each checked on the page and in the database.
  * Screenshots for people (no pixel comparisons): docs/img/overview.png, docs/img/backfill-dialog.png,
  * rewritten with SLUICE_SCREENSHOTS=docs.
  */
@@ -174,5 +175,45 @@ test('the operator page, from the login link to verify', async () => {
   await page.locator('#tp-runs tbody tr', { hasText: 'cancelled' }).waitFor();
   await page.getByRole('link', { name: 'Activity' }).click();
   await page.locator('#act-requests tbody tr', { hasText: 'customers drifted' }).waitFor();
+  await page.locator('#act-deliveries tbody', { hasText: 'no webhook configured' }).waitFor();
+
+  // Rollback…: offered only for a streaming table with an archive kept, i.e. after an online backfill.
+  await page.getByRole('link', { name: 'Overview' }).click();
+  await page.locator('#inplace-runs tbody', { hasText: 'no in-place run recorded in the source' }).waitFor();
+  const rollback = page.getByRole('button', { name: 'Rollback public.customers…' });
+  assert.equal(await rollback.count(), 0, 'nothing archived yet: no rollback offered');
+  await page.getByRole('button', { name: 'Backfill public.customers…' }).click();
+  await dialog.getByRole('button', { name: 'Start backfill' }).click();
+  await rollback.waitFor({ timeout: 30_000 });
+  const archive = (await dst(`SELECT archive FROM _sluice.archives WHERE pipeline = 'shop' AND table_name = 'public.customers' AND dropped_at IS NULL ORDER BY created_at DESC LIMIT 1`)).rows[0].archive as string;
+  const oid = async (name: string) => (await dst(`SELECT to_regclass($1)::oid::int AS oid`, [name])).rows[0].oid as number;
+  const archivedOid = await oid(archive);
+  const replacedOid = await oid('public.customers');
+  await rollback.click();
+  const rbDialog = page.locator('#rollback-dialog');
+  await rbDialog.getByText('is brought current by replaying the changes since its swap').waitFor();
+  const rollBack = rbDialog.getByRole('button', { name: 'Roll back' });
+  assert.equal(await rollBack.isDisabled(), true, 'disabled until the name is typed');
+  await rbDialog.locator('input[name=confirm]').fill('public.customers');
+  await rbDialog.getByLabel('Reason (optional)').fill('the reload was wrong');
+  assert.equal(await rollBack.isDisabled(), false);
+  await page.screenshot({ path: join(IMG, 'rollback-dialog.png') });
+  await rollBack.click();
+  await page.getByText(/rollback public\.customers: /).waitFor();
+  await waitUntil(
+    'the rollback run is done',
+    async () => (await dst(`SELECT status FROM _sluice.runs WHERE pipeline = 'shop' AND table_name = 'public.customers' AND strategy = 'rollback' ORDER BY id DESC LIMIT 1`)).rows[0]?.status === 'done',
+    20_000,
+  );
+  assert.equal(await oid('public.customers'), archivedOid, 'the archived table is live again');
+  const newest = (await dst(`SELECT archive FROM _sluice.archives WHERE pipeline = 'shop' AND table_name = 'public.customers' AND dropped_at IS NULL ORDER BY created_at DESC LIMIT 1`)).rows[0].archive as string;
+  assert.equal(await oid(newest), replacedOid, 'the table it replaced is the newest archive');
+  const rbReq = await dst(`SELECT requested_by, params->>'reason' AS reason FROM _sluice.requests WHERE kind = 'rollback' ORDER BY id DESC LIMIT 1`);
+  assert.deepEqual([/^api@/.test(rbReq.rows[0].requested_by), rbReq.rows[0].reason], [true, 'the reload was wrong']);
+  await eventuallyEqual(source.url(), destination.url(DB), 'public.customers', { run: h.run });
+  await page.waitForFunction(() => document.querySelector('tr[data-table="public.customers"]')?.getAttribute('data-state') === 'streaming', undefined, { timeout: 10_000 });
+  await page.getByRole('link', { name: 'public.customers' }).click();
+  await page.locator('#tp-runs tbody tr', { hasText: 'rollback' }).waitFor();
+  await page.getByRole('button', { name: 'Rollback public.customers…' }).waitFor();
   assert.deepEqual(errors, []);
 });
