@@ -156,7 +156,7 @@ export class DeliveryLog {
 
 /**
  * The latest deliveries of a delivery log file with their attempts, newest first (for the HTTP page
- * and `GET /api/v1/webhooks/deliveries`); an empty list when the file does not exist yet.
+ * and `GET /api/v1/deliveries`); an empty list when the file does not exist yet.
  */
 export function readDeliveries(file: string, limit = 100): (Delivery & { attemptLog: DeliveryAttempt[] })[] {
   if (!existsSync(file)) return [];

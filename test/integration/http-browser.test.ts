@@ -6,6 +6,7 @@
  * paused and resumed; a backfill cancelled; verify run; an online reload rolled back with Rollback… (the
  * typed name enables it). Each checked on the page and in the database.
  * Screenshots for people (no pixel comparisons): docs/img/overview.png, docs/img/backfill-dialog.png,
+ * docs/img/rollback-dialog.png,
  * rewritten with SLUICE_SCREENSHOTS=docs.
  */
 import assert from 'node:assert/strict';
