@@ -50,7 +50,11 @@ export function deliveries(cfg: SluiceConfig, limit: number): DeliveryView[] {
   }));
 }
 
-/** The newest in-place runs recorded in the pipeline's source database (where jobs without `database:` run). */
-export function inplaceRuns(cfg: SluiceConfig, limit = 20): Promise<RecentInplaceRun[]> {
-  return recentInplaceRuns(cfg.source.url, limit);
+/**
+ * The newest in-place runs recorded in the pipeline's source database (where jobs without `database:`
+ * run). In-place jobs run on PostgreSQL only: another source has none.
+ */
+export async function inplaceRuns(cfg: SluiceConfig, limit = 20): Promise<RecentInplaceRun[]> {
+  const type: string = cfg.source.type;
+  return type === 'postgres' ? recentInplaceRuns(cfg.source.url, limit) : [];
 }
