@@ -13,6 +13,7 @@
  * Chunk reads are single READ COMMITTED statements: no snapshot is held across the backfill.
  */
 import type pg from 'pg';
+import { postgresDestinationUrl } from '../config/schema.js';
 import { crashPoint } from '../core/crash.js';
 import { osUser } from '../core/os-user.js';
 import type { Logger } from '../core/logger.js';
@@ -111,7 +112,7 @@ export class Copier {
   async backfill(rt: TableRuntime, signal: AbortSignal): Promise<boolean> {
     const log = this.ctx.logger.child({ table: rt.name });
     const src = await connect('source', this.ctx.cfg.source.url, 'sluice-backfill');
-    const dst = await connect('destination', this.ctx.cfg.destination.url, 'sluice-backfill');
+    const dst = await connect('destination', postgresDestinationUrl(this.ctx.cfg.destination, 'sluice run'), 'sluice-backfill');
     try {
       // A scoped truncate deletes rows other tables may reference: no foreign-key action for sluice's writes.
       await setReplicaRole(dst).catch(() => false);

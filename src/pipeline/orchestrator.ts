@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import type pg from 'pg';
 import { EmbeddedChangeLog } from '../changelog/embedded/embedded-change-log.js';
 import type { SluiceConfig } from '../config/schema.js';
-import { publicationNameOf, slotNameOf } from '../config/schema.js';
+import { postgresDestinationUrl, publicationNameOf, slotNameOf } from '../config/schema.js';
 import { SluiceError, errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { backoffMs, sleep } from '../core/retry.js';
@@ -116,7 +116,7 @@ class Orchestrator implements Pipeline {
     this.slot = slotNameOf(cfg);
     this.publication = publicationNameOf(cfg);
     this.log = opts.logger.child({ pipeline: this.pipeline });
-    this.control = new ControlChannel(cfg.destination.url, this.pipeline, this.log, {
+    this.control = new ControlChannel(postgresDestinationUrl(cfg.destination, 'sluice run'), this.pipeline, this.log, {
       onRequest: () => void this.handleRequests().catch(() => {}),
       onLockLost: (err) => void this.fail(err),
     });
@@ -290,7 +290,7 @@ class Orchestrator implements Pipeline {
       );
       this.timers.push(setInterval(() => void this.writeStatus().catch(() => {}), cfg.pipeline.statusIntervalMs));
       await this.sweepArchives().catch((e) => this.log.warn('dropping expired archives failed', { error: errorMessage(e) }));
-      await this.onControl((c) => resumeValidations(this.cfg.destination.url, this.pipeline, c, this.log)).catch((e) => this.log.warn('resuming foreign key validations failed', { error: errorMessage(e) }));
+      await this.onControl((c) => resumeValidations(postgresDestinationUrl(this.cfg.destination, 'sluice run'), this.pipeline, c, this.log)).catch((e) => this.log.warn('resuming foreign key validations failed', { error: errorMessage(e) }));
       this.timers.push(setInterval(() => void this.sweepArchives().catch((e) => this.log.warn('dropping expired archives failed', { error: errorMessage(e) })), 60_000));
       this.log.info('pipeline running', {
         slot: this.slot,
@@ -649,7 +649,7 @@ class Orchestrator implements Pipeline {
     this.writingStatus = true;
     try {
       // Its own connection: the control connection serves requests at the same time.
-      if (!this.statusClient) this.statusClient = await connect('destination', this.cfg.destination.url, 'sluice-status');
+      if (!this.statusClient) this.statusClient = await connect('destination', postgresDestinationUrl(this.cfg.destination, 'sluice run'), 'sluice-status');
       await this.writeStatusOn(this.statusClient);
     } catch (err) {
       const c = this.statusClient;

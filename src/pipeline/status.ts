@@ -6,7 +6,7 @@
 import { hostname } from 'node:os';
 import type pg from 'pg';
 import type { SluiceConfig } from '../config/schema.js';
-import { slotNameOf } from '../config/schema.js';
+import { postgresDestinationUrl, slotNameOf } from '../config/schema.js';
 import { errorMessage } from '../core/errors.js';
 import { Lsn, TableName } from '../core/types.js';
 import { formatBytes } from '../core/units.js';
@@ -100,7 +100,7 @@ const STALE_HEARTBEAT_SECONDS = 15;
 
 export async function computeStatus(cfg: SluiceConfig): Promise<PipelineStatus> {
   configureConnections(cfg);
-  const dst = await connect('destination', cfg.destination.url, 'sluice-status');
+  const dst = await connect('destination', postgresDestinationUrl(cfg.destination, 'sluice status'), 'sluice-status');
   let src: pg.Client | null = null;
   let sourceError: string | undefined;
   try {

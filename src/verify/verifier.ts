@@ -17,7 +17,7 @@
  */
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
-import type { SluiceConfig } from '../config/schema.js';
+import { postgresDestinationUrl, type SluiceConfig } from '../config/schema.js';
 import { sleep } from '../core/retry.js';
 import { TableName } from '../core/types.js';
 import { SluiceError } from '../core/errors.js';
@@ -70,7 +70,7 @@ export interface VerifyOptions {
 
 export async function verifyTables(cfg: SluiceConfig, names: string[], opts: VerifyOptions = {}): Promise<TableVerdict[]> {
   const src = await connect('source', cfg.source.url, 'sluice-verify');
-  const dst = await connect('destination', cfg.destination.url, 'sluice-verify');
+  const dst = await connect('destination', postgresDestinationUrl(cfg.destination, 'sluice verify'), 'sluice-verify');
   try {
     const out: TableVerdict[] = [];
     for (const n of names) {
