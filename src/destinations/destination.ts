@@ -12,7 +12,7 @@ import type { SluiceError } from '../core/errors.js';
 import type { ColumnInfo, ForeignKey, TableInfo } from '../core/columns.js';
 import type { Logger } from '../core/logger.js';
 import type { SourceLookups } from '../core/source-lookups.js';
-import type { BackfillMode, CapturedValue, Lsn, Position, RelationColumns, TableName, TableState } from '../core/types.js';
+import type { BackfillMode, BackfillStrategy, CapturedValue, Lsn, Position, RelationColumns, TableName, TableState } from '../core/types.js';
 
 /** What the pipeline must decide by: a destination without a feature is never asked for it. */
 export interface DestinationCapabilities {
@@ -20,6 +20,14 @@ export interface DestinationCapabilities {
   readonly supportsForeignKeys: boolean;
   /** A staging table can take the live table's place in one transaction while the table streams (online mode). */
   readonly supportsOnlineSwap: boolean;
+  /** It reads chunks in PostgreSQL's binary COPY format (else the copier sends 'postgres-text'). */
+  readonly readsBinaryChunks: boolean;
+  /**
+   * A backfill appends its chunks to a load table with no key and deduplicates once after the last
+   * (a warehouse: `loads` is set, and the copier calls it around the chunks); else chunks are written
+   * into the target in place.
+   */
+  readonly appendThenDedupe: boolean;
 }
 
 export interface Destination {
@@ -44,6 +52,59 @@ export interface Destination {
   validateForeignKeysLater(foreignKeys: readonly ForeignKey[], log: Logger, runId?: number): void;
   /** What the CLI reads and writes at the destination, whether a pipeline runs or not (one connection). */
   openControl(applicationName: string): Promise<DestinationControl>;
+  /** The start and end of a backfill run where capabilities.appendThenDedupe; absent elsewhere. */
+  readonly loads?: LoadLifecycle;
+}
+
+/** A backfill run as it starts at a destination that appends, then deduplicates once. */
+export interface LoadStart {
+  /** The source table, `schema.name`: the key of its state. */
+  readonly name: string;
+  /** The live table. */
+  readonly target: TableName;
+  /** The source's description of the table: the target's columns and key come from it. */
+  readonly info: TableInfo;
+  readonly mode: BackfillMode;
+  readonly strategy: BackfillStrategy;
+  /** The position from which the table's changes are in the change log: the replay starts there. */
+  readonly l0: Lsn;
+  /** The scope (WHERE) of the load; '' for the whole table. */
+  readonly where: string;
+  readonly version: string;
+}
+
+/** Where a started (or resumed) run stands. */
+export interface LoadStarted {
+  readonly runId: number;
+  /** A run the state says was under way, with its load table: its committed chunks stay. */
+  readonly resumed: boolean;
+  readonly l0: Lsn;
+  /** Keyset: the last key committed ('done' after the last chunk), null before the first. */
+  readonly lastKey: readonly string[] | 'done' | null;
+}
+
+/** The end of a load: the one dedupe, and the table handed to the replay. */
+export interface LoadFinish {
+  readonly name: string;
+  readonly target: TableName;
+  readonly mode: BackfillMode;
+  readonly key: readonly string[];
+}
+
+export interface LoadLifecycle {
+  /**
+   * Creates what the run writes into (the live table when absent, the load table) and records the
+   * run and the table's state in one transaction; a run under way resumes instead, keeping its chunks.
+   * Refuses, before anything is written, a table the destination cannot carry.
+   */
+  begin(load: LoadStart): Promise<LoadStarted>;
+  /**
+   * After the last chunk, in one transaction: one dedupe by key of the load, moved into place as the
+   * mode says (online: into the staging table, which swap() later puts live), the load table dropped,
+   * the cursor of the table replayed set before L0 and the state `catching_up`. Returns the table the
+   * replay applies to (the staging table when online).
+   */
+  finish(load: LoadFinish): Promise<TableName>;
 }
 
 /** A table's row in the destination's state store. */

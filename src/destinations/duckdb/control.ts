@@ -1,0 +1,144 @@
+/**
+ * The CLI's side of a DuckDB destination's state (DestinationControl of destinations/destination.ts).
+ * DuckDB lets one process have the file (connection.ts): while `sluice run` holds it, another process
+ * cannot open it at all and gets exit 2 naming the holder (errors.ts, lockConflictError); inside the
+ * running process the control shares the pipeline's file (held-file.ts).
+ */
+import { SluiceError } from '../../core/errors.js';
+import type { Logger } from '../../core/logger.js';
+import { Lsn, type BackfillMode, type TableName, type TableState } from '../../core/types.js';
+import type { ArchiveRow, DestinationControl, DropOutcome, RequestAnswer, RequestedLoad, TableRow } from '../destination.js';
+import { dropTableSql } from './dialect.js';
+import type { HeldFile } from './held-file.js';
+import { DUCKDB_STATE_FORMAT, ensureStateSchema, readStateFormat } from './state.js';
+import { tableColumns } from './catalog.js';
+
+const json = (v: unknown): unknown => (v === null || v === undefined ? null : JSON.parse(String(v)));
+const num = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
+
+function toRow(r: Record<string, unknown>): TableRow {
+  return {
+    name: r.name as string,
+    target: r.target as string,
+    state: r.state as TableState,
+    mode: (r.mode as BackfillMode | null) ?? null,
+    chunkRows: num(r.chunk_rows),
+    runId: num(r.run_id),
+    l0: r.l0_lsn === null ? null : Lsn.of(BigInt(r.l0_lsn as bigint)),
+    lastKey: json(r.last_key) as TableRow['lastKey'],
+    chunksDone: Number(r.chunks_done),
+    rowsCopied: Number(r.rows_copied),
+    rowsEstimated: Number(r.rows_estimated),
+    rowsPerSecond: Number(r.rows_per_second),
+    pendingLsn: r.pending_lsn === null ? null : Lsn.of(BigInt(r.pending_lsn as bigint)),
+    lagSeconds: num(r.lag_seconds),
+    error: (r.error as string | null) ?? null,
+    staging: (r.staging as string | null) ?? null,
+    keepArchive: Boolean(r.keep_archive),
+    plan: json(r.plan) as Record<string, unknown> | null,
+    detail: (r.detail as string | null) ?? null,
+    updatedAt: new Date(String(r.updated_at)),
+  };
+}
+
+export class DuckDbControl implements DestinationControl {
+  private closed = false;
+
+  constructor(
+    private readonly held: HeldFile,
+    private readonly runningHere: (pipeline: string) => boolean,
+  ) {}
+
+  async assertStateReadable(): Promise<void> {
+    const format = await this.held.exclusive((file) => readStateFormat(file));
+    if (format !== null && format > DUCKDB_STATE_FORMAT) {
+      throw new SluiceError('STATE_FORMAT', `the _sluice state in DuckDB file ${this.held.path} is format ${format}, this sluice reads formats up to ${DUCKDB_STATE_FORMAT}: upgrade sluice`);
+    }
+  }
+
+  async recordRequests(pipeline: string, kind: string, tables: readonly string[], params: Record<string, unknown>, requestedBy: string | null, _log: Logger): Promise<number[]> {
+    return this.held.exclusive(async (file) => {
+      await ensureStateSchema(file);
+      return file.transaction(async () => {
+        const ids: number[] = [];
+        for (const t of tables) {
+          const r = await file.all(`INSERT INTO _sluice.requests (pipeline, kind, table_name, params, requested_by) VALUES ($1, $2, $3, $4, $5) RETURNING id`, [
+            pipeline,
+            kind,
+            t,
+            JSON.stringify(params),
+            requestedBy,
+          ]);
+          ids.push(Number(r[0].id));
+        }
+        return ids;
+      });
+    });
+  }
+
+  /** None: no foreign keys or dependent objects hold a DuckDB table, and a missing live table is created (load.ts). */
+  async backfillRefusal(_pipeline: string, _name: string, _target: TableName, _load: RequestedLoad): Promise<string | null> {
+    return null;
+  }
+
+  async answers(ids: readonly number[]): Promise<RequestAnswer[]> {
+    if (ids.length === 0) return [];
+    const r = await this.held.exclusive((file) =>
+      file.all(`SELECT table_name, outcome FROM _sluice.requests WHERE id IN (${ids.map((id) => String(Math.trunc(id))).join(', ')}) AND handled_at IS NOT NULL ORDER BY id`),
+    );
+    return r.map((x) => ({ table: x.table_name as string, outcome: x.outcome as string }));
+  }
+
+  async tableState(pipeline: string, name: string): Promise<TableRow | null> {
+    const r = await this.held.exclusive(async (file) => ((await readStateFormat(file)) === null ? [] : file.all(`SELECT * FROM _sluice.tables WHERE pipeline = $1 AND name = $2`, [pipeline, name])));
+    return r.length ? toRow(r[0]) : null;
+  }
+
+  async pipelineRunning(pipeline: string): Promise<boolean> {
+    // Another process running it would hold the file: this one could not have opened it.
+    return this.runningHere(pipeline);
+  }
+
+  async listArchives(pipeline: string): Promise<ArchiveRow[]> {
+    const r = await this.held.exclusive(async (file) =>
+      (await readStateFormat(file)) === null
+        ? []
+        : file.all(
+            `SELECT a.*, (SELECT estimated_size FROM duckdb_tables() t WHERE t.schema_name || '.' || t.table_name = a.archive) AS est
+               FROM _sluice.archives a WHERE pipeline = $1 AND dropped_at IS NULL ORDER BY created_at`,
+            [pipeline],
+          ),
+    );
+    return r.map((x) => ({
+      pipeline,
+      table: x.table_name as string,
+      archive: x.archive as string,
+      runId: num(x.run_id),
+      createdAt: new Date(String(x.created_at)),
+      dropAfter: x.drop_after === null ? null : new Date(String(x.drop_after)),
+      // DuckDB tells rows, not bytes, of a table: unknown.
+      bytes: null,
+    }));
+  }
+
+  async dropArchive(pipeline: string, archive: string, _lockTimeoutMs: number): Promise<DropOutcome> {
+    return this.held.exclusive((file) =>
+      file.transaction(async () => {
+        const r = await file.all(`SELECT dropped_at FROM _sluice.archives WHERE pipeline = $1 AND archive = $2`, [pipeline, archive]);
+        if (r.length && r[0].dropped_at !== null) return 'already dropped';
+        const [schema, ...rest] = archive.split('.');
+        const table = { schema, name: rest.join('.') };
+        const existed = (await tableColumns(file, table)) !== null;
+        await file.run(dropTableSql(table));
+        await file.run(`UPDATE _sluice.archives SET dropped_at = now() WHERE pipeline = $1 AND archive = $2`, [pipeline, archive]);
+        return existed ? 'dropped' : 'table was gone';
+      }),
+    );
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.held.release();
+  }
+}
