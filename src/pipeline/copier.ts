@@ -266,7 +266,7 @@ export class Copier {
     const keyset = this.keysetOf(rt.info);
     const viaTemp = plan.viaTemp || rt.mode === 'upsert';
     // Binary COPY needs the exact types; a temp table has the source's, a table created first may not.
-    const binary = rt.info.binarySafe && (viaTemp || !plan.textCopy);
+    const binary = enginesOf(this.ctx).destination.capabilities.readsBinaryChunks && rt.info.binarySafe && (viaTemp || !plan.textCopy);
     const target = rt.staging?.target ?? rt.target;
     return {
       rt,
