@@ -81,6 +81,8 @@ export interface LoadStarted {
   readonly l0: Lsn;
   /** Keyset: the last key committed ('done' after the last chunk), null before the first. */
   readonly lastKey: readonly string[] | 'done' | null;
+  /** The run's scope (WHERE); '' for the whole table. */
+  readonly where: string;
 }
 
 /** The end of a load: the one dedupe, and the table handed to the replay. */
@@ -92,6 +94,10 @@ export interface LoadFinish {
 }
 
 export interface LoadLifecycle {
+  /** Refuses, with the fix, a table the destination cannot carry (checked at start, before anything loads). */
+  check(info: TableInfo): void;
+  /** The run under way for the table `name` (its committed chunks kept), or null. */
+  underway(name: string): Promise<LoadStarted | null>;
   /**
    * Creates what the run writes into (the live table when absent, the load table) and records the
    * run and the table's state in one transaction; a run under way resumes instead, keeping its chunks.
@@ -193,7 +199,51 @@ export interface DestinationControl {
   listArchives(pipeline: string): Promise<ArchiveRow[]>;
   /** Drops one recorded archive and marks it, waiting at most `lockTimeoutMs` for its lock. */
   dropArchive(pipeline: string, archive: string, lockTimeoutMs: number): Promise<DropOutcome>;
+  /** Creates the state store, migrates an older format (logged), refuses a newer one. */
+  ensureState(log: Logger): Promise<void>;
+  /** Every table's row of `pipeline`, by name. */
+  tables(pipeline: string): Promise<TableRow[]>;
+  /** Every apply cursor of `pipeline`. */
+  cursors(pipeline: string): Promise<CursorState[]>;
+  /** The change log the pipeline last ran with (null: it never ran here). */
+  knownLogId(pipeline: string): Promise<string | null>;
+  /** Records the pipeline as running now: its slot, publication, change log and process. */
+  registerPipeline(run: PipelineRun): Promise<void>;
+  /** Moves a table to `state` with the fields given, and its run to `run` when given, in one transaction. */
+  recordTableState(pipeline: string, name: string, state: TableState, fields: TableStateFields, run?: RunOutcome): Promise<void>;
   close(): Promise<void>;
+}
+
+/** An apply cursor: where a target (the live table, or a staging table) stands. */
+export interface CursorState {
+  readonly name: string;
+  readonly target: string;
+  readonly position: Position;
+  readonly commitTime: Date | null;
+  readonly changesApplied: number;
+}
+
+export interface PipelineRun {
+  readonly pipeline: string;
+  readonly slot: string;
+  readonly publication: string;
+  readonly logId: string;
+  readonly version: string;
+}
+
+/** Fields of a table's state the running pipeline sets besides the state (an absent one keeps its value). */
+export interface TableStateFields {
+  readonly error?: string | null;
+  readonly l0?: Lsn | null;
+  readonly lastKey?: string[] | null | 'done';
+  readonly detail?: string | null;
+  readonly mode?: BackfillMode | null;
+  readonly target?: string;
+}
+
+export interface RunOutcome {
+  readonly status: 'catching_up' | 'done' | 'failed' | 'cancelled';
+  readonly error: string | null;
 }
 
 export interface ApplySessionOptions {

@@ -25,11 +25,11 @@ import type {
 } from '../destination.js';
 import { tableColumns } from './catalog.js';
 import type { DuckDbFile } from './connection.js';
-import { dropTableSql, truncateSql } from './dialect.js';
+import { dropTableSql, setColumnSql, truncateSql } from './dialect.js';
 import { classifyDuckDb } from './errors.js';
 import type { HeldFile } from './held-file.js';
 import { deleteCursor, ensureStateSchema, setRunStatus, setTableState, writeCursor } from './state.js';
-import { duckColumns, type DuckColumn } from './types.js';
+import { duckColumns, toDuckValue, type DuckColumn } from './types.js';
 import { addColumn, applyBatchRows, swap, type FillFromSource } from './writer.js';
 import { literalDefault } from './defaults.js';
 
@@ -65,21 +65,41 @@ export class DuckDbApplySession implements ApplySession {
   }
 
   async applyBatch(table: ApplyTable, target: TableName, segments: readonly ApplySegment[], cursor: BatchCursor, whileWriting?: () => void): Promise<void> {
-    await this.work((file) =>
-      file.transaction(async () => {
+    await this.work(async (file) => {
+      const have = await tableColumns(file, target);
+      if (!have) throw new SluiceError('DESTINATION_ERROR', `destination DuckDB file ${file.path}: table ${TableName.format(target)} is not there (dropped by hand?); reload it with sluice backfill`);
+      const gained = await this.gainedColumns(table, have, segments);
+      const byName = new Map([...have, ...[...gained.values()].map((g) => g.column)].map((c) => [c.name, c]));
+      await file.transaction(async () => {
+        // DuckDB refuses to commit a transaction that wrote a table's rows and then altered it: every
+        // column the batch needs is added first. Rows the table held before the source added it get the
+        // source's DEFAULT at the turn of the first segment that carries it (later rows carry their own).
+        for (const g of gained.values()) {
+          this.logger.info('adding a column the source gained', { table: table.name, column: g.column.name, type: g.column.type.sql });
+          await addColumn(file, target, g.column, null);
+        }
+        const filled = new Set<string>();
         for (let i = 0; i < segments.length; i++) {
           const s = segments[i];
           if (i === segments.length - 1) whileWriting?.();
-          if (s.kind === 'truncate') await file.run(truncateSql(target));
-          else await this.applyRows(file, table, target, s);
+          if (s.kind === 'truncate') {
+            await file.run(truncateSql(target));
+            continue;
+          }
+          for (const n of s.columns.names) {
+            const g = gained.get(n);
+            if (!g || filled.has(n)) continue;
+            filled.add(n);
+            if (g.existing !== null) await file.run(setColumnSql(target, n), [toDuckValue(n, g.column.type, g.existing)]);
+          }
+          await this.applyRows(table, file, target, s, s.columns.names.map((n) => byName.get(n)!));
         }
         await writeCursor(file, this.pipeline, table.name, TableName.format(target), cursor.position, cursor.commitTimeMs, cursor.changes);
-      }),
-    );
+      });
+    });
   }
 
-  private async applyRows(file: DuckDbFile, table: ApplyTable, target: TableName, segment: RowsSegment): Promise<void> {
-    const columns = await this.columnsFor(file, table, target, segment);
+  private async applyRows(table: ApplyTable, file: DuckDbFile, target: TableName, segment: RowsSegment, columns: DuckColumn[]): Promise<void> {
     const key = segment.keyIdx.map((i) => segment.columns.names[i]);
     const fill: FillFromSource = async (keys, wanted) => {
       const perColumn = key.map((_, j) => keys.map((k) => k[j]));
@@ -88,28 +108,25 @@ export class DuckDbApplySession implements ApplySession {
     await applyBatchRows(file, target, { columns, key }, { upserts: [...segment.upserts.values()], deletes: [...segment.deletes.values()] }, fill);
   }
 
-  /** The target's columns in the segment's order; columns the source gained are added first (with the source's literal DEFAULT for existing rows). */
-  private async columnsFor(file: DuckDbFile, table: ApplyTable, target: TableName, segment: RowsSegment): Promise<DuckColumn[]> {
-    let have = await tableColumns(file, target);
-    if (!have) throw new SluiceError('DESTINATION_ERROR', `destination DuckDB file ${file.path}: table ${TableName.format(target)} is not there; it was dropped by hand? reload it with sluice backfill`);
-    const names = segment.columns.names;
-    const missing = names.filter((n) => !have!.some((c) => c.name === n));
-    if (missing.length) {
-      const info = await this.source.describeTable(table.source);
-      table.info = info;
-      const wanted = duckColumns(info);
-      for (const name of missing) {
-        const column = wanted.find((c) => c.name === name);
-        const col = info.columns.find((c) => c.name === name);
-        if (!column || !col) throw new SluiceError('SOURCE_ERROR', `source ${table.name}: column ${name} is in the change stream but not in the catalog`);
-        this.logger.info('adding a column the source gained', { table: table.name, column: name, type: column.type.sql });
-        // Nullable in DuckDB: rows are only ever written with the source's values.
-        await addColumn(file, target, { ...column, notNull: false }, literalDefault(col.defaultSql));
-      }
-      have = (await tableColumns(file, target))!;
+  /**
+   * Columns the segments carry that the target lacks, as the source describes them now (nullable in
+   * DuckDB: rows are only ever written with the source's values), with the value the source gave the
+   * rows it had (its constant DEFAULT; defaults.ts).
+   */
+  private async gainedColumns(table: ApplyTable, have: readonly DuckColumn[], segments: readonly ApplySegment[]): Promise<Map<string, { column: DuckColumn; existing: string | null }>> {
+    const gained = new Map<string, { column: DuckColumn; existing: string | null }>();
+    const missing = new Set(segments.flatMap((s) => (s.kind === 'rows' ? s.columns.names.filter((n) => !have.some((c) => c.name === n)) : [])));
+    if (missing.size === 0) return gained;
+    const info = await this.source.describeTable(table.source);
+    table.info = info;
+    const wanted = duckColumns(info);
+    for (const name of missing) {
+      const column = wanted.find((c) => c.name === name);
+      const col = info.columns.find((c) => c.name === name);
+      if (!column || !col) throw new SluiceError('SOURCE_ERROR', `source ${table.name}: column ${name} is in the change stream but not in the catalog`);
+      gained.set(name, { column: { ...column, notNull: false }, existing: literalDefault(col.defaultSql) });
     }
-    const byName = new Map(have.map((c) => [c.name, c]));
-    return names.map((n) => byName.get(n)!);
+    return gained;
   }
 
   async advanceCursor(name: string, target: TableName, at: Position): Promise<void> {

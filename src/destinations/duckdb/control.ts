@@ -4,13 +4,25 @@
  * cannot open it at all and gets exit 2 naming the holder (errors.ts, lockConflictError); inside the
  * running process the control shares the pipeline's file (held-file.ts).
  */
+import { hostname } from 'node:os';
 import { SluiceError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import { Lsn, type BackfillMode, type TableName, type TableState } from '../../core/types.js';
-import type { ArchiveRow, DestinationControl, DropOutcome, RequestAnswer, RequestedLoad, TableRow } from '../destination.js';
+import type {
+  ArchiveRow,
+  CursorState,
+  DestinationControl,
+  DropOutcome,
+  PipelineRun,
+  RequestAnswer,
+  RequestedLoad,
+  RunOutcome,
+  TableRow,
+  TableStateFields,
+} from '../destination.js';
 import { dropTableSql } from './dialect.js';
 import type { HeldFile } from './held-file.js';
-import { DUCKDB_STATE_FORMAT, ensureStateSchema, readStateFormat } from './state.js';
+import { DUCKDB_STATE_FORMAT, ensureStateSchema, readStateFormat, setRunStatus, setTableState } from './state.js';
 import { tableColumns } from './catalog.js';
 
 const json = (v: unknown): unknown => (v === null || v === undefined ? null : JSON.parse(String(v)));
@@ -132,6 +144,55 @@ export class DuckDbControl implements DestinationControl {
         await file.run(dropTableSql(table));
         await file.run(`UPDATE _sluice.archives SET dropped_at = now() WHERE pipeline = $1 AND archive = $2`, [pipeline, archive]);
         return existed ? 'dropped' : 'table was gone';
+      }),
+    );
+  }
+
+  async ensureState(): Promise<void> {
+    await this.held.exclusive((file) => ensureStateSchema(file));
+  }
+
+  async tables(pipeline: string): Promise<TableRow[]> {
+    const r = await this.held.exclusive((file) => file.all(`SELECT * FROM _sluice.tables WHERE pipeline = $1 ORDER BY name`, [pipeline]));
+    return r.map(toRow);
+  }
+
+  async cursors(pipeline: string): Promise<CursorState[]> {
+    const r = await this.held.exclusive((file) =>
+      file.all(`SELECT name, target, lsn, idx, epoch_ms(commit_time) AS commit_ms, changes_applied FROM _sluice.cursors WHERE pipeline = $1 ORDER BY name, target`, [pipeline]),
+    );
+    return r.map((x) => ({
+      name: x.name as string,
+      target: x.target as string,
+      position: { lsn: Lsn.of(BigInt(x.lsn as bigint)), idx: Number(x.idx) },
+      commitTime: x.commit_ms === null ? null : new Date(Number(x.commit_ms)),
+      changesApplied: Number(x.changes_applied),
+    }));
+  }
+
+  async knownLogId(pipeline: string): Promise<string | null> {
+    const r = await this.held.exclusive((file) => file.all(`SELECT log_id FROM _sluice.pipelines WHERE name = $1`, [pipeline]));
+    return (r[0]?.log_id as string | null | undefined) ?? null;
+  }
+
+  async registerPipeline(run: PipelineRun): Promise<void> {
+    const params = [run.pipeline, run.slot, run.publication, run.logId, process.pid, hostname(), run.version];
+    await this.held.exclusive((file) =>
+      file.transaction(async () => {
+        await file.run(`DELETE FROM _sluice.pipelines WHERE name = $1`, [run.pipeline]);
+        await file.run(
+          `INSERT INTO _sluice.pipelines (name, slot, publication, log_id, pid, host, version, started_at, heartbeat_at) VALUES ($1, $2, $3, $4, $5, $6, $7, now(), now())`,
+          params,
+        );
+      }),
+    );
+  }
+
+  async recordTableState(pipeline: string, name: string, state: TableState, fields: TableStateFields, run?: RunOutcome): Promise<void> {
+    await this.held.exclusive((file) =>
+      file.transaction(async () => {
+        await setTableState(file, pipeline, name, state, fields);
+        if (run) await setRunStatus(file, pipeline, name, run.status, run.error);
       }),
     );
   }

@@ -11,10 +11,11 @@ import type { DuckDbFile } from './connection.js';
 import type { LoadFinish, LoadLifecycle, LoadStart, LoadStarted } from '../destination.js';
 import { tableColumns } from './catalog.js';
 import type { HeldFile } from './held-file.js';
-import { ensureStateSchema, readTable, setRunStatus, setTableState, startRun, writeCursor } from './state.js';
+import { ensureStateSchema, readStateFormat, readTable, setRunStatus, setTableState, startRun, writeCursor } from './state.js';
 import { duckColumns } from './types.js';
 import { createLoadTable, createTarget, finishLoad } from './writer.js';
 import { SluiceError } from '../../core/errors.js';
+import type { TableInfo } from '../../core/columns.js';
 
 /** The load table of a source table's backfill runs. */
 export function loadTableOf(name: string): TableName {
@@ -31,6 +32,19 @@ export class DuckDbLoads implements LoadLifecycle {
     private readonly held: HeldFile,
     private readonly pipeline: string,
   ) {}
+
+  check(info: TableInfo): void {
+    duckColumns(info);
+  }
+
+  async underway(name: string): Promise<LoadStarted | null> {
+    await this.held.acquire();
+    try {
+      return await this.held.exclusive(async (file) => ((await readStateFormat(file)) === null ? null : this.resumable(file, name)));
+    } finally {
+      await this.held.release();
+    }
+  }
 
   async begin(load: LoadStart): Promise<LoadStarted> {
     // Refused here, before the file is written: no key, columns DuckDB would merge into one, sluice's own names.
@@ -57,7 +71,7 @@ export class DuckDbLoads implements LoadLifecycle {
           });
           const runId = await startRun(file, { pipeline: this.pipeline, table: load.name, mode: load.mode, strategy: load.strategy, l0: load.l0, where: load.where, version: load.version });
           await file.run(`UPDATE _sluice.tables SET run_id = $3, chunks_done = 0, rows_copied = 0 WHERE pipeline = $1 AND name = $2`, [this.pipeline, load.name, runId]);
-          return { runId, resumed: false, l0: load.l0, lastKey: null };
+          return { runId, resumed: false, l0: load.l0, lastKey: null, where: load.where };
         });
       });
     } finally {
@@ -70,7 +84,7 @@ export class DuckDbLoads implements LoadLifecycle {
     const row = await readTable(file, this.pipeline, name);
     if (!row || row.state !== 'backfilling' || row.runId === null || row.l0 === null) return null;
     if (!(await tableColumns(file, loadTableOf(name)))) return null;
-    return { runId: row.runId, resumed: true, l0: row.l0, lastKey: row.lastKey };
+    return { runId: row.runId, resumed: true, l0: row.l0, lastKey: row.lastKey, where: String(row.plan?.where ?? '') };
   }
 
   async finish(load: LoadFinish): Promise<TableName> {
