@@ -138,6 +138,16 @@ test('sluice run PostgreSQL → DuckDB: online backfill, then changes of every k
   await src.query(`ALTER TABLE public.items ADD COLUMN extra text DEFAULT 'seven'`);
   await src.query(`UPDATE public.items SET extra = 'set ' || id WHERE id <= 5`);
   await settle('after a TRUNCATE and an added column', [...COLUMNS, 'extra']);
+
+  // No run holds the file: status opens it and reads the table's state.
+  const status = await sluice(['status', '--json'], { config, timeoutMs: 60_000 });
+  assert.equal(status.code, 0, status.stdout + status.stderr);
+  const s = JSON.parse(status.stdout);
+  assert.equal(s.pipeline.running, false);
+  assert.deepEqual(
+    s.tables.map((t: { name: string; state: string; mode: string }) => [t.name, t.state, t.mode]),
+    [['public.items', 'streaming', 'online']],
+  );
 });
 
 test('a second writer of the DuckDB file gets exit 2 naming the process that holds it', async () => {
@@ -147,6 +157,12 @@ test('a second writer of the DuckDB file gets exit 2 naming the process that hol
     const second = await sluice(['run'], { config, timeoutMs: 60_000 });
     assert.equal(second.code, 2, second.stdout + second.stderr);
     assert.match(second.stdout + second.stderr, new RegExp(`DuckDB file .*analytics\\.duckdb is in use by process ${running.child.pid}`));
+    // status cannot open the file either: it says who runs the pipeline.
+    const status = await sluice(['status', '--json'], { config, timeoutMs: 60_000 });
+    assert.equal(status.code, 0, status.stdout + status.stderr);
+    const s = JSON.parse(status.stdout);
+    assert.deepEqual([s.pipeline.running, s.pipeline.pid], [true, running.child.pid]);
+    assert.match(s.pipeline.stateNote, /held by process/);
   } finally {
     running.kill('SIGTERM');
     await running.exited(30_000);
