@@ -135,6 +135,7 @@ program
   .description('everything embedded: throwaway source and destination clusters, live writes, a backfill, a verify')
   .option('--rows <n>', 'rows in the demo table', '1000000')
   .option('--keep', 'keep the clusters running at the end (Ctrl-C to stop)')
+  .option('--destination <type>', 'postgres (a throwaway cluster) or duckdb (a DuckDB file)', 'postgres')
   .action((flags) => {
     action = demoCommand(flags, globals());
   });

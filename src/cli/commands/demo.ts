@@ -15,12 +15,19 @@ import { sleep } from '../../core/retry.js';
 import type { TableState } from '../../core/types.js';
 import { createDemoTable, Workload } from '../../demo/workload.js';
 import { startClusters } from '../../embedded/clusters.js';
-import { createPipeline } from '../../pipeline/orchestrator.js';
+import { createPipeline, type Pipeline } from '../../pipeline/orchestrator.js';
+import type { TableRuntime } from '../../pipeline/runtime.js';
 import { verifyTables } from '../../verify/verifier.js';
 import type { GlobalOptions } from '../shared.js';
+import { SluiceError } from '../../core/errors.js';
+import { demoDuckDb } from './demo-duckdb.js';
 import { renderVerdicts } from './verify.js';
 
-export async function demoCommand(flags: { rows?: string; keep?: boolean }, opts: GlobalOptions): Promise<number> {
+export async function demoCommand(flags: { rows?: string; keep?: boolean; destination?: string }, opts: GlobalOptions): Promise<number> {
+  if (flags.destination === 'duckdb') return demoDuckDb(flags, opts);
+  if (flags.destination !== undefined && flags.destination !== 'postgres') {
+    throw new SluiceError('BAD_USAGE', `--destination ${flags.destination}: the demo runs into postgres or duckdb`);
+  }
   const rows = Number(flags.rows ?? 1_000_000);
   const say = (s: string) => process.stdout.write(`${s}\n`);
   const work = mkdtempSync(join(tmpdir(), 'sluice-demo-'));
@@ -53,26 +60,7 @@ tables:
     say('4/7 running the pipeline: capture into the change log from the first second, keyset backfill, replay, stream');
     const log = createLogger({ level: opts.verbose ? 'debug' : 'warn', format: opts.logFormat ?? 'pretty' });
     pipeline = createPipeline(cfg, { logger: log });
-    t = Date.now();
-    await pipeline.start();
-    const rt = pipeline.tables.get('public.orders')!;
-    let lastLine = 0;
-    while (rt.state !== 'streaming') {
-      if (rt.state === 'failed') throw new Error(`backfill failed: ${rt.error}`);
-      if (Date.now() - lastLine >= 1000) {
-        lastLine = Date.now();
-        const c = pipeline.counters();
-        const pct = rt.rowsEstimated ? Math.min(100, Math.floor((rt.rowsCopied / rt.rowsEstimated) * 100)) : 0;
-        say(
-          `    ${rt.state.padEnd(11)} ${String(pct).padStart(3)}%  ${rt.rowsCopied.toLocaleString('en-US').padStart(10)} rows copied` +
-            `  ${rt.state === 'backfilling' ? rate(rt.rowsPerSecond) : ''}` +
-            `  changes captured ${c.captured.toLocaleString('en-US')}, applied ${c.applied.toLocaleString('en-US')}`,
-        );
-      }
-      await sleep(100);
-    }
-    const seconds = (Date.now() - t) / 1000;
-    say(`    public.orders is streaming: ${rt.rowsCopied.toLocaleString('en-US')} rows copied and caught up in ${seconds.toFixed(1)} s`);
+    const rt = await startAndCatchUp(pipeline, say);
     say('    streaming live changes for 3 s ...');
     await sleep(3000);
 
@@ -82,7 +70,7 @@ tables:
     reader.start();
     t = Date.now();
     await pipeline.requestBackfill('public.orders', 'online');
-    lastLine = 0;
+    let lastLine = 0;
     const stateNow = (): TableState => rt.state;
     while (stateNow() !== 'streaming' || rt.staging) {
       if (stateNow() === 'failed') throw new Error(`online backfill failed: ${rt.error}`);
@@ -126,6 +114,31 @@ tables:
     await stopAll().catch(() => {});
     rmSync(work, { recursive: true, force: true });
   }
+}
+
+/** Starts the pipeline and prints progress until public.orders streams (loaded and caught up). */
+export async function startAndCatchUp(pipeline: Pipeline, say: (s: string) => void): Promise<TableRuntime> {
+  const t = Date.now();
+  await pipeline.start();
+  const rt = pipeline.tables.get('public.orders')!;
+  let lastLine = 0;
+  while (rt.state !== 'streaming' || rt.staging) {
+    if (rt.state === 'failed') throw new Error(`backfill failed: ${rt.error}`);
+    if (Date.now() - lastLine >= 1000) {
+      lastLine = Date.now();
+      const c = pipeline.counters();
+      const pct = rt.rowsEstimated ? Math.min(100, Math.floor((rt.rowsCopied / rt.rowsEstimated) * 100)) : 0;
+      say(
+        `    ${rt.state.padEnd(11)} ${String(pct).padStart(3)}%  ${rt.rowsCopied.toLocaleString('en-US').padStart(10)} rows copied` +
+          `  ${rt.state === 'backfilling' ? rate(rt.rowsPerSecond) : ''}` +
+          `  changes captured ${c.captured.toLocaleString('en-US')}, applied ${c.applied.toLocaleString('en-US')}`,
+      );
+    }
+    await sleep(100);
+  }
+  const seconds = (Date.now() - t) / 1000;
+  say(`    public.orders is streaming: ${rt.rowsCopied.toLocaleString('en-US')} rows copied and caught up in ${seconds.toFixed(1)} s`);
+  return rt;
 }
 
 /** A reader of the destination table: what people querying it during a backfill would see. */
