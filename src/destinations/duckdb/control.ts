@@ -68,24 +68,17 @@ export class DuckDbControl implements DestinationControl {
     }
   }
 
-  async recordRequests(pipeline: string, kind: string, tables: readonly string[], params: Record<string, unknown>, requestedBy: string | null, _log: Logger): Promise<number[]> {
-    return this.held.exclusive(async (file) => {
-      await ensureStateSchema(file);
-      return file.transaction(async () => {
-        const ids: number[] = [];
-        for (const t of tables) {
-          const r = await file.all(`INSERT INTO _sluice.requests (pipeline, kind, table_name, params, requested_by) VALUES ($1, $2, $3, $4, $5) RETURNING id`, [
-            pipeline,
-            kind,
-            t,
-            JSON.stringify(params),
-            requestedBy,
-          ]);
-          ids.push(Number(r[0].id));
-        }
-        return ids;
-      });
-    });
+  /**
+   * Refused: no process can reach the file while `sluice run` holds it, and the running pipeline reads
+   * requests only from a PostgreSQL destination for now; a request written while it is stopped would
+   * wait unread. The way through is the table's config (tables[].mode) and a restart.
+   */
+  async recordRequests(pipeline: string, kind: string): Promise<number[]> {
+    throw new SluiceError(
+      'BAD_USAGE',
+      `sluice ${kind} is not available for a DuckDB destination yet (pipeline ${pipeline}, file ${this.held.path}): the running pipeline does not read requests from it; ` +
+        `to reload a table, stop sluice run, drop the table in the DuckDB file (DELETE its rows from _sluice.tables and _sluice.cursors too), and start it again`,
+    );
   }
 
   /** None: no foreign keys or dependent objects hold a DuckDB table, and a missing live table is created (load.ts). */
