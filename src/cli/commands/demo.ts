@@ -20,11 +20,11 @@ import type { TableRuntime } from '../../pipeline/runtime.js';
 import { verifyTables } from '../../verify/verifier.js';
 import type { GlobalOptions } from '../shared.js';
 import { SluiceError } from '../../core/errors.js';
-import { demoDuckDb } from './demo-duckdb.js';
 import { renderVerdicts } from './verify.js';
 
 export async function demoCommand(flags: { rows?: string; keep?: boolean; destination?: string }, opts: GlobalOptions): Promise<number> {
-  if (flags.destination === 'duckdb') return demoDuckDb(flags, opts);
+  // Loaded when asked for: DuckDB's native library is not loaded by every sluice command.
+  if (flags.destination === 'duckdb') return (await import('./demo-duckdb.js')).demoDuckDb(flags, opts);
   if (flags.destination !== undefined && flags.destination !== 'postgres') {
     throw new SluiceError('BAD_USAGE', `--destination ${flags.destination}: the demo runs into postgres or duckdb`);
   }

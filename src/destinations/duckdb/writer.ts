@@ -6,14 +6,8 @@
  *
  * SQL text comes from dialect.ts, value conversion from types.ts.
  */
-import {
-  DuckDBBlobValue,
-  DuckDBDateValue,
-  DuckDBIntervalValue,
-  DuckDBTimestampTZValue,
-  DuckDBTimestampValue,
-  type DuckDBAppender,
-} from '@duckdb/node-api';
+import type { DuckDBAppender } from '@duckdb/node-api';
+import { duckdb } from './native.js';
 import type { BackfillMode, CapturedValue, TableName } from '../../core/types.js';
 import type { DuckDbFile } from './connection.js';
 import { classifyDuckDb } from './errors.js';
@@ -47,6 +41,7 @@ export interface TableShape {
 /** Appends one captured text value converted for its column. */
 function appendCaptured(appender: DuckDBAppender, column: DuckColumn, text: string | null): void {
   const v = toDuckValue(column.name, column.type, text);
+  const { DuckDBBlobValue, DuckDBDateValue, DuckDBTimestampTZValue, DuckDBTimestampValue, DuckDBIntervalValue } = duckdb();
   if (v === null) appender.appendNull();
   else if (typeof v === 'string') appender.appendVarchar(v);
   else if (v instanceof DuckDBBlobValue) appender.appendBlob(v.bytes);
