@@ -54,6 +54,29 @@ export interface Destination {
   openControl(applicationName: string): Promise<DestinationControl>;
   /** The start and end of a backfill run where capabilities.appendThenDedupe; absent elsewhere. */
   readonly loads?: LoadLifecycle;
+  /**
+   * `sluice verify`'s side of a destination whose rows cannot be hashed as PostgreSQL's
+   * `md5(ROW(…)::text)` (DuckDB): a canonical row hash both engines compute. Absent for PostgreSQL,
+   * which the verifier reads with its own SQL.
+   */
+  openRangeHashes?(): Promise<RangeHashes>;
+}
+
+/** `(after, upTo]` in key order, as text values of the key columns; a null bound is open. */
+export interface KeyBounds {
+  readonly after: readonly string[] | null;
+  readonly upTo: readonly string[] | null;
+}
+
+export interface RangeHashes {
+  /** The PostgreSQL expression (over the source table's columns) that hashes a source row as this destination hashes its copy. */
+  sourceRowHash(info: TableInfo): string;
+  /**
+   * Row count and md5 over the row hashes in key order of the rows of `target` in `range` that
+   * `scope` keeps (a condition, '' for all), computed by the destination; null when there is no such table.
+   */
+  rangeHash(target: TableName, info: TableInfo, range: KeyBounds, scope: string): Promise<{ readonly n: number; readonly h: string } | null>;
+  close(): Promise<void>;
 }
 
 /** A backfill run as it starts at a destination that appends, then deduplicates once. */

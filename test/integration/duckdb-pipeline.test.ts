@@ -148,6 +148,21 @@ test('sluice run PostgreSQL → DuckDB: online backfill, then changes of every k
     s.tables.map((t: { name: string; state: string; mode: string }) => [t.name, t.state, t.mode]),
     [['public.items', 'streaming', 'online']],
   );
+
+  // verify: the same ranges hashed by both engines; equal, then a row changed in the file by hand is found.
+  const equal = await sluice(['verify', 'public.items', '--json', '--range-rows', '20'], { config, timeoutMs: 60_000 });
+  assert.equal(equal.code, 0, equal.stdout + equal.stderr);
+  const v = JSON.parse(equal.stdout).tables[0];
+  assert.deepEqual([v.equal, v.sourceRows, v.destinationRows, v.ranges > 1], [true, 50, 50, true]);
+  const db = await DuckDBInstance.create(path);
+  const c = await db.connect();
+  await c.run(`UPDATE main.items SET name = 'edited by hand' WHERE id = 33`);
+  c.closeSync();
+  db.closeSync();
+  const differs = await sluice(['verify', 'public.items', '--json', '--range-rows', '20', '--attempts', '1'], { config, timeoutMs: 60_000 });
+  assert.equal(differs.code, 1, differs.stdout + differs.stderr);
+  const d = JSON.parse(differs.stdout).tables[0];
+  assert.deepEqual([d.equal, d.rangesDiffering], [false, 1]);
 });
 
 test('a second writer of the DuckDB file gets exit 2 naming the process that holds it', async () => {

@@ -11,13 +11,14 @@
 import type { ForeignKey } from '../../core/columns.js';
 import type { SluiceError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
-import type { ApplySession, ApplySessionOptions, ChunkWriter, Destination, DestinationCapabilities, DestinationControl, LoadLifecycle } from '../destination.js';
+import type { ApplySession, ApplySessionOptions, ChunkWriter, Destination, DestinationCapabilities, DestinationControl, LoadLifecycle, RangeHashes } from '../destination.js';
 import { DuckDbApplySession } from './apply-session.js';
 import { DuckDbChunkWriter } from './chunk-writer.js';
 import { DuckDbControl } from './control.js';
 import { classifyDuckDb } from './errors.js';
 import { HeldFile } from './held-file.js';
 import { DuckDbLoads } from './load.js';
+import { DuckDbRangeHashes } from './range-hashes.js';
 
 export class DuckDbDestination implements Destination {
   readonly type = 'duckdb';
@@ -63,6 +64,10 @@ export class DuckDbDestination implements Destination {
 
   validateForeignKeysLater(_foreignKeys: readonly ForeignKey[], _log: Logger): void {
     // No foreign keys in a DuckDB destination.
+  }
+
+  openRangeHashes(): Promise<RangeHashes> {
+    return DuckDbRangeHashes.open(this.held);
   }
 
   async openControl(): Promise<DestinationControl> {
