@@ -2,30 +2,27 @@
  * `sluice demo --destination duckdb`: the story into a DuckDB file. A throwaway source cluster, the
  * demo table with live writes, `run` into `analytics.duckdb` (an online load: appended, deduplicated
  * once, replayed, swapped in), changes streaming in, then the writes stop, the pipeline lets the file
- * go, both sides are counted and summed with plain SQL, and the demo ends with a query a user would
- * run on the file.
+ * go, `sluice verify` compares both sides, and the demo ends with a query a user would run on the file.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
-import pg from 'pg';
 import { parseConfig } from '../../config/load.js';
 import { createLogger } from '../../core/logger.js';
 import { sleep } from '../../core/retry.js';
 import { createDemoTable, Workload } from '../../demo/workload.js';
 import { startCluster } from '../../embedded/clusters.js';
 import { createPipeline } from '../../pipeline/orchestrator.js';
+import { verifyTables } from '../../verify/verifier.js';
 import type { GlobalOptions } from '../shared.js';
+import { renderVerdicts } from './verify.js';
 import { startAndCatchUp } from './demo.js';
 
 /** What a user asks of the orders first: revenue by status. */
 const QUERY = `SELECT status, count(*) AS orders, sum(amount) AS revenue, round(avg(price), 2) AS avg_price
   FROM main.orders GROUP BY status ORDER BY revenue DESC`;
 
-/** The same summary on both sides, each engine's own SQL: rows, the sum of amounts, the largest id (as text). */
-const SOURCE_SUMMARY = `SELECT count(*)::text AS n, coalesce(sum(amount), 0)::text AS amount, coalesce(max(id), 0)::text AS max_id FROM public.orders`;
-const DUCKDB_SUMMARY = `SELECT CAST(count(*) AS VARCHAR) AS n, CAST(coalesce(sum(amount), 0) AS VARCHAR) AS amount, CAST(coalesce(max(id), 0) AS VARCHAR) AS max_id FROM main.orders`;
 
 export async function demoDuckDb(flags: { rows?: string; keep?: boolean }, opts: GlobalOptions): Promise<number> {
   const rows = Number(flags.rows ?? 1_000_000);
@@ -72,20 +69,14 @@ tables:
     await pipeline.stop();
     pipeline = null;
 
+    say('    verifying: row count and ordered hash of every row, each engine computing its own');
+    const verdicts = await verifyTables(cfg, ['public.orders'], { attempts: 2 });
+    say(renderVerdicts(verdicts).replace(/^/gm, '    '));
+    const equal = verdicts.every((v) => v.equal);
+
     const db = await DuckDBInstance.create(file, { access_mode: 'READ_ONLY' });
     const duck = await db.connect();
-    let equal: boolean;
     try {
-      const src = new pg.Client({ connectionString: source.url() });
-      await src.connect();
-      const s = (await src.query(SOURCE_SUMMARY)).rows[0];
-      await src.end();
-      const d = (await duck.runAndReadAll(DUCKDB_SUMMARY)).getRowObjectsJS()[0];
-      const both = [String(s.n), String(s.amount), String(s.max_id)];
-      const mine = [String(d.n), String(d.amount), String(d.max_id)];
-      equal = both.join() === mine.join();
-      say(`    source: ${both[0]} rows, amounts ${both[1]}, largest id ${both[2]}; DuckDB: ${mine[0]} rows, amounts ${mine[1]}, largest id ${mine[2]}`);
-
       say(`6/6 a query on the DuckDB file (duckdb ${file}):`);
       say(QUERY.replace(/^/gm, '    '));
       const r = await duck.runAndReadAll(QUERY);
