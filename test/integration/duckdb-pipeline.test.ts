@@ -165,6 +165,77 @@ test('sluice run PostgreSQL → DuckDB: online backfill, then changes of every k
   assert.deepEqual([d.equal, d.rangesDiffering], [false, 1]);
 });
 
+test('a SIGKILL at each crash point of a DuckDB load (a chunk, the dedupe, the replay, before and in the swap) resumes to the source', async (t) => {
+  // A table and a pipeline of their own, so the first load runs here; a writer keeps changing it.
+  await src.query(`CREATE TABLE public.events (id int PRIMARY KEY, kind text, n int, at timestamptz DEFAULT now())`);
+  await src.query(`INSERT INTO public.events (id, kind, n) SELECT g, 'k' || (g % 5), g FROM generate_series(1, 4000) g`);
+  const crashConfig = join(dir, 'crash.yaml');
+  const crashPath = join(dir, 'crash.duckdb');
+  writeFileSync(
+    crashConfig,
+    `pipeline: { name: crash, heartbeatIntervalMs: 1000 }
+source: { type: postgres, url: "${source.url()}" }
+destination: { type: duckdb, path: "${crashPath}", schema: main }
+log: { type: embedded, path: "${join(dir, 'crash-log')}" }
+tables:
+  - { name: public.events, chunkRows: 300 }
+`,
+  );
+  let writing = true;
+  let next = 5000;
+  const writer = (async () => {
+    while (writing) {
+      await src.query(`UPDATE public.events SET n = n + 1 WHERE id = $1`, [1 + Math.floor(Math.random() * 4000)]);
+      await src.query(`INSERT INTO public.events (id, kind, n) VALUES ($1, 'new', 0)`, [next++]);
+      await src.query(`DELETE FROM public.events WHERE id = $1`, [1 + Math.floor(Math.random() * 4000)]);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  })();
+  const reached: string[] = [];
+  try {
+    for (const point of ['duckdb:chunk', 'duckdb:chunk', 'duckdb:dedupe', 'replay:batch', 'online:before-swap', 'online:in-swap']) {
+      const run = spawnSluice(['run'], { config: crashConfig, env: { SLUICE_CRASH_AT: point } });
+      running = run;
+      const r = await Promise.race([run.exited(30_000), new Promise<null>((res) => setTimeout(() => res(null), 20_000))]);
+      if (r === null) {
+        // Past that point already (the load resumed beyond it): stop and go on.
+        run.kill('SIGTERM');
+        await run.exited(30_000);
+      } else {
+        assert.equal(r.signal, 'SIGKILL', `${point}: ${r.stdout}${r.stderr}`);
+        reached.push(point);
+      }
+    }
+  } finally {
+    writing = false;
+    await writer;
+  }
+  t.diagnostic(`crash points reached: ${reached.join(', ')}`);
+  assert.ok(reached.includes('duckdb:chunk') && reached.includes('duckdb:dedupe'), `crash points reached: ${reached.join(', ')}`);
+
+  // Resumed to the end: the file equals the source.
+  const columns = ['id', 'kind', 'n', 'at'];
+  let diff: string[] = [];
+  for (let i = 0; i < 8 && (i === 0 || diff.length > 0); i++) {
+    running = spawnSluice(['run'], { config: crashConfig });
+    await running.waitForOutput(/pipeline running/, 60_000);
+    await new Promise((r) => setTimeout(r, 2000 + i * 500));
+    running.kill('SIGTERM');
+    await running.exited(30_000);
+    const db = await DuckDBInstance.create(crashPath, { access_mode: 'READ_ONLY' });
+    const c = await db.connect();
+    try {
+      const d = await c.runAndReadAll(`SELECT CAST(t.id AS VARCHAR), t.kind, CAST(t.n AS VARCHAR), CAST(epoch_us(t."at") AS VARCHAR) FROM main.events AS t ORDER BY t.id`);
+      const s = await src.query({ text: `SELECT t.id::text, t.kind, t.n::text, (extract(epoch FROM t.at) * 1000000)::bigint::text FROM public.events AS t ORDER BY t.id`, rowMode: 'array' });
+      diff = differences((d.getRowsJS() as unknown[][]).map((x) => JSON.stringify(x)), s.rows.map((x) => JSON.stringify(x)));
+    } finally {
+      c.closeSync();
+      db.closeSync();
+    }
+  }
+  assert.deepEqual(diff, [], `after the crashes (reached ${reached.join(', ')})`);
+});
+
 test('a second writer of the DuckDB file gets exit 2 naming the process that holds it', async () => {
   running = spawnSluice(['run'], { config });
   await running.waitForOutput(/pipeline running/, 60_000);

@@ -9,6 +9,7 @@
  * nothing that a swap or a crash could make stale.
  */
 import { performance } from 'node:perf_hooks';
+import { crashPoint } from '../../core/crash.js';
 import { SluiceError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { SourceLookups } from '../../core/source-lookups.js';
@@ -169,6 +170,7 @@ export class DuckDbApplySession implements ApplySession {
         }
         await setTableState(file, this.pipeline, req.name, 'streaming', { staging: null, detail: null, error: null, l0: null });
         await file.run(`UPDATE _sluice.runs SET status = 'done', ended_at = now() WHERE id = $1`, [runId]);
+        crashPoint('online:in-swap');
       });
       return { archive, lockHeldMs: performance.now() - started, runId, validateLater: [], lowSpace: null };
     });

@@ -8,6 +8,7 @@
  * a keyset chunk waits for its turn (`beforeCommit`) before taking it too, so a chunk waiting for an
  * earlier one never holds the file that chunk needs.
  */
+import { crashPoint } from '../../core/crash.js';
 import { SluiceError } from '../../core/errors.js';
 import type { AppendChunk, ChunkWriter } from '../destination.js';
 import { tableColumns } from './catalog.js';
@@ -49,11 +50,13 @@ export class DuckDbChunkWriter implements ChunkWriter {
       const shaped = rows.map((r) => order.map((i) => (i < 0 ? null : r[i])));
       try {
         // appendChunk's own transaction: the rows and the progress commit together.
-        return await appendChunk(file, load, { columns, key: [] }, shaped, await nextLoadSeq(file, this.pipeline, chunk.name), async () => {
+        const rows = await appendChunk(file, load, { columns, key: [] }, shaped, await nextLoadSeq(file, this.pipeline, chunk.name), async () => {
           const p = chunk.progress;
           if (p.kind === 'key') await recordChunk(file, this.pipeline, chunk.name, p.upTo === 'done' ? 'done' : [...p.upTo], shaped.length, chunk.rowsPerSecond());
           else await recordRangeChunk(file, this.pipeline, chunk.name, p.runId, p.lo, p.hi, shaped.length, chunk.rowsPerSecond());
         });
+        crashPoint('duckdb:chunk');
+        return rows;
       } catch (err) {
         throw classifyDuckDb(file.path, `appending a chunk of ${chunk.name}`, err);
       }

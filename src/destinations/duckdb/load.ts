@@ -14,6 +14,7 @@ import type { HeldFile } from './held-file.js';
 import { ensureStateSchema, readStateFormat, readTable, setRunStatus, setTableState, startRun, writeCursor } from './state.js';
 import { duckColumns } from './types.js';
 import { createLoadTable, createTarget, finishLoad } from './writer.js';
+import { crashPoint } from '../../core/crash.js';
 import { SluiceError } from '../../core/errors.js';
 import type { TableInfo } from '../../core/columns.js';
 
@@ -104,6 +105,7 @@ export class DuckDbLoads implements LoadLifecycle {
           await setTableState(file, this.pipeline, load.name, 'catching_up', { lastKey: 'done', staging: load.mode === 'online' ? TableName.format(into) : null });
           await setRunStatus(file, this.pipeline, load.name, 'catching_up');
         });
+        crashPoint('duckdb:dedupe');
         return into;
       });
     } finally {
