@@ -214,7 +214,6 @@ tables:
   assert.ok(reached.includes('duckdb:chunk') && reached.includes('duckdb:dedupe'), `crash points reached: ${reached.join(', ')}`);
 
   // Resumed to the end: the file equals the source.
-  const columns = ['id', 'kind', 'n', 'at'];
   let diff: string[] = [];
   for (let i = 0; i < 8 && (i === 0 || diff.length > 0); i++) {
     running = spawnSluice(['run'], { config: crashConfig });

@@ -6,7 +6,6 @@
  */
 import { hostname } from 'node:os';
 import { SluiceError } from '../../core/errors.js';
-import type { Logger } from '../../core/logger.js';
 import { Lsn, type BackfillMode, type TableName, type TableState } from '../../core/types.js';
 import type {
   ArchiveRow,

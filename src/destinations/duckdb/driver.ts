@@ -28,10 +28,7 @@ export class DuckDbDestination implements Destination {
   /** Open apply sessions per pipeline: a pipeline with one runs in this process. */
   private readonly applying = new Map<string, number>();
 
-  constructor(
-    path: string,
-    private readonly pipeline: string,
-  ) {
+  constructor(path: string, pipeline: string) {
     this.held = new HeldFile(path);
     this.loads = new DuckDbLoads(this.held, pipeline);
   }
