@@ -235,6 +235,33 @@ tables:
   assert.deepEqual(diff, [], `after the crashes (reached ${reached.join(', ')})`);
 });
 
+test('a table DuckDB cannot carry stops sluice run before anything loads (exit 2, naming the fix)', async () => {
+  await src.query(`CREATE TABLE public.cased (id int PRIMARY KEY, "Amount" int, amount int)`);
+  const refusedConfig = join(dir, 'refused.yaml');
+  const refusedPath = join(dir, 'refused.duckdb');
+  writeFileSync(
+    refusedConfig,
+    `pipeline: { name: refused }
+source: { type: postgres, url: "${source.url()}" }
+destination: { type: duckdb, path: "${refusedPath}" }
+log: { type: embedded, path: "${join(dir, 'refused-log')}" }
+tables:
+  - { name: public.cased }
+`,
+  );
+  const r = await sluice(['run'], { config: refusedConfig, timeoutMs: 60_000 });
+  assert.equal(r.code, 2, r.stdout + r.stderr);
+  assert.match(r.stdout + r.stderr, /columns "Amount" and "amount" differ only in case.*rename one of them on the source, or exclude the table/);
+  const db = await DuckDBInstance.create(refusedPath, { access_mode: 'READ_ONLY' });
+  const c = await db.connect();
+  try {
+    assert.deepEqual((await c.runAndReadAll(`SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main'`)).getRowsJS(), [[0n]]);
+  } finally {
+    c.closeSync();
+    db.closeSync();
+  }
+});
+
 test('a second writer of the DuckDB file gets exit 2 naming the process that holds it', async () => {
   running = spawnSluice(['run'], { config });
   await running.waitForOutput(/pipeline running/, 60_000);
