@@ -1,6 +1,7 @@
 /**
  * The DuckDB destination's pure pieces: COPY text parsing (what a chunk arrives in), the DuckDB
- * column type read back from the file's catalog, and a column's constant DEFAULT for existing rows.
+ * column type read back from the file's catalog, a column's constant DEFAULT for existing rows, and
+ * the key bounds of verify's ranges (also run by an in-memory DuckDB).
  */
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
@@ -9,6 +10,7 @@ import { duckTypeOfColumn } from '../../src/destinations/duckdb/catalog.js';
 import { copyTextField, readCopyText } from '../../src/destinations/duckdb/copy-text.js';
 import { literalDefault } from '../../src/destinations/duckdb/defaults.js';
 import { columnCommentsSql, MONEY_COMMENT } from '../../src/destinations/duckdb/dialect.js';
+import { keyBoundSql } from '../../src/destinations/duckdb/range-hashes.js';
 import { duckTypeOfBuiltin } from '../../src/destinations/duckdb/types.js';
 
 test('COPY text fields: NULL, backslash escapes, octal and hex bytes, multi-byte UTF-8', () => {
@@ -59,4 +61,31 @@ test("an added column's constant DEFAULT is the value existing rows get; an expr
   assert.equal(literalDefault('true'), 'true');
   assert.equal(literalDefault('now()'), null);
   assert.equal(literalDefault("nextval('s'::regclass)"), null);
+});
+
+test('key bounds of a verify range: one column, and a composite key compared lexicographically (DuckDB runs them)', async () => {
+  const id = { name: 'id', type: duckTypeOfBuiltin('integer'), notNull: true };
+  const code = { name: 'code', type: duckTypeOfBuiltin('text'), notNull: true };
+  assert.equal(keyBoundSql([id], ['5'], '>'), `"id" > CAST('5' AS INTEGER)`);
+  assert.equal(
+    keyBoundSql([id, code], ['1', "o'k"], '<='),
+    `(("id" < CAST('1' AS INTEGER)) OR ("id" = CAST('1' AS INTEGER) AND "code" < CAST('o''k' AS VARCHAR)) OR ("id" = CAST('1' AS INTEGER) AND "code" = CAST('o''k' AS VARCHAR)))`,
+  );
+  const { DuckDBInstance } = await import('@duckdb/node-api');
+  const db = await DuckDBInstance.create(':memory:');
+  const c = await db.connect();
+  try {
+    await c.run(`CREATE TABLE t (id INTEGER, code VARCHAR)`);
+    await c.run(`INSERT INTO t VALUES (1, 'a'), (1, 'b'), (1, 'c'), (2, 'a'), (2, 'b'), (3, 'a')`);
+    const where = `${keyBoundSql([id, code], ['1', 'b'], '>')} AND ${keyBoundSql([id, code], ['2', 'b'], '<=')}`;
+    const rows = (await c.runAndReadAll(`SELECT id, code FROM t WHERE ${where} ORDER BY id, code`)).getRowsJS();
+    assert.deepEqual(rows, [
+      [1, 'c'],
+      [2, 'a'],
+      [2, 'b'],
+    ]);
+  } finally {
+    c.closeSync();
+    db.closeSync();
+  }
 });
