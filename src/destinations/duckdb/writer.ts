@@ -238,7 +238,8 @@ export async function applyBatchRows(file: DuckDbFile, target: TableName, shape:
     if (from === null) a.appendNull();
     else a.appendVarchar(from);
   });
-  await resolveUnknownValues(file, target, shape, fill);
+  // Only images that left values out can need them from the source: without any, no query for them.
+  if (extras.some(([, mask]) => mask !== null)) await resolveUnknownValues(file, target, shape, fill);
   await file.run(mergeBatchSql(target, BATCH, shape.columns, shape.key));
 }
 
