@@ -58,6 +58,14 @@ const CDC_TARGET = 50_000;
 // ---------------------------------------------------------------------------------------------
 // options
 
+// `--destination duckdb`: the DuckDB benchmark (bench/duckdb.ts) reads the flags itself and exits
+// when done; nothing below runs meanwhile.
+const destinationFlag = process.argv.findIndex((a) => a === '--destination' || a.startsWith('--destination='));
+if (destinationFlag >= 0 && /duckdb$/.test(process.argv[destinationFlag] === '--destination' ? process.argv[destinationFlag + 1] ?? '' : process.argv[destinationFlag])) {
+  await import('./duckdb.js');
+  await new Promise(() => {});
+}
+
 const { values: flags } = parseArgs({
   options: {
     rows: { type: 'string' },

@@ -6,6 +6,7 @@
 import type { SluiceConfig } from './config/schema.js';
 import { SluiceError } from './core/errors.js';
 import type { Destination } from './destinations/destination.js';
+import { DuckDbDestination } from './destinations/duckdb/driver.js';
 import { PostgresDestination } from './destinations/postgres/driver.js';
 import { configureConnections } from './postgres/session.js';
 import type { Source } from './sources/source.js';
@@ -35,6 +36,8 @@ export function destinationFor(cfg: Pick<EngineConfig, 'destination' | 'pipeline
     case 'postgres':
       configureConnections(cfg);
       return new PostgresDestination(cfg.destination.url);
+    case 'duckdb':
+      return new DuckDbDestination(cfg.destination.path, cfg.pipeline.name);
     default:
       throw unknownEngine('destination', type);
   }
@@ -45,5 +48,6 @@ export function enginesFor(cfg: EngineConfig): Engines {
 }
 
 function unknownEngine(side: 'source' | 'destination', type: string): SluiceError {
-  return new SluiceError('CONFIG_INVALID', `${side}.type: sluice has no ${side} driver named ${JSON.stringify(type)}; use postgres`);
+  const known = side === 'source' ? 'postgres' : 'postgres or duckdb';
+  return new SluiceError('CONFIG_INVALID', `${side}.type: sluice has no ${side} driver named ${JSON.stringify(type)}; use ${known}`);
 }

@@ -170,6 +170,7 @@ program
   .option('--rows <n>', 'rows in the demo table', '1000000')
   .option('--keep', 'keep the clusters running at the end (Ctrl-C to stop)')
   .option('--http [addr]', "serve the operator's page while the demo runs, and keep it up at the end (Ctrl-C to stop)")
+  .option('--destination <type>', 'postgres (a throwaway cluster) or duckdb (a DuckDB file)', 'postgres')
   .action((flags) => {
     action = demoCommand(flags, globals());
   });

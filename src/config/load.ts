@@ -405,6 +405,8 @@ export function parseConfig(yamlText: string, opts: ParseConfigOptions = {}): Sl
       const value = flagValue !== undefined && flagValue !== '' ? flagValue : envValue !== undefined && envValue !== '' ? envValue : undefined;
       if (value === undefined) return;
       if (section === 'log' && isPlainObject(raw) && isPlainObject(raw.log) && raw.log.type !== undefined && raw.log.type !== 'embedded') return;
+      // A URL override means nothing to a DuckDB file destination.
+      if (section === 'destination' && isPlainObject(raw) && isPlainObject(raw.destination) && raw.destination.type === 'duckdb') return;
       setIn(raw as Record<string, unknown>, section, key, value);
       origins.set(target, value === flagValue ? flag : envName);
     };

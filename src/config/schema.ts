@@ -6,6 +6,7 @@
  * Loading (env expansion, YAML, overrides, readable errors) is in load.ts.
  */
 import { z } from 'zod';
+import { SluiceError } from '../core/errors.js';
 import { TableName } from '../core/types.js';
 
 const POSTGRES_URL = /^postgres(ql)?:\/\//;
@@ -76,13 +77,24 @@ export const sourceSchema = z
   })
   .strict();
 
-export const destinationSchema = z
+export const postgresDestinationSchema = z
   .object({
     type: z.literal('postgres'),
     url: postgresUrl(),
     schema: z.string().min(1).default('public'),
   })
   .strict();
+
+/** A DuckDB database file (created when absent); sluice holds it for the run (one writer per file). */
+export const duckdbDestinationSchema = z
+  .object({
+    type: z.literal('duckdb'),
+    path: z.string().min(1),
+    schema: z.string().min(1).default('main'),
+  })
+  .strict();
+
+export const destinationSchema = z.discriminatedUnion('type', [postgresDestinationSchema, duckdbDestinationSchema]);
 
 export const embeddedLogSchema = z
   .object({
@@ -324,6 +336,22 @@ export type ConfigInput = z.input<typeof configSchema>;
 export type PipelineConfig = SluiceConfig['pipeline'];
 export type SourceConfig = SluiceConfig['source'];
 export type DestinationConfig = SluiceConfig['destination'];
+export type PostgresDestinationConfig = Extract<DestinationConfig, { type: 'postgres' }>;
+export type DuckDbDestinationConfig = Extract<DestinationConfig, { type: 'duckdb' }>;
+
+/**
+ * The URL of a PostgreSQL destination, for the parts of sluice that still speak PostgreSQL to the
+ * destination themselves (docs/architecture.md, "Ports", what is left); a DuckDB destination there
+ * is a usage error naming what it cannot do yet.
+ */
+export function postgresDestinationUrl(d: DestinationConfig, what: string): string {
+  if (d.type === 'postgres') return d.url;
+  throw new SluiceError(
+    'CONFIG_INVALID',
+    `destination.type: ${what} works with a PostgreSQL destination only for now; a DuckDB destination (${d.path}) is not supported there yet — use a postgres destination for it`,
+    { context: { type: d.type } },
+  );
+}
 export type ThrottleConfig = SluiceConfig['throttle'];
 export type ApplyConfig = SluiceConfig['apply'];
 export type OnlineConfig = SluiceConfig['online'];
@@ -355,8 +383,10 @@ export function allowedKeysAt(path: readonly PropertyKey[], value: unknown): str
       return Object.keys(pipelineSchema.shape);
     case 'source':
       return Object.keys(sourceSchema.shape);
-    case 'destination':
-      return Object.keys(destinationSchema.shape);
+    case 'destination': {
+      const type = (value as { type?: unknown } | null)?.type;
+      return Object.keys(type === 'duckdb' ? duckdbDestinationSchema.shape : postgresDestinationSchema.shape);
+    }
     case 'log': {
       const type = (value as { type?: unknown } | null)?.type;
       return Object.keys(type === 'jetstream' ? jetstreamLogSchema.shape : embeddedLogSchema.shape);

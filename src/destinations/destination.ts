@@ -12,7 +12,7 @@ import type { SluiceError } from '../core/errors.js';
 import type { ColumnInfo, ForeignKey, TableInfo } from '../core/columns.js';
 import type { Logger } from '../core/logger.js';
 import type { SourceLookups } from '../core/source-lookups.js';
-import type { BackfillMode, CapturedValue, Lsn, Position, RelationColumns, TableName, TableState } from '../core/types.js';
+import type { BackfillMode, BackfillStrategy, CapturedValue, Lsn, Position, RelationColumns, TableName, TableState } from '../core/types.js';
 
 /** What the pipeline must decide by: a destination without a feature is never asked for it. */
 export interface DestinationCapabilities {
@@ -20,6 +20,14 @@ export interface DestinationCapabilities {
   readonly supportsForeignKeys: boolean;
   /** A staging table can take the live table's place in one transaction while the table streams (online mode). */
   readonly supportsOnlineSwap: boolean;
+  /** It reads chunks in PostgreSQL's binary COPY format (else the copier sends 'postgres-text'). */
+  readonly readsBinaryChunks: boolean;
+  /**
+   * A backfill appends its chunks to a load table with no key and deduplicates once after the last
+   * (a warehouse: `loads` is set, and the copier calls it around the chunks); else chunks are written
+   * into the target in place.
+   */
+  readonly appendThenDedupe: boolean;
 }
 
 export interface Destination {
@@ -44,6 +52,88 @@ export interface Destination {
   validateForeignKeysLater(foreignKeys: readonly ForeignKey[], log: Logger, runId?: number): void;
   /** What the CLI reads and writes at the destination, whether a pipeline runs or not (one connection). */
   openControl(applicationName: string): Promise<DestinationControl>;
+  /** The start and end of a backfill run where capabilities.appendThenDedupe; absent elsewhere. */
+  readonly loads?: LoadLifecycle;
+  /**
+   * `sluice verify`'s side of a destination whose rows cannot be hashed as PostgreSQL's
+   * `md5(ROW(…)::text)` (DuckDB): a canonical row hash both engines compute. Absent for PostgreSQL,
+   * which the verifier reads with its own SQL.
+   */
+  openRangeHashes?(): Promise<RangeHashes>;
+}
+
+/** `(after, upTo]` in key order, as text values of the key columns; a null bound is open. */
+export interface KeyBounds {
+  readonly after: readonly string[] | null;
+  readonly upTo: readonly string[] | null;
+}
+
+export interface RangeHashes {
+  /** The PostgreSQL expression (over the source table's columns) that hashes a source row as this destination hashes its copy. */
+  sourceRowHash(info: TableInfo): string;
+  /**
+   * Row count and md5 over the row hashes in key order of the rows of `target` in `range` that
+   * `scope` keeps (a condition, '' for all), computed by the destination; null when there is no such table.
+   */
+  rangeHash(target: TableName, info: TableInfo, range: KeyBounds, scope: string): Promise<{ readonly n: number; readonly h: string } | null>;
+  close(): Promise<void>;
+}
+
+/** A backfill run as it starts at a destination that appends, then deduplicates once. */
+export interface LoadStart {
+  /** The source table, `schema.name`: the key of its state. */
+  readonly name: string;
+  /** The live table. */
+  readonly target: TableName;
+  /** The source's description of the table: the target's columns and key come from it. */
+  readonly info: TableInfo;
+  readonly mode: BackfillMode;
+  readonly strategy: BackfillStrategy;
+  /** The position from which the table's changes are in the change log: the replay starts there. */
+  readonly l0: Lsn;
+  /** The scope (WHERE) of the load; '' for the whole table. */
+  readonly where: string;
+  readonly version: string;
+}
+
+/** Where a started (or resumed) run stands. */
+export interface LoadStarted {
+  readonly runId: number;
+  /** A run the state says was under way, with its load table: its committed chunks stay. */
+  readonly resumed: boolean;
+  readonly l0: Lsn;
+  /** Keyset: the last key committed ('done' after the last chunk), null before the first. */
+  readonly lastKey: readonly string[] | 'done' | null;
+  /** The run's scope (WHERE); '' for the whole table. */
+  readonly where: string;
+}
+
+/** The end of a load: the one dedupe, and the table handed to the replay. */
+export interface LoadFinish {
+  readonly name: string;
+  readonly target: TableName;
+  readonly mode: BackfillMode;
+  readonly key: readonly string[];
+}
+
+export interface LoadLifecycle {
+  /** Refuses, with the fix, a table the destination cannot carry (checked at start, before anything loads). */
+  check(info: TableInfo): void;
+  /** The run under way for the table `name` (its committed chunks kept), or null. */
+  underway(name: string): Promise<LoadStarted | null>;
+  /**
+   * Creates what the run writes into (the live table when absent, the load table) and records the
+   * run and the table's state in one transaction; a run under way resumes instead, keeping its chunks.
+   * Refuses, before anything is written, a table the destination cannot carry.
+   */
+  begin(load: LoadStart): Promise<LoadStarted>;
+  /**
+   * After the last chunk, in one transaction: one dedupe by key of the load, moved into place as the
+   * mode says (online: into the staging table, which swap() later puts live), the load table dropped,
+   * the cursor of the table replayed set before L0 and the state `catching_up`. Returns the table the
+   * replay applies to (the staging table when online).
+   */
+  finish(load: LoadFinish): Promise<TableName>;
 }
 
 /** A table's row in the destination's state store. */
@@ -173,7 +263,51 @@ export interface DestinationControl {
   dropArchive(pipeline: string, archive: string, lockTimeoutMs: number): Promise<DropOutcome>;
   /** The newest kept archive of a table that `sluice rollback` can swap back in, or null (absent: it cannot roll back). */
   rollbackArchive?(pipeline: string, name: string): Promise<{ readonly archive: string; readonly at: Position } | null>;
+  /** Creates the state store, migrates an older format (logged), refuses a newer one. */
+  ensureState(log: Logger): Promise<void>;
+  /** Every table's row of `pipeline`, by name. */
+  tables(pipeline: string): Promise<TableRow[]>;
+  /** Every apply cursor of `pipeline`. */
+  cursors(pipeline: string): Promise<CursorState[]>;
+  /** The change log the pipeline last ran with (null: it never ran here). */
+  knownLogId(pipeline: string): Promise<string | null>;
+  /** Records the pipeline as running now: its slot, publication, change log and process. */
+  registerPipeline(run: PipelineRun): Promise<void>;
+  /** Moves a table to `state` with the fields given, and its run to `run` when given, in one transaction. */
+  recordTableState(pipeline: string, name: string, state: TableState, fields: TableStateFields, run?: RunOutcome): Promise<void>;
   close(): Promise<void>;
+}
+
+/** An apply cursor: where a target (the live table, or a staging table) stands. */
+export interface CursorState {
+  readonly name: string;
+  readonly target: string;
+  readonly position: Position;
+  readonly commitTime: Date | null;
+  readonly changesApplied: number;
+}
+
+export interface PipelineRun {
+  readonly pipeline: string;
+  readonly slot: string;
+  readonly publication: string;
+  readonly logId: string;
+  readonly version: string;
+}
+
+/** Fields of a table's state the running pipeline sets besides the state (an absent one keeps its value). */
+export interface TableStateFields {
+  readonly error?: string | null;
+  readonly l0?: Lsn | null;
+  readonly lastKey?: string[] | null | 'done';
+  readonly detail?: string | null;
+  readonly mode?: BackfillMode | null;
+  readonly target?: string;
+}
+
+export interface RunOutcome {
+  readonly status: 'catching_up' | 'done' | 'failed' | 'cancelled';
+  readonly error: string | null;
 }
 
 export interface ApplySessionOptions {

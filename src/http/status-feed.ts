@@ -57,7 +57,7 @@ export class StatusFeed {
   }
 
   async snapshot(): Promise<Snapshot> {
-    return { route: `${redactUrl(this.cfg.source.url)} → ${redactUrl(this.cfg.destination.url)}`, status: await this.status(), live: this.live() };
+    return { route: `${redactUrl(this.cfg.source.url)} → ${(this.cfg.destination.type === 'postgres' ? redactUrl(this.cfg.destination.url) : `${this.cfg.destination.type} ${this.cfg.destination.path}`)}`, status: await this.status(), live: this.live() };
   }
 
   private changeLogBytes(): number | null {

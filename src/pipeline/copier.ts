@@ -13,6 +13,7 @@
  * Chunk reads are single READ COMMITTED statements: no snapshot is held across the backfill.
  */
 import type pg from 'pg';
+import { postgresDestinationUrl } from '../config/schema.js';
 import { crashPoint } from '../core/crash.js';
 import { osUser } from '../core/os-user.js';
 import type { Logger } from '../core/logger.js';
@@ -25,7 +26,7 @@ import { addStagingPrimaryKey, checkTarget, createStaging, createTarget, dropSta
 import { to as copyTo } from 'pg-copy-streams';
 import { SluiceError } from '../core/errors.js';
 import type { BackfillStrategy } from '../core/types.js';
-import type { AppendChunk } from '../destinations/destination.js';
+import type { AppendChunk, LoadLifecycle } from '../destinations/destination.js';
 import { ChunkQueue, type TableLoad } from './chunk-queue.js';
 import { ChunkSizer, CtidPlanner, ceilingCap, DaterangePlanner, IntervalPlanner, KeysetPlanner, chunkSelectSql, rangeKey, type Chunk, type ChunkRange, type Planner, type TimeColumnType } from './chunking.js';
 import type { BackfillRequest } from './runtime.js';
@@ -109,9 +110,11 @@ export class Copier {
    * armed. Returns false when aborted (cancel or shutdown) before that.
    */
   async backfill(rt: TableRuntime, signal: AbortSignal): Promise<boolean> {
+    const loads = enginesOf(this.ctx).destination.loads;
+    if (loads) return this.backfillAppended(rt, signal, loads);
     const log = this.ctx.logger.child({ table: rt.name });
     const src = await connect('source', this.ctx.cfg.source.url, 'sluice-backfill');
-    const dst = await connect('destination', this.ctx.cfg.destination.url, 'sluice-backfill');
+    const dst = await connect('destination', postgresDestinationUrl(this.ctx.cfg.destination, 'sluice run'), 'sluice-backfill');
     try {
       // A scoped truncate deletes rows other tables may reference: no foreign-key action for sluice's writes.
       await setReplicaRole(dst).catch(() => false);
@@ -182,6 +185,67 @@ export class Copier {
     }
   }
 
+  /**
+   * A backfill into a destination that appends, then deduplicates once (capabilities.appendThenDedupe:
+   * DuckDB): L0 fixed as for any load, keyset chunks appended with their progress (ChunkWriter), then
+   * `loads.finish` runs the one dedupe and hands the table to the replay from L0, under the table's
+   * apply lock. A run under way resumes from its last committed key.
+   */
+  private async backfillAppended(rt: TableRuntime, signal: AbortSignal, loads: LoadLifecycle): Promise<boolean> {
+    const log = this.ctx.logger.child({ table: rt.name });
+    const src = await connect('source', this.ctx.cfg.source.url, 'sluice-backfill');
+    try {
+      rt.info = await introspectTable(src, rt.source);
+      const req = this.requestOf(rt);
+      let run = rt.pending?.requestId ? null : await loads.underway(rt.name);
+      const mode = run ? (rt.mode ?? req.mode) : req.mode;
+      if (run) {
+        log.info('resuming backfill', { mode, l0: Lsn.format(run.l0), rowsCopied: rt.rowsCopied });
+      } else {
+        const type = enginesOf(this.ctx).destination.type;
+        if (req.strategy !== 'keyset') {
+          throw new SluiceError('BAD_USAGE', `${rt.name}: a ${type} destination loads with strategy keyset only (the one dedupe makes overlapping reads harmless, the other strategies are not wired to it yet); set tables[].strategy: keyset`);
+        }
+        if (mode === 'truncate' && req.where.trim() !== '') {
+          throw new SluiceError('BAD_USAGE', `${rt.name}: a scoped truncate (--where with --mode truncate) is not available for a ${type} destination; use --mode upsert with the same --where`);
+        }
+        await validateScope(src, rt.source, req.where, 'source');
+        const l0 = await this.fixL0(src, rt, signal);
+        if (signal.aborted) return false;
+        run = await loads.begin({ name: rt.name, target: rt.target, info: rt.info, mode, strategy: 'keyset', l0, where: req.where.trim(), version: this.ctx.version });
+        rt.mode = mode;
+        rt.state = 'backfilling';
+        rt.rowsCopied = 0;
+        rt.rowsEstimated = rt.info.rowsEstimated;
+        rt.error = null;
+        rt.keepArchive = req.keepArchive;
+        log.info('backfill started', { mode, strategy: 'keyset', scope: run.where || undefined, l0: Lsn.format(l0), rowsEstimated: rt.info.rowsEstimated });
+      }
+      const l0 = run.l0;
+      rt.l0 = l0;
+      this.hooks.onProgress?.(rt);
+      await this.waitForReplica(src, rt, signal);
+      const plan: LoadPlan = { strategy: 'keyset', parallelism: 1, scope: run.where, scopeDeleted: false, pkDeferred: false, viaTemp: false };
+      const planner = await this.plannerFor(null, rt, plan, run.lastKey === null ? null : run.lastKey === 'done' ? 'done' : [...run.lastKey], run.runId, run.resumed);
+      if (!(await this.queue.run(this.tableLoad(rt, plan, planner, run.runId, signal)))) return false;
+      await rt.lock.run(async () => {
+        const into = await loads.finish({ name: rt.name, target: rt.target, mode, key: rt.info.primaryKey });
+        const replayFrom = Position.before(l0);
+        if (mode === 'online') {
+          rt.staging = { target: into, cursor: replayFrom };
+        } else {
+          rt.cursor = replayFrom;
+          rt.applyHalted = false;
+        }
+        rt.state = 'catching_up';
+      });
+      log.info('backfill copied and deduplicated; replaying changes since L0', { rowsCopied: rt.rowsCopied, l0: Lsn.format(l0) });
+      return true;
+    } finally {
+      await src.end().catch(() => {});
+    }
+  }
+
   /** The request's fields, falling back to the table's config. */
   private requestOf(rt: TableRuntime): Required<Omit<BackfillRequest, 'requestId'>> {
     const p = rt.pending;
@@ -241,12 +305,12 @@ export class Copier {
     return plan;
   }
 
-  private async plannerFor(dst: pg.Client, rt: TableRuntime, plan: LoadPlan, lastKey: string[] | null | 'done', runId: number, resuming: boolean): Promise<Planner> {
+  private async plannerFor(dst: pg.Client | null, rt: TableRuntime, plan: LoadPlan, lastKey: string[] | null | 'done', runId: number, resuming: boolean): Promise<Planner> {
     const keyset = this.keysetOf(rt.info);
     const throttler = this.ctx.throttler;
     const sizer = new ChunkSizer(rt.config.chunkRows, rt.config.chunkSeconds, undefined, undefined, () => ceilingCap(throttler.limits.maxRowsPerSecond));
     if (plan.strategy === 'keyset') return new KeysetPlanner(keyset, plan.scope, resuming ? lastKey : null, sizer, keysetInFlight(plan.viaTemp || rt.mode === 'upsert'));
-    const done = resuming ? await readRangeChunks(dst, this.ctx.pipeline, rt.name, runId) : [];
+    const done = resuming ? await readRangeChunks(dst!, this.ctx.pipeline, rt.name, runId) : [];
     if (plan.strategy === 'interval') {
       const min = BigInt(plan.min!);
       const max = BigInt(plan.max!);
@@ -266,7 +330,7 @@ export class Copier {
     const keyset = this.keysetOf(rt.info);
     const viaTemp = plan.viaTemp || rt.mode === 'upsert';
     // Binary COPY needs the exact types; a temp table has the source's, a table created first may not.
-    const binary = rt.info.binarySafe && (viaTemp || !plan.textCopy);
+    const binary = enginesOf(this.ctx).destination.capabilities.readsBinaryChunks && rt.info.binarySafe && (viaTemp || !plan.textCopy);
     const target = rt.staging?.target ?? rt.target;
     return {
       rt,

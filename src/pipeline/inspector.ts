@@ -78,7 +78,8 @@ export async function checkSource(src: pg.ClientBase, slot: string): Promise<num
   return version;
 }
 
-export async function inspectTable(src: pg.ClientBase, dst: pg.ClientBase, t: TableConfig): Promise<TableInfo> {
+/** `dst`: a PostgreSQL destination, which must know the types extensions add; null for another engine (it stores them as text). */
+export async function inspectTable(src: pg.ClientBase, dst: pg.ClientBase | null, t: TableConfig): Promise<TableInfo> {
   const name = TableName.parse(t.name);
   const info = await introspectTable(src, name);
   const label = TableName.format(name);
@@ -98,7 +99,7 @@ export async function inspectTable(src: pg.ClientBase, dst: pg.ClientBase, t: Ta
     );
   }
   for (const c of info.columns) {
-    if (c.support !== 'external') continue;
+    if (c.support !== 'external' || !dst) continue;
     const base = c.typeSql.replace(/\[\]$/, '');
     const ok = (await dst.query(`SELECT to_regtype($1) IS NOT NULL AS ok`, [base])).rows[0].ok;
     if (!ok) {
@@ -112,7 +113,7 @@ export async function inspectTable(src: pg.ClientBase, dst: pg.ClientBase, t: Ta
   return info;
 }
 
-export async function preflight(cfg: SluiceConfig, src: pg.ClientBase, dst: pg.ClientBase, slot: string): Promise<PreflightResult> {
+export async function preflight(cfg: SluiceConfig, src: pg.ClientBase, dst: pg.ClientBase | null, slot: string): Promise<PreflightResult> {
   if (cfg.log.type !== 'embedded') throw new SluiceError('CONFIG_INVALID', 'log.type: jetstream is not available yet; use embedded');
   const serverVersion = await checkSource(src, slot);
   if (cfg.source.replicaUrl) await checkReplica(cfg.source.replicaUrl);

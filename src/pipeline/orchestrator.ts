@@ -11,17 +11,17 @@
  * capture, the change log or the pipeline lock goes through one funnel (`fail`) and stops the
  * pipeline with the first error.
  */
-import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type pg from 'pg';
 import { EmbeddedChangeLog } from '../changelog/embedded/embedded-change-log.js';
 import type { SluiceConfig } from '../config/schema.js';
-import { publicationNameOf, slotNameOf } from '../config/schema.js';
+import { postgresDestinationUrl, publicationNameOf, slotNameOf } from '../config/schema.js';
 import { SluiceError, errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { backoffMs, sleep } from '../core/retry.js';
-import { Lsn, TableName, type BackfillMode } from '../core/types.js';
-import { cursorKey, ensureStateSchema, lastDoneRows, readCursors, readTables, setRunStatus, setTableState, type TableRow } from '../destinations/postgres/state.js';
+import { Lsn, TableName, type BackfillMode, type TableState } from '../core/types.js';
+import type { DestinationControl, RunOutcome, TableStateFields } from '../destinations/destination.js';
+import { cursorKey, ensureStateSchema, knownLogId, lastDoneRows, readCursors, readTables, registerPipeline, setRunStatus, setTableState, type TableRow } from '../destinations/postgres/state.js';
 import { resumeValidations } from '../destinations/postgres/foreign-key-validation.js';
 import { dropArchive } from '../destinations/postgres/archives.js';
 import { inBackfill } from '../core/table-state.js';
@@ -92,6 +92,8 @@ class Orchestrator implements Pipeline {
   private copier: Copier | null = null;
   private swapper: Swapper | null = null;
   private statusClient: pg.Client | null = null;
+  /** The destination's state through the destination port, where no control connection holds it (DuckDB). */
+  private store: DestinationControl | null = null;
   private writingStatus = false;
   private changeLog: EmbeddedChangeLog | null = null;
   private readonly queue: TableRuntime[] = [];
@@ -125,7 +127,9 @@ class Orchestrator implements Pipeline {
     this.publication = publicationNameOf(cfg);
     this.log = opts.logger.child({ pipeline: this.pipeline });
     this.lifecycle = new Lifecycle(this.events, cfg.notify, this.log);
-    this.control = new ControlChannel(cfg.destination.url, this.pipeline, this.log, {
+    // A PostgreSQL destination: the control connection holds the pipeline lock and hears requests.
+    // Another destination is held through the destination port (`store`, opened at start).
+    this.control = new ControlChannel(cfg.destination.type === 'postgres' ? cfg.destination.url : '', this.pipeline, this.log, {
       onRequest: () => void this.handleRequests().catch(() => {}),
       onLockLost: (err) => void this.fail(err),
     });
@@ -148,11 +152,18 @@ class Orchestrator implements Pipeline {
     configureConnections(cfg);
     const src = await connect('source', cfg.source.url, 'sluice');
     try {
-      // One running process per pipeline: a session-level advisory lock held by the control connection.
-      const dst = await this.control.open();
+      // One running process per pipeline: a session-level advisory lock held by the control connection
+      // (PostgreSQL), or the destination's own hold on its state (a DuckDB file: one process at a time).
+      const { destination } = enginesOf({ cfg });
+      const dst = destination.loads ? null : await this.control.open();
+      const store = dst ? null : await destination.openControl('sluice');
+      this.store = store;
       const pre = await preflight(cfg, src, dst, this.slot);
+      // What the destination cannot carry is refused now, before anything loads.
+      for (const info of pre.tables.values()) destination.loads?.check(info);
       // Creates `_sluice`, migrates an older format (logged), refuses a newer one (exit 2).
-      await ensureStateSchema(dst, this.log);
+      if (dst) await ensureStateSchema(dst, this.log);
+      else await store!.ensureState(this.log);
 
       // The capture thread writes the log; this thread reads and purges it.
       const changeLog = new EmbeddedChangeLog(join(cfg.log.type === 'embedded' ? cfg.log.path : '.sluice', 'changes.db'), {
@@ -163,30 +174,27 @@ class Orchestrator implements Pipeline {
       this.changeLog = changeLog;
       const logId = changeLog.identity();
 
-      const rows = await readTables(dst, this.pipeline);
-      await checkCreatedFirst(cfg, dst, pre.tables, new Set(rows.filter((r) => r.runId !== null).map((r) => r.name)));
-      for (const u of await uniqueSecondaryIndexes(dst, cfg.tables.map((t) => ({ schema: cfg.destination.schema, name: TableName.parse(t.name).name })))) {
+      const rows = dst ? await readTables(dst, this.pipeline) : await store!.tables(this.pipeline);
+      if (dst) await checkCreatedFirst(cfg, dst, pre.tables, new Set(rows.filter((r) => r.runId !== null).map((r) => r.name)));
+      for (const u of dst ? await uniqueSecondaryIndexes(dst, cfg.tables.map((t) => ({ schema: cfg.destination.schema, name: TableName.parse(t.name).name }))) : []) {
         this.log.warn(
           `destination ${u.table} has the UNIQUE index ${u.index} beyond its primary key: a source transaction that moves a value between rows can stop the table ` +
             `(sluice applies each batch set-wise); where values move, make it non-unique in the destination (docs/operations.md, "A schema created first")`,
           { table: u.table, index: u.index },
         );
       }
-      const cursors = await readCursors(dst, this.pipeline);
+      const cursors = dst ? await readCursors(dst, this.pipeline) : new Map((await store!.cursors(this.pipeline)).map((c) => [cursorKey(c.name, c.target), c]));
       // A dropped or invalidated slot lost changes: stop and say so, or (onSlotLost: rebackfill) reload everything online.
       const slotState = await inspectSlot(src, this.slot);
       const slotLost = (!slotState.exists || slotState.invalidated) && hasReplicatedState(rows, cursors);
-      if (slotLost && cfg.source.onSlotLost !== 'rebackfill') throw slotLostError(cfg, this.slot, describeSlot(slotState));
+      if (slotLost && (cfg.source.onSlotLost !== 'rebackfill' || !dst)) throw slotLostError(cfg, this.slot, describeSlot(slotState));
       await this.ensurePublication(src);
       if (slotLost || slotState.invalidated) await recreateSlot(src, this.slot, slotState, changeLog, this.log);
       else if (!slotState.exists) await this.createSlot(src);
-      await this.checkLogIdentity(dst, logId, rows, cursors.size > 0);
-      await dst.query(
-        `INSERT INTO _sluice.pipelines (name, slot, publication, log_id, pid, host, version, started_at, heartbeat_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, now(), now())
-         ON CONFLICT (name) DO UPDATE SET slot = $2, publication = $3, log_id = $4, pid = $5, host = $6, version = $7, started_at = now(), heartbeat_at = now()`,
-        [this.pipeline, this.slot, this.publication, logId, process.pid, hostname(), VERSION],
-      );
+      await this.checkLogIdentity(dst ? await knownLogId(dst, this.pipeline) : await store!.knownLogId(this.pipeline), logId, rows, cursors.size > 0);
+      const run = { pipeline: this.pipeline, slot: this.slot, publication: this.publication, logId, version: VERSION };
+      if (dst) await registerPipeline(dst, run);
+      else await store!.registerPipeline(run);
 
       this.ctx = {
         cfg,
@@ -201,7 +209,7 @@ class Orchestrator implements Pipeline {
       };
       this.ctx.throttler.onChange = (reason, was) => this.lifecycle.throttle(reason, was);
       this.progress = new ProgressTracker(changeLog, cfg.notify.notConvergingSeconds * 1000);
-      this.throttleOverride = await readOverride(dst, this.pipeline);
+      this.throttleOverride = dst ? await readOverride(dst, this.pipeline) : null;
       if (this.throttleOverride) {
         this.ctx.throttler.setLimits(this.throttleOverride.limits);
         this.log.info(`throttle from \`sluice throttle\` at ${this.throttleOverride.at} kept: ${JSON.stringify(this.throttleOverride.limits)}; \`sluice throttle --reset\` goes back to the config`);
@@ -243,7 +251,7 @@ class Orchestrator implements Pipeline {
         this.tables.set(name, rt);
       }
       for (const r of rows) if (!this.tables.has(r.name)) this.log.warn('table has state but is not in the config; ignored', { table: r.name });
-      const reloads = new Set(slotLost ? await planReload(dst, this.pipeline, this.tables.values(), byName, this.log) : []);
+      const reloads = new Set(slotLost && dst ? await planReload(dst, this.pipeline, this.tables.values(), byName, this.log) : []);
 
       this.copier = new Copier(this.ctx, { onProgress: () => this.opts.onProgress?.() });
       this.applier = new Applier(this.ctx, this.tables, {
@@ -293,9 +301,11 @@ class Orchestrator implements Pipeline {
           await this.recoverFailed(rt, row);
         }
       }
-      await this.control.listen();
+      // Requests reach a PostgreSQL destination's pipeline by NOTIFY and are polled; no other process
+      // can reach a DuckDB file while this one holds it.
+      if (dst) await this.control.listen();
       await this.handleRequests();
-      this.timers.push(
+      if (dst) this.timers.push(
         setInterval(
           () =>
             void (this.stopping ? Promise.resolve() : this.control.ensure())
@@ -311,7 +321,7 @@ class Orchestrator implements Pipeline {
       );
       this.timers.push(setInterval(() => void this.writeStatus().catch(() => {}), cfg.pipeline.statusIntervalMs));
       await this.sweepArchives().catch((e) => this.log.warn('dropping expired archives failed', { error: errorMessage(e) }));
-      await this.onControl((c) => resumeValidations(this.cfg.destination.url, this.pipeline, c, this.log)).catch((e) => this.log.warn('resuming foreign key validations failed', { error: errorMessage(e) }));
+      if (dst) await this.onControl((c) => resumeValidations(postgresDestinationUrl(this.cfg.destination, 'sluice run'), this.pipeline, c, this.log)).catch((e) => this.log.warn('resuming foreign key validations failed', { error: errorMessage(e) }));
       this.timers.push(setInterval(() => void this.sweepArchives().catch((e) => this.log.warn('dropping expired archives failed', { error: errorMessage(e) })), 60_000));
       this.log.info('pipeline running', {
         slot: this.slot,
@@ -358,9 +368,7 @@ class Orchestrator implements Pipeline {
   }
 
   /** A change log that is not the one the destination's cursors refer to would silently lose changes. */
-  private async checkLogIdentity(dst: pg.Client, logId: string, rows: TableRow[], hasCursors: boolean): Promise<void> {
-    const r = await dst.query(`SELECT log_id FROM _sluice.pipelines WHERE name = $1`, [this.pipeline]);
-    const known = r.rows[0]?.log_id as string | undefined;
+  private async checkLogIdentity(known: string | null, logId: string, rows: TableRow[], hasCursors: boolean): Promise<void> {
     if (known && known !== logId && (hasCursors || rows.some((x) => x.state === 'backfilling'))) {
       throw new SluiceError(
         'CHANGELOG_ERROR',
@@ -374,7 +382,7 @@ class Orchestrator implements Pipeline {
     if (row.lastKey === 'done' && (rt.staging?.cursor || rt.cursor !== null)) {
       // Failed while applying: apply again (catching up first if it was replaying).
       rt.state = 'catching_up';
-      await this.onControl((c) => setTableState(c, this.pipeline, rt.name, 'catching_up', { error: null }));
+      await this.recordState(rt.name, 'catching_up', { error: null });
     } else {
       rt.state = 'queued';
       this.enqueue(rt);
@@ -448,7 +456,7 @@ class Orchestrator implements Pipeline {
     rt.pending = null;
     this.log.error('backfill refused; the table keeps streaming', { table: rt.name, error: err.message });
     try {
-      await this.onControl((c) => setTableState(c, this.pipeline, rt.name, 'streaming', { error: message, l0: null, lastKey: null }));
+      await this.recordState(rt.name, 'streaming', { error: message, l0: null, lastKey: null });
     } catch (e) {
       this.log.warn('could not record the refusal', { table: rt.name, error: errorMessage(e) });
     }
@@ -460,15 +468,21 @@ class Orchestrator implements Pipeline {
     rt.state = 'failed';
     this.log.error('table failed', { table: rt.name, error: err.message });
     try {
-      await this.onControl((c) =>
-        withTransaction(c, async () => {
-          await setTableState(c, this.pipeline, rt.name, 'failed', { error: err.message });
-          await setRunStatus(c, this.pipeline, rt.name, 'failed', err.message);
-        }),
-      );
+      await this.recordState(rt.name, 'failed', { error: err.message }, { status: 'failed', error: err.message });
     } catch (e) {
       this.log.warn('could not record the failure', { table: rt.name, error: errorMessage(e) });
     }
+  }
+
+  /** Records a table's state (and its run's outcome) in the destination's state store. */
+  private async recordState(name: string, state: TableState, fields: TableStateFields, run?: RunOutcome): Promise<void> {
+    if (this.store) return this.store.recordTableState(this.pipeline, name, state, fields, run);
+    await this.onControl((c) =>
+      withTransaction(c, async () => {
+        await setTableState(c, this.pipeline, name, state, fields);
+        if (run) await setRunStatus(c, this.pipeline, name, run.status, run.error);
+      }),
+    );
   }
 
   /** Runs `fn` on the control connection while no other part uses it. */
@@ -721,7 +735,7 @@ class Orchestrator implements Pipeline {
     this.writingStatus = true;
     try {
       // Its own connection: the control connection serves requests at the same time.
-      if (!this.statusClient) this.statusClient = await connect('destination', this.cfg.destination.url, 'sluice-status');
+      if (!this.statusClient) this.statusClient = await connect('destination', postgresDestinationUrl(this.cfg.destination, 'sluice run'), 'sluice-status');
       await this.writeStatusOn(this.statusClient);
     } catch (err) {
       const c = this.statusClient;
@@ -806,5 +820,8 @@ class Orchestrator implements Pipeline {
     this.statusClient = null;
     // After any user of the control connection in flight.
     await this.control.close();
+    const store = this.store;
+    this.store = null;
+    await store?.close().catch(() => {});
   }
 }

@@ -3,11 +3,14 @@
  * dashboard render that object. It reads the destination's `_sluice` state and the source's WAL
  * position, so it works whether or not `sluice run` is running.
  */
+import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type pg from 'pg';
 import type { SluiceConfig } from '../config/schema.js';
 import { slotNameOf } from '../config/schema.js';
-import { errorMessage } from '../core/errors.js';
+import { errorMessage, SluiceError } from '../core/errors.js';
+import type { DestinationControl } from '../destinations/destination.js';
+import { enginesFor } from '../engines.js';
 import { Lsn, TableName } from '../core/types.js';
 import { formatBytes } from '../core/units.js';
 import { cursorKey, readCursors, readTables, stateSchemaExists } from '../destinations/postgres/state.js';
@@ -107,32 +110,41 @@ export interface ArchivesSummary {
 /** A running pipeline (it holds the lock) whose heartbeat is older than this is reported as not answering. */
 const STALE_HEARTBEAT_SECONDS = 15;
 
-export async function computeStatus(cfg: SluiceConfig): Promise<PipelineStatus> {
-  configureConnections(cfg);
-  const dst = await connect('destination', cfg.destination.url, 'sluice-status');
-  let src: pg.Client | null = null;
-  let sourceError: string | undefined;
+/** The source's side of status: its WAL position and the slot's, or why it could not be read. */
+interface SourceSide {
+  currentLsn: string | null;
+  slotActive: boolean | null;
+  slotLagBytes: number | null;
+  sourceError?: string;
+}
+
+async function readSourceSide(cfg: SluiceConfig, slot: string): Promise<SourceSide> {
+  let src: pg.Client;
   try {
     src = await connect('source', cfg.source.url, 'sluice-status');
   } catch (err) {
-    sourceError = errorMessage(err);
+    return { currentLsn: null, slotActive: null, slotLagBytes: null, sourceError: errorMessage(err) };
   }
   try {
+    const r = await src.query(
+      `SELECT pg_current_wal_lsn()::text AS lsn,
+              (SELECT active FROM pg_replication_slots WHERE slot_name = $1) AS active,
+              (SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::float8 FROM pg_replication_slots WHERE slot_name = $1) AS lag`,
+      [slot],
+    );
+    return { currentLsn: r.rows[0].lsn, slotActive: r.rows[0].active, slotLagBytes: r.rows[0].lag === null ? null : Math.max(0, Math.round(r.rows[0].lag)) };
+  } finally {
+    await src.end().catch(() => {});
+  }
+}
+
+export async function computeStatus(cfg: SluiceConfig): Promise<PipelineStatus> {
+  configureConnections(cfg);
+  if (cfg.destination.type !== 'postgres') return computeStatusThroughPort(cfg);
+  const dst = await connect('destination', cfg.destination.url, 'sluice-status');
+  try {
     const slot = slotNameOf(cfg);
-    let currentLsn: string | null = null;
-    let slotActive: boolean | null = null;
-    let slotLagBytes: number | null = null;
-    if (src) {
-      const r = await src.query(
-        `SELECT pg_current_wal_lsn()::text AS lsn,
-                (SELECT active FROM pg_replication_slots WHERE slot_name = $1) AS active,
-                (SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::float8 FROM pg_replication_slots WHERE slot_name = $1) AS lag`,
-        [slot],
-      );
-      currentLsn = r.rows[0].lsn;
-      slotActive = r.rows[0].active;
-      slotLagBytes = r.rows[0].lag === null ? null : Math.max(0, Math.round(r.rows[0].lag));
-    }
+    const { currentLsn, slotActive, slotLagBytes, sourceError } = await readSourceSide(cfg, slot);
     // A newer format is refused (exit 2); an older one is read as it is (a migration that changes what
     // status reads must keep status reading the format before it).
     const format = await readStateFormat(dst);
@@ -243,7 +255,84 @@ export async function computeStatus(cfg: SluiceConfig): Promise<PipelineStatus> 
     };
   } finally {
     await dst.end().catch(() => {});
-    await src?.end().catch(() => {});
+  }
+}
+
+/**
+ * Status of a destination reached through the destination port (DuckDB). One process has a DuckDB
+ * file at a time: while `sluice run` holds it, status says the pipeline runs (and its process) but
+ * cannot read the tables' rows until it stops; when none runs, the file is opened and read.
+ */
+async function computeStatusThroughPort(cfg: SluiceConfig): Promise<PipelineStatus> {
+  const slot = slotNameOf(cfg);
+  const side = await readSourceSide(cfg, slot);
+  const names = cfg.tables.map((t) => TableName.format(TableName.parse(t.name)));
+  const pipeline = (running: boolean, pid: number | null, note?: string): PipelineStatus['pipeline'] => ({
+    name: cfg.pipeline.name,
+    running,
+    pid,
+    lastSeen: null,
+    host: running ? hostname() : null,
+    slot,
+    slotActive: side.slotActive,
+    slotLagBytes: side.slotLagBytes,
+    ...(side.sourceError ? { sourceError: side.sourceError } : {}),
+    throttle: null,
+    ...(note ? { stateNote: note } : {}),
+  });
+  const noArchives: ArchivesSummary = { count: 0, bytes: 0, nextDropAt: null, freeBytes: null, totalBytes: null };
+  const unknown = (name: string, state: string): TableStatus => ({
+    name, state, mode: null, rowsCopied: 0, rowsEstimated: 0, rowsPerSecond: 0, percent: null, etaSeconds: null,
+    lagBytes: null, lagSeconds: null, error: null, detail: null, lockWaits: [], staging: null, archives: [], progress: null, catchUp: null,
+  });
+  // Reading a file that is not there would create it.
+  if (cfg.destination.type === 'duckdb' && !existsSync(cfg.destination.path)) {
+    return { pipeline: pipeline(false, null), tables: names.map((n) => unknown(n, 'queued')), archives: noArchives };
+  }
+  const { destination } = enginesFor(cfg);
+  let control: DestinationControl;
+  try {
+    control = await destination.openControl('sluice-status');
+  } catch (err) {
+    const pid = err instanceof SluiceError ? (err.context.pid as number | null | undefined) : undefined;
+    if (pid === undefined) throw err;
+    const note = `the ${destination.type} destination is held by process ${pid ?? '(unknown)'}: table details are readable when it stops`;
+    return { pipeline: pipeline(true, pid, note), tables: names.map((n) => unknown(n, 'running')), archives: noArchives };
+  }
+  try {
+    await control.assertStateReadable();
+    // No state yet (never run): every table is queued.
+    const rows = await control.tables(cfg.pipeline.name).catch(() => []);
+    const cursors = new Map((await control.cursors(cfg.pipeline.name).catch(() => [])).map((c) => [cursorKey(c.name, c.target), c]));
+    const archives = await control.listArchives(cfg.pipeline.name).catch(() => []);
+    const byName = new Map(rows.map((r) => [r.name, r]));
+    const current = side.currentLsn === null ? null : Lsn.parse(side.currentLsn);
+    const tables = [...new Set([...names, ...rows.map((r) => r.name)])].map((name): TableStatus => {
+      const row = byName.get(name);
+      if (!row) return unknown(name, 'queued');
+      const cursor = cursors.get(cursorKey(name, row.target));
+      return {
+        ...unknown(name, row.state),
+        mode: row.mode,
+        rowsCopied: row.rowsCopied,
+        rowsEstimated: row.rowsEstimated,
+        ...copyFigures(row, false),
+        lagBytes: cursor && current !== null ? Math.max(0, Number(current - cursor.position.lsn)) : null,
+        lagSeconds: cursor?.commitTime ? Math.max(0, (Date.now() - cursor.commitTime.getTime()) / 1000) : null,
+        error: row.error,
+        detail: row.detail,
+        staging: row.staging,
+        archives: archives.filter((a) => a.table === name).map((a) => ({ name: a.archive, dropAfter: a.dropAfter ? a.dropAfter.toISOString() : null })),
+      };
+    });
+    const dropTimes = archives.map((a) => a.dropAfter?.getTime()).filter((t): t is number => t !== undefined);
+    return {
+      pipeline: pipeline(false, null),
+      tables,
+      archives: { ...noArchives, count: archives.length, nextDropAt: dropTimes.length ? new Date(Math.min(...dropTimes)).toISOString() : null },
+    };
+  } finally {
+    await control.close();
   }
 }
 

@@ -7,7 +7,7 @@
  * what a per-day backfill or an audit asks — before it says which rows.
  */
 import type pg from 'pg';
-import type { SluiceConfig } from '../config/schema.js';
+import { postgresDestinationUrl, type SluiceConfig } from '../config/schema.js';
 import { SluiceError } from '../core/errors.js';
 import { sleep } from '../core/retry.js';
 import { TableName } from '../core/types.js';
@@ -55,7 +55,7 @@ const MAX_HOURS_NAMED = 5;
 
 export async function verifyTablesByBucket(cfg: SluiceConfig, names: string[], spec: BucketSpec, opts: VerifyOptions = {}): Promise<BucketVerdict[]> {
   const src = await connect('source', cfg.source.url, 'sluice-verify');
-  const dst = await connect('destination', cfg.destination.url, 'sluice-verify');
+  const dst = await connect('destination', postgresDestinationUrl(cfg.destination, 'sluice verify'), 'sluice-verify');
   try {
     const out: BucketVerdict[] = [];
     for (const n of names) {

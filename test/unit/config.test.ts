@@ -144,7 +144,7 @@ test('SLUICE_* env overrides the file, and flags override SLUICE_* env', () => {
   const env = { SLUICE_SOURCE_URL: 'postgres://env@src/db', SLUICE_LOG_PATH: '/tmp/envlog' };
   const cfg = parseConfig(MINIMAL, { env });
   assert.equal(cfg.source.url, 'postgres://env@src/db');
-  assert.equal(cfg.destination.url, 'postgresql://u:pw@dst/db');
+  assert.equal((cfg.destination.type === 'postgres' && cfg.destination.url), 'postgresql://u:pw@dst/db');
   assert.equal(cfg.log.type === 'embedded' && cfg.log.path, '/tmp/envlog');
 
   const cfg2 = parseConfig(MINIMAL, {
@@ -152,7 +152,7 @@ test('SLUICE_* env overrides the file, and flags override SLUICE_* env', () => {
     overrides: { sourceUrl: 'postgres://flag@src/db' },
   });
   assert.equal(cfg2.source.url, 'postgres://flag@src/db');
-  assert.equal(cfg2.destination.url, 'postgres://env@dst/db');
+  assert.equal((cfg2.destination.type === 'postgres' && cfg2.destination.url), 'postgres://env@dst/db');
 
   const err = configError(() => parseConfig(MINIMAL, { env: { SLUICE_SOURCE_URL: 'mysql://x' } }));
   assert.match(err.message, /source\.url: .*\(set by SLUICE_SOURCE_URL\)/);
@@ -185,7 +185,7 @@ test('redaction replaces URL passwords', () => {
   const cfg = parseConfig(MINIMAL, { env: {} });
   const red = redactConfig(cfg) as typeof cfg;
   assert.equal(red.source.url, 'postgres://u:***@src:5432/db');
-  assert.equal(red.destination.url, 'postgresql://u:***@dst/db');
+  assert.equal((red.destination.type === 'postgres' && red.destination.url), 'postgresql://u:***@dst/db');
   assert.equal(cfg.source.url, 'postgres://u:secret@src:5432/db', 'the original is not modified');
   assert.doesNotMatch(JSON.stringify(red), /secret/);
 });

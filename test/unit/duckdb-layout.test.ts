@@ -1,5 +1,5 @@
 /**
- * The DuckDB driver stands alone: it imports core/ and its own folder, and nothing of the pipeline
+ * The DuckDB driver stands alone: it imports core/, the destination port and its own folder, and nothing of the pipeline
  * or of another driver (the PostgreSQL source's column descriptions only as types, until they move
  * to core/ with the destination port). And the SQL of the cross-engine row hash is pinned.
  */
@@ -12,7 +12,7 @@ import { duckTypeOfBuiltin } from '../../src/destinations/duckdb/types.js';
 
 const dir = join(process.cwd(), 'src', 'destinations', 'duckdb');
 
-test('src/destinations/duckdb imports only core/, its own files, @duckdb/node-api and node: modules', () => {
+test('src/destinations/duckdb imports only core/, the destination port, its own files, @duckdb/node-api and node: modules', () => {
   const files = readdirSync(dir).filter((f) => f.endsWith('.ts'));
   assert.ok(files.length >= 7, `found ${files.join(', ')}`);
   for (const f of files) {
@@ -22,6 +22,7 @@ test('src/destinations/duckdb imports only core/, its own files, @duckdb/node-ap
       const ok =
         from.startsWith('./') ||
         from.startsWith('../../core/') ||
+        from === '../destination.js' ||
         from.startsWith('node:') ||
         from === '@duckdb/node-api' ||
         (typeOnly !== undefined && from === '../../sources/postgres/introspect.js');

@@ -15,14 +15,21 @@ import { sleep } from '../../core/retry.js';
 import type { TableState } from '../../core/types.js';
 import { createDemoTable, Workload } from '../../demo/workload.js';
 import { startClusters } from '../../embedded/clusters.js';
-import { createPipeline } from '../../pipeline/orchestrator.js';
+import { createPipeline, type Pipeline } from '../../pipeline/orchestrator.js';
+import type { TableRuntime } from '../../pipeline/runtime.js';
 import { verifyTables } from '../../verify/verifier.js';
 import type { GlobalOptions } from '../shared.js';
+import { SluiceError } from '../../core/errors.js';
 import { renderVerdicts } from './verify.js';
 import { httpSettings } from '../../http/security.js';
 import { startHttp, type HttpSurface } from '../../http/server.js';
 
-export async function demoCommand(flags: { rows?: string; keep?: boolean; http?: string | boolean }, opts: GlobalOptions): Promise<number> {
+export async function demoCommand(flags: { rows?: string; keep?: boolean; http?: string | boolean; destination?: string }, opts: GlobalOptions): Promise<number> {
+  // Loaded when asked for: DuckDB's native library is not loaded by every sluice command.
+  if (flags.destination === 'duckdb') return (await import('./demo-duckdb.js')).demoDuckDb(flags, opts);
+  if (flags.destination !== undefined && flags.destination !== 'postgres') {
+    throw new SluiceError('BAD_USAGE', `--destination ${flags.destination}: the demo runs into postgres or duckdb`);
+  }
   const rows = Number(flags.rows ?? 1_000_000);
   const say = (s: string) => process.stdout.write(`${s}\n`);
   const work = mkdtempSync(join(tmpdir(), 'sluice-demo-'));
@@ -56,30 +63,11 @@ tables:
     say('4/7 running the pipeline: capture into the change log from the first second, keyset backfill, replay, stream');
     const log = createLogger({ level: opts.verbose ? 'debug' : 'warn', format: opts.logFormat ?? 'pretty' });
     pipeline = createPipeline(cfg, { logger: log });
-    t = Date.now();
-    await pipeline.start();
-    if (flags.http !== undefined) {
-      const p = pipeline;
+    const rt = await startAndCatchUp(pipeline, say, async () => {
+      if (flags.http === undefined) return;
+      const p = pipeline!;
       surface = await startHttp(cfg, () => p, httpSettings(cfg, flags.http, process.env)!, log, say);
-    }
-    const rt = pipeline.tables.get('public.orders')!;
-    let lastLine = 0;
-    while (rt.state !== 'streaming') {
-      if (rt.state === 'failed') throw new Error(`backfill failed: ${rt.error}`);
-      if (Date.now() - lastLine >= 1000) {
-        lastLine = Date.now();
-        const c = pipeline.counters();
-        const pct = rt.rowsEstimated ? Math.min(100, Math.floor((rt.rowsCopied / rt.rowsEstimated) * 100)) : 0;
-        say(
-          `    ${rt.state.padEnd(11)} ${String(pct).padStart(3)}%  ${rt.rowsCopied.toLocaleString('en-US').padStart(10)} rows copied` +
-            `  ${rt.state === 'backfilling' ? rate(rt.rowsPerSecond) : ''}` +
-            `  changes captured ${c.captured.toLocaleString('en-US')}, applied ${c.applied.toLocaleString('en-US')}`,
-        );
-      }
-      await sleep(100);
-    }
-    const seconds = (Date.now() - t) / 1000;
-    say(`    public.orders is streaming: ${rt.rowsCopied.toLocaleString('en-US')} rows copied and caught up in ${seconds.toFixed(1)} s`);
+    });
     say('    streaming live changes for 3 s ...');
     await sleep(3000);
 
@@ -89,7 +77,7 @@ tables:
     reader.start();
     t = Date.now();
     await pipeline.requestBackfill('public.orders', 'online');
-    lastLine = 0;
+    let lastLine = 0;
     const stateNow = (): TableState => rt.state;
     while (stateNow() !== 'streaming' || rt.staging) {
       if (stateNow() === 'failed') throw new Error(`online backfill failed: ${rt.error}`);
@@ -118,8 +106,9 @@ tables:
     const c = pipeline.counters();
     say(`    changes captured ${c.captured.toLocaleString('en-US')}, applied ${c.applied.toLocaleString('en-US')}`);
     const equal = verdicts.every((v) => v.equal);
-    if (flags.keep || surface) {
-      say(`    ${surface ? `the page stays at ${surface.loginUrl}` : '--keep'}: clusters stay up; press Ctrl-C to stop`);
+    const page = surface as HttpSurface | null;
+    if (flags.keep || page) {
+      say(`    ${page ? `the page stays at ${page.loginUrl}` : '--keep'}: clusters stay up; press Ctrl-C to stop`);
       await new Promise<void>((resolve) => process.once('SIGINT', () => resolve()));
     }
     say('7/7 cleaning up');
@@ -128,12 +117,38 @@ tables:
     say(equal ? 'demo finished: destination equals source' : 'demo finished: DIFFERENCES found (see above)');
     return equal ? 0 : 1;
   } finally {
-    await surface?.close().catch(() => {});
+    await (surface as HttpSurface | null)?.close().catch(() => {});
     await workload?.stop().catch(() => {});
     await pipeline?.stop().catch(() => {});
     await stopAll().catch(() => {});
     rmSync(work, { recursive: true, force: true });
   }
+}
+
+/** Starts the pipeline and prints progress until public.orders streams (loaded and caught up). */
+export async function startAndCatchUp(pipeline: Pipeline, say: (s: string) => void, afterStart?: () => Promise<void>): Promise<TableRuntime> {
+  const t = Date.now();
+  await pipeline.start();
+  await afterStart?.();
+  const rt = pipeline.tables.get('public.orders')!;
+  let lastLine = 0;
+  while (rt.state !== 'streaming' || rt.staging) {
+    if (rt.state === 'failed') throw new Error(`backfill failed: ${rt.error}`);
+    if (Date.now() - lastLine >= 1000) {
+      lastLine = Date.now();
+      const c = pipeline.counters();
+      const pct = rt.rowsEstimated ? Math.min(100, Math.floor((rt.rowsCopied / rt.rowsEstimated) * 100)) : 0;
+      say(
+        `    ${rt.state.padEnd(11)} ${String(pct).padStart(3)}%  ${rt.rowsCopied.toLocaleString('en-US').padStart(10)} rows copied` +
+          `  ${rt.state === 'backfilling' ? rate(rt.rowsPerSecond) : ''}` +
+          `  changes captured ${c.captured.toLocaleString('en-US')}, applied ${c.applied.toLocaleString('en-US')}`,
+      );
+    }
+    await sleep(100);
+  }
+  const seconds = (Date.now() - t) / 1000;
+  say(`    public.orders is streaming: ${rt.rowsCopied.toLocaleString('en-US')} rows copied and caught up in ${seconds.toFixed(1)} s`);
+  return rt;
 }
 
 /** A reader of the destination table: what people querying it during a backfill would see. */

@@ -15,7 +15,7 @@ export function startLine(cfg: SluiceConfig): string {
     `pipeline=${cfg.pipeline.name}`,
     `source=${redactUrl(cfg.source.url)}`,
     ...(cfg.source.replicaUrl ? [`replica=${redactUrl(cfg.source.replicaUrl)}`] : []),
-    `destination=${redactUrl(cfg.destination.url)} schema=${cfg.destination.schema}`,
+    `destination=${cfg.destination.type === 'postgres' ? redactUrl(cfg.destination.url) : `duckdb:${cfg.destination.path}`} schema=${cfg.destination.schema}`,
     `log=${cfg.log.type === 'embedded' ? cfg.log.path : cfg.log.type}`,
     `concurrency=${cfg.pipeline.concurrency}`,
     `tables=${tables}`,

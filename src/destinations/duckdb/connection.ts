@@ -16,7 +16,8 @@
  */
 import { realpathSync } from 'node:fs';
 import { dirname, basename, resolve, join } from 'node:path';
-import { DuckDBConnection, DuckDBInstance, type DuckDBValue } from '@duckdb/node-api';
+import type { DuckDBConnection, DuckDBInstance, DuckDBValue } from '@duckdb/node-api';
+import { duckdb } from './native.js';
 import { SluiceError } from '../../core/errors.js';
 import { classifyDuckDb, lockConflictError } from './errors.js';
 
@@ -72,7 +73,7 @@ export async function openDuckDb(path: string): Promise<DuckDbFile> {
   let instance: DuckDBInstance;
   let connection: DuckDBConnection;
   try {
-    instance = await DuckDBInstance.create(real);
+    instance = await duckdb().DuckDBInstance.create(real);
     connection = await instance.connect();
   } catch (err) {
     heldHere.delete(real);

@@ -46,6 +46,16 @@ export function createTableSql(target: TableName, columns: readonly DuckColumn[]
   return `CREATE TABLE ${qualified(target)} (\n  ${columns.map((c) => columnDef(c)).join(',\n  ')}\n)`;
 }
 
+/** The comment a money column carries: its DECIMAL(19,2) takes money's text form (catalog.ts). */
+export const MONEY_COMMENT = 'sluice:money';
+
+/** Comments that say how a column takes its values where its DuckDB type does not (money). */
+export function columnCommentsSql(target: TableName, columns: readonly DuckColumn[]): string[] {
+  return columns
+    .filter((c) => c.type.kind === 'money')
+    .map((c) => `COMMENT ON COLUMN ${qualified(target)}.${quoteIdent(c.name)} IS ${quoteLiteral(MONEY_COMMENT)}`);
+}
+
 /** The load table of a backfill: the columns plus the load sequence, nothing else. */
 export function createLoadTableSql(load: TableName, columns: readonly DuckColumn[]): string {
   return `CREATE TABLE ${qualified(load)} (\n  ${[...columns.map((c) => columnDef(c)), `${LOAD_SEQ} BIGINT NOT NULL`].join(',\n  ')}\n)`;

@@ -15,14 +15,8 @@
  * cast is exact for it (integers, floats in shortest round-trip form, booleans, times, UUIDs, bits,
  * enum labels; decimals after the check below, since DuckDB rounds surplus fraction digits).
  */
-import {
-  DuckDBBlobValue,
-  DuckDBDateValue,
-  DuckDBIntervalValue,
-  DuckDBTimestampTZValue,
-  DuckDBTimestampValue,
-  type DuckDBValue,
-} from '@duckdb/node-api';
+import type { DuckDBValue } from '@duckdb/node-api';
+import { duckdb } from './native.js';
 import { SluiceError } from '../../core/errors.js';
 import type { ColumnInfo, TableInfo, UserTypeDef } from '../../core/columns.js';
 import { quoteLiteral } from './dialect.js';
@@ -173,6 +167,7 @@ export class ValueRefused extends SluiceError {
  */
 export function toDuckValue(column: string, type: DuckType, text: string | null): DuckDBValue {
   if (text === null) return null;
+  const { DuckDBBlobValue, DuckDBDateValue, DuckDBTimestampValue, DuckDBTimestampTZValue, DuckDBIntervalValue } = duckdb();
   switch (type.kind) {
     case 'cast':
     case 'text':
@@ -236,6 +231,7 @@ const DATE_RE = /^(\d{4,})-(\d\d)-(\d\d)( BC)?$/;
 const TS_RE = /^(\d{4,})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?([+-]\d\d(?::?\d\d(?::?\d\d)?)?)?( BC)?$/;
 
 function dateDays(column: string, type: DuckType, text: string): number {
+  const { DuckDBDateValue } = duckdb();
   if (text === 'infinity') return DuckDBDateValue.PosInf.days;
   if (text === '-infinity') return DuckDBDateValue.NegInf.days;
   const m = DATE_RE.exec(text);
@@ -247,6 +243,7 @@ function dateDays(column: string, type: DuckType, text: string): number {
 }
 
 function timestampMicros(column: string, type: DuckType, text: string, zoned: boolean): bigint {
+  const { DuckDBTimestampTZValue, DuckDBTimestampValue } = duckdb();
   const Kind = zoned ? DuckDBTimestampTZValue : DuckDBTimestampValue;
   if (text === 'infinity') return Kind.PosInf.micros;
   if (text === '-infinity') return Kind.NegInf.micros;

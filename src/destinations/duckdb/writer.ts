@@ -6,19 +6,14 @@
  *
  * SQL text comes from dialect.ts, value conversion from types.ts.
  */
-import {
-  DuckDBBlobValue,
-  DuckDBDateValue,
-  DuckDBIntervalValue,
-  DuckDBTimestampTZValue,
-  DuckDBTimestampValue,
-  type DuckDBAppender,
-} from '@duckdb/node-api';
+import type { DuckDBAppender } from '@duckdb/node-api';
+import { duckdb } from './native.js';
 import type { BackfillMode, CapturedValue, TableName } from '../../core/types.js';
 import type { DuckDbFile } from './connection.js';
 import { classifyDuckDb } from './errors.js';
 import {
   addColumnSql,
+  columnCommentsSql,
   applyFillSql,
   createBatchTableSql,
   createLoadTableSql,
@@ -46,6 +41,7 @@ export interface TableShape {
 /** Appends one captured text value converted for its column. */
 function appendCaptured(appender: DuckDBAppender, column: DuckColumn, text: string | null): void {
   const v = toDuckValue(column.name, column.type, text);
+  const { DuckDBBlobValue, DuckDBDateValue, DuckDBTimestampTZValue, DuckDBTimestampValue, DuckDBIntervalValue } = duckdb();
   if (v === null) appender.appendNull();
   else if (typeof v === 'string') appender.appendVarchar(v);
   else if (v instanceof DuckDBBlobValue) appender.appendBlob(v.bytes);
@@ -92,7 +88,13 @@ async function appendRows(
 /** Creates the schema and a table of the shape (no key: dialect.ts says why). */
 export async function createTarget(file: DuckDbFile, target: TableName, shape: TableShape): Promise<void> {
   await file.run(createSchemaSql(target.schema));
-  await file.run(createTableSql(target, shape.columns));
+  await createTable(file, target, shape.columns);
+}
+
+/** A table of these columns, with the comments catalog.ts reads back. */
+async function createTable(file: DuckDbFile, target: TableName, columns: readonly DuckColumn[]): Promise<void> {
+  await file.run(createTableSql(target, columns));
+  for (const sql of columnCommentsSql(target, columns)) await file.run(sql);
 }
 
 /**
@@ -103,6 +105,7 @@ export async function createLoadTable(file: DuckDbFile, load: TableName, shape: 
   await file.run(createSchemaSql(load.schema));
   await file.run(dropTableSql(load));
   await file.run(createLoadTableSql(load, shape.columns));
+  for (const sql of columnCommentsSql(load, shape.columns)) await file.run(sql);
 }
 
 /**
@@ -145,7 +148,7 @@ export async function finishLoad(
   await file.transaction(async () => {
     if (mode === 'online' || mode === 'drop') {
       await file.run(dropTableSql(into));
-      await file.run(createTableSql(into, shape.columns));
+      await createTable(file, into, shape.columns);
       await file.run(insertDedupedSql(into, load, shape.columns, shape.key));
     } else if (mode === 'truncate') {
       await file.run(truncateSql(into));
@@ -202,36 +205,42 @@ export async function applyBatch(
   fill: FillFromSource | null,
   commitCursor: () => Promise<void>,
 ): Promise<void> {
-  const names = shape.columns.map((c) => c.name);
-  const keyIdx = shape.key.map((k) => names.indexOf(k));
   await file.transaction(async () => {
-    if (batch.truncateFirst) await file.run(truncateSql(target));
-    await file.run(createBatchTableSql(BATCH, shape.columns));
-    const staged: (string | null)[][] = [];
-    const extras: [string, string | null, string | null][] = [];
-    for (const img of batch.upserts) {
-      const unchanged = img.row.some((v) => v === false);
-      staged.push(img.row.map((v) => (v === false ? null : v)));
-      extras.push(['u', unchanged ? img.row.map((v) => (v === false ? '1' : '0')).join('') : null, unchanged && img.fromKey ? JSON.stringify(img.fromKey) : null]);
-    }
-    for (const key of batch.deletes) {
-      const row: (string | null)[] = names.map(() => null);
-      keyIdx.forEach((ci, j) => (row[ci] = key[j]));
-      staged.push(row);
-      extras.push(['d', null, null]);
-    }
-    await appendRows(file, { catalog: 'temp', schema: 'main', name: BATCH }, shape.columns, staged, (a, i) => {
-      const [op, mask, from] = extras[i];
-      a.appendVarchar(op);
-      if (mask === null) a.appendNull();
-      else a.appendVarchar(mask);
-      if (from === null) a.appendNull();
-      else a.appendVarchar(from);
-    });
-    await resolveUnknownValues(file, target, shape, fill);
-    await file.run(mergeBatchSql(target, BATCH, shape.columns, shape.key));
+    await applyBatchRows(file, target, shape, batch, fill);
     await commitCursor();
   });
+}
+
+/** applyBatch's statements, inside a transaction the caller holds (several segments and one cursor). */
+export async function applyBatchRows(file: DuckDbFile, target: TableName, shape: TableShape, batch: Batch, fill: FillFromSource | null): Promise<void> {
+  const names = shape.columns.map((c) => c.name);
+  const keyIdx = shape.key.map((k) => names.indexOf(k));
+  if (batch.truncateFirst) await file.run(truncateSql(target));
+  await file.run(createBatchTableSql(BATCH, shape.columns));
+  const staged: (string | null)[][] = [];
+  const extras: [string, string | null, string | null][] = [];
+  for (const img of batch.upserts) {
+    const unchanged = img.row.some((v) => v === false);
+    staged.push(img.row.map((v) => (v === false ? null : v)));
+    extras.push(['u', unchanged ? img.row.map((v) => (v === false ? '1' : '0')).join('') : null, unchanged && img.fromKey ? JSON.stringify(img.fromKey) : null]);
+  }
+  for (const key of batch.deletes) {
+    const row: (string | null)[] = names.map(() => null);
+    keyIdx.forEach((ci, j) => (row[ci] = key[j]));
+    staged.push(row);
+    extras.push(['d', null, null]);
+  }
+  await appendRows(file, { catalog: 'temp', schema: 'main', name: BATCH }, shape.columns, staged, (a, i) => {
+    const [op, mask, from] = extras[i];
+    a.appendVarchar(op);
+    if (mask === null) a.appendNull();
+    else a.appendVarchar(mask);
+    if (from === null) a.appendNull();
+    else a.appendVarchar(from);
+  });
+  // Only images that left values out can need them from the source: without any, no query for them.
+  if (extras.some(([, mask]) => mask !== null)) await resolveUnknownValues(file, target, shape, fill);
+  await file.run(mergeBatchSql(target, BATCH, shape.columns, shape.key));
 }
 
 /** destinations/postgres' applier does the same; the reasons are written at dialect.ts unknownValuesSql. */
@@ -256,10 +265,15 @@ async function resolveUnknownValues(file: DuckDbFile, target: TableName, shape: 
   for (const sql of dropUnresolvedSql(target, BATCH, shape.key)) await file.run(sql);
 }
 
-/** A column the source gained, with the value the source gave existing rows (its DEFAULT, as text; null for none). */
+/**
+ * A column the source gained, with the value the source gave existing rows (its DEFAULT, as text; null
+ * for none). Its own transaction, or the caller's when one is open (a batch that carries the column).
+ */
 export async function addColumn(file: DuckDbFile, target: TableName, column: DuckColumn, existingValue: string | null): Promise<void> {
-  await file.transaction(async () => {
+  const inOne = (fn: () => Promise<void>) => (file.inTransaction ? fn() : file.transaction(fn));
+  await inOne(async () => {
     await file.run(addColumnSql(target, column));
+    for (const sql of columnCommentsSql(target, [column])) await file.run(sql);
     if (existingValue !== null) await file.run(setColumnSql(target, column.name), [toDuckValue(column.name, column.type, existingValue)]);
   });
 }

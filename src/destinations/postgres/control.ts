@@ -6,8 +6,21 @@ import type pg from 'pg';
 import type { Logger } from '../../core/logger.js';
 import { closeClient } from '../../postgres/connection.js';
 import { withTransaction } from '../../postgres/session.js';
-import type { Position, TableName } from '../../core/types.js';
-import type { ArchiveRow, DestinationControl, DropOutcome, RequestAnswer, RequestedLoad, RequestRow, RunRow, TableRow } from '../destination.js';
+import type { Position, TableName, TableState } from '../../core/types.js';
+import type {
+  ArchiveRow,
+  CursorState,
+  DestinationControl,
+  DropOutcome,
+  PipelineRun,
+  RequestAnswer,
+  RequestedLoad,
+  RequestRow,
+  RunOutcome,
+  RunRow,
+  TableRow,
+  TableStateFields,
+} from '../destination.js';
 import { dropArchive, listArchives } from './archives.js';
 import { rollbackArchive } from './restore.js';
 import { destinationRefusal } from './backfill-refusals.js';
@@ -15,7 +28,7 @@ import { pipelineLockHolder } from './pipeline-lock.js';
 import { dropDependents } from './foreign-keys.js';
 import { readRequests, readRuns } from './audit.js';
 import { assertStateReadable, ensureStateSchema, readStateFormat } from './state-format.js';
-import { readTable } from './state.js';
+import { knownLogId, readCursors, readTable, readTables, registerPipeline, setRunStatus, setTableState } from './state.js';
 
 export class PostgresControl implements DestinationControl {
   constructor(private readonly dst: pg.Client) {}
@@ -81,6 +94,33 @@ export class PostgresControl implements DestinationControl {
 
   listRequests(pipeline: string, limit: number): Promise<RequestRow[]> {
     return readRequests(this.dst, pipeline, limit);
+  }
+
+  async ensureState(log: Logger): Promise<void> {
+    await ensureStateSchema(this.dst, log);
+  }
+
+  tables(pipeline: string): Promise<TableRow[]> {
+    return readTables(this.dst, pipeline);
+  }
+
+  async cursors(pipeline: string): Promise<CursorState[]> {
+    return [...(await readCursors(this.dst, pipeline)).values()];
+  }
+
+  knownLogId(pipeline: string): Promise<string | null> {
+    return knownLogId(this.dst, pipeline);
+  }
+
+  registerPipeline(run: PipelineRun): Promise<void> {
+    return registerPipeline(this.dst, run);
+  }
+
+  async recordTableState(pipeline: string, name: string, state: TableState, fields: TableStateFields, run?: RunOutcome): Promise<void> {
+    await withTransaction(this.dst, async () => {
+      await setTableState(this.dst, pipeline, name, state, fields);
+      if (run) await setRunStatus(this.dst, pipeline, name, run.status, run.error);
+    });
   }
 
   async close(): Promise<void> {

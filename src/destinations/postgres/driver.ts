@@ -18,7 +18,7 @@ const LOCK_NOT_AVAILABLE = '55P03';
 
 export class PostgresDestination implements Destination {
   readonly type = 'postgres';
-  readonly capabilities: DestinationCapabilities = { supportsForeignKeys: true, supportsOnlineSwap: true };
+  readonly capabilities: DestinationCapabilities = { supportsForeignKeys: true, supportsOnlineSwap: true, readsBinaryChunks: true, appendThenDedupe: false };
 
   constructor(private readonly url: string) {}
 

@@ -5,7 +5,8 @@
  */
 import type pg from 'pg';
 import { Lsn, Position, type BackfillMode, type TableState } from '../../core/types.js';
-import type { TableRow } from '../destination.js';
+import { hostname } from 'node:os';
+import type { PipelineRun, TableRow } from '../destination.js';
 
 export const STATE_SCHEMA = '_sluice';
 
@@ -82,6 +83,22 @@ export async function readCursors(client: pg.ClientBase, pipeline: string): Prom
         changesApplied: Number(x.changes_applied),
       },
     ]),
+  );
+}
+
+/** The change log the pipeline last ran with, or null. */
+export async function knownLogId(client: pg.ClientBase, pipeline: string): Promise<string | null> {
+  const r = await client.query(`SELECT log_id FROM _sluice.pipelines WHERE name = $1`, [pipeline]);
+  return (r.rows[0]?.log_id as string | undefined) ?? null;
+}
+
+/** Records the pipeline as running now (its slot, publication, change log and this process). */
+export async function registerPipeline(client: pg.ClientBase, run: PipelineRun): Promise<void> {
+  await client.query(
+    `INSERT INTO _sluice.pipelines (name, slot, publication, log_id, pid, host, version, started_at, heartbeat_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, now(), now())
+     ON CONFLICT (name) DO UPDATE SET slot = $2, publication = $3, log_id = $4, pid = $5, host = $6, version = $7, started_at = now(), heartbeat_at = now()`,
+    [run.pipeline, run.slot, run.publication, run.logId, process.pid, hostname(), run.version],
   );
 }
 

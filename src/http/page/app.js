@@ -146,6 +146,8 @@ async function main() {
   route();
   // In-place runs are read from the source, not pushed: refreshed while the overview is shown.
   setInterval(() => !$('#overview').hidden && void renderInplace(), INPLACE_EVERY_MS);
+  // The activity lists are re-read while shown too: a read that failed (a busy server) is not the last word.
+  setInterval(() => !$('#activity-page').hidden && void renderActivity(), INPLACE_EVERY_MS);
   const source = new EventSource('/api/v1/events');
   const conn = $('#connection');
   source.addEventListener('status', (e) => {
