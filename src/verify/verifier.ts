@@ -103,39 +103,19 @@ async function verifyThroughPort(cfg: SluiceConfig, names: string[], hashes: Ran
       const source = TableName.parse(n);
       const target = { schema: cfg.destination.schema, name: source.name };
       const info = await introspectTable(src, source);
-      if (info.primaryKey.length === 0) throw new SluiceError('NO_PRIMARY_KEY', `source ${TableName.format(source)}: verify compares by primary key and the table has none`);
+      if (info.primaryKey.length === 0) throw noPrimaryKey(source);
       const side: Side = { client: src, table: source };
       const shape: VerifyShape = { ...verifyShape(info.columns, info.primaryKey, opts.where ?? ''), rowExpr: hashes.sourceRowHash(info) };
       await checkScope(side, shape.scope, 'source');
       const destinationHash = async (range: KeyRange): Promise<RangeHash> => {
         const d = await hashes.rangeHash(target, info, range, shape.scope);
-        if (!d) throw new SluiceError('TABLE_NOT_FOUND', `destination table ${TableName.format(target)} does not exist: it has not been loaded yet (sluice run creates it), or destination.schema names another schema`);
+        if (!d) throw missingDestination(target);
         return d;
       };
-      const entries: { range: KeyRange; s: RangeHash; d: RangeHash }[] = [];
-      for await (const range of walkRanges(side, shape, { after: null, upTo: null }, Math.max(2, opts.rangeRows ?? 50_000))) {
-        entries.push({ range, s: await hashRange(side, shape, range), d: await destinationHash(range) });
-        opts.onProgress?.({ table: n, rowsChecked: entries.reduce((a, e) => a + e.s.n, 0), rowsEstimated: info.rowsEstimated, ranges: entries.length, rangesDiffering: entries.filter((e) => !same(e.s, e.d)).length });
-      }
-      let open = entries.filter((e) => !same(e.s, e.d));
-      for (let attempt = 2; attempt <= Math.max(1, opts.attempts ?? 4) && open.length > 0; attempt++) {
-        await sleep(1000 * 2 ** (attempt - 2));
-        for (const e of open) [e.s, e.d] = [await hashRange(side, shape, e.range), await destinationHash(e.range)];
-        open = open.filter((e) => !same(e.s, e.d));
-      }
-      const digest = (hs: RangeHash[]) => createHash('md5').update(hs.map((x) => x.h).join('')).digest('hex');
-      out.push({
-        table: TableName.format(source),
-        ...(shape.scope !== '' ? { where: shape.scope } : {}),
-        equal: open.length === 0,
-        sourceRows: entries.reduce((a, e) => a + e.s.n, 0),
-        destinationRows: entries.reduce((a, e) => a + e.d.n, 0),
-        sourceMd5: digest(entries.map((e) => e.s)),
-        destinationMd5: digest(entries.map((e) => e.d)),
-        ranges: entries.length,
-        rangesDiffering: open.length,
-        differences: [],
-      });
+      const hashBoth = async (range: KeyRange) => ({ s: await hashRange(side, shape, range), d: await destinationHash(range) });
+      const { entries, open } = await compareRanges(side, shape, info.rowsEstimated, hashBoth, opts);
+      // Per-row hashes are not compared across engines yet: the verdict counts the differing ranges.
+      out.push(verdictOf(TableName.format(source), shape, entries, open, []));
     }
     return out;
   } finally {
@@ -159,54 +139,83 @@ const MAX_DEPTH = 12;
 async function verifyTable(src: Side, dst: Side, opts: VerifyOptions): Promise<TableVerdict> {
   const info = await introspectTable(src.client, src.table);
   const there = await dst.client.query(`SELECT to_regclass($1) IS NOT NULL AS ok`, [qualified(dst.table)]);
-  if (!there.rows[0].ok) {
-    throw new SluiceError(
-      'TABLE_NOT_FOUND',
-      `destination table ${TableName.format(dst.table)} does not exist: it has not been loaded yet (sluice run creates it), or destination.schema names another schema`,
-      { context: { table: TableName.format(dst.table), side: 'destination' } },
-    );
-  }
-  if (info.primaryKey.length === 0) {
-    throw new SluiceError('NO_PRIMARY_KEY', `source ${TableName.format(src.table)}: verify compares by primary key and the table has none`);
-  }
+  if (!there.rows[0].ok) throw missingDestination(dst.table);
+  if (info.primaryKey.length === 0) throw noPrimaryKey(src.table);
   const shape = verifyShape(info.columns, info.primaryKey, opts.where ?? '', await keysNeedingC(src, dst));
   await checkScope(src, shape.scope, 'source');
   await checkScope(dst, shape.scope, 'destination');
-  const attempts = Math.max(1, opts.attempts ?? 4);
   const maxKeys = opts.maxKeys ?? 20;
   const rangeRows = Math.max(2, opts.rangeRows ?? 50_000);
-  const pace = pacer(opts.maxRowsPerSecond ?? 0);
-  const table = TableName.format(src.table);
-
-  // First pass: every range once.
-  const entries: { range: KeyRange; s: RangeHash; d: RangeHash }[] = [];
-  let rowsChecked = 0;
-  let differing = 0;
-  for await (const range of walkRanges(src, shape, { after: null, upTo: null }, rangeRows)) {
+  const hashBoth = async (range: KeyRange) => {
     const [s, d] = await Promise.all([hashRange(src, shape, range), hashRange(dst, shape, range)]);
-    entries.push({ range, s, d });
-    rowsChecked += s.n;
-    if (!same(s, d)) differing++;
-    opts.onProgress?.({ table, rowsChecked, rowsEstimated: info.rowsEstimated, ranges: entries.length, rangesDiffering: differing });
-    await pace(s.n);
-  }
-
-  // Re-checks of the ranges that differ, with growing pauses: changes in flight land meanwhile.
-  let open = entries.filter((e) => !same(e.s, e.d));
-  for (let attempt = 2; attempt <= attempts && open.length > 0; attempt++) {
-    await sleep(1000 * 2 ** (attempt - 2));
-    for (const e of open) {
-      [e.s, e.d] = await Promise.all([hashRange(src, shape, e.range), hashRange(dst, shape, e.range)]);
-      await pace(e.s.n);
-    }
-    open = open.filter((e) => !same(e.s, e.d));
-  }
-
+    return { s, d };
+  };
+  const { entries, open } = await compareRanges(src, shape, info.rowsEstimated, hashBoth, opts);
   const differences: TableVerdict['differences'] = [];
   for (const e of open) {
     if (differences.length >= maxKeys) break;
     differences.push(...(await diffRange(src, dst, shape, e.range, e.s, e.d, maxKeys - differences.length, rangeRows, 0)));
   }
+  return verdictOf(TableName.format(src.table), shape, entries, open, differences);
+}
+
+function missingDestination(target: TableName): SluiceError {
+  return new SluiceError(
+    'TABLE_NOT_FOUND',
+    `destination table ${TableName.format(target)} does not exist: it has not been loaded yet (sluice run creates it), or destination.schema names another schema`,
+    { context: { table: TableName.format(target), side: 'destination' } },
+  );
+}
+
+function noPrimaryKey(source: TableName): SluiceError {
+  return new SluiceError('NO_PRIMARY_KEY', `source ${TableName.format(source)}: verify compares by primary key and the table has none`);
+}
+
+interface RangeEntry {
+  readonly range: KeyRange;
+  s: RangeHash;
+  d: RangeHash;
+}
+
+/**
+ * Hashes every range of the source's key space on both sides once, then re-checks the ranges that
+ * differ, with growing pauses (changes in flight land meanwhile). `open`: the ranges that still differ.
+ */
+async function compareRanges(
+  src: Side,
+  shape: VerifyShape,
+  rowsEstimated: number,
+  hashBoth: (range: KeyRange) => Promise<{ s: RangeHash; d: RangeHash }>,
+  opts: VerifyOptions,
+): Promise<{ entries: RangeEntry[]; open: RangeEntry[] }> {
+  const attempts = Math.max(1, opts.attempts ?? 4);
+  const rangeRows = Math.max(2, opts.rangeRows ?? 50_000);
+  const pace = pacer(opts.maxRowsPerSecond ?? 0);
+  const table = TableName.format(src.table);
+  const entries: RangeEntry[] = [];
+  let rowsChecked = 0;
+  let differing = 0;
+  for await (const range of walkRanges(src, shape, { after: null, upTo: null }, rangeRows)) {
+    const { s, d } = await hashBoth(range);
+    entries.push({ range, s, d });
+    rowsChecked += s.n;
+    if (!same(s, d)) differing++;
+    opts.onProgress?.({ table, rowsChecked, rowsEstimated, ranges: entries.length, rangesDiffering: differing });
+    await pace(s.n);
+  }
+  let open = entries.filter((e) => !same(e.s, e.d));
+  for (let attempt = 2; attempt <= attempts && open.length > 0; attempt++) {
+    await sleep(1000 * 2 ** (attempt - 2));
+    for (const e of open) {
+      ({ s: e.s, d: e.d } = await hashBoth(e.range));
+      await pace(e.s.n);
+    }
+    open = open.filter((e) => !same(e.s, e.d));
+  }
+  return { entries, open };
+}
+
+function verdictOf(table: string, shape: VerifyShape, entries: readonly RangeEntry[], open: readonly RangeEntry[], differences: TableVerdict['differences']): TableVerdict {
   const digest = (hs: RangeHash[]) => createHash('md5').update(hs.map((x) => x.h).join('')).digest('hex');
   return {
     table,
