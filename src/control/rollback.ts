@@ -4,7 +4,7 @@
  * is recorded. The running pipeline does the rest (src/pipeline/rollback.ts).
  */
 import type { SluiceConfig } from '../config/schema.js';
-import { SluiceError } from '../core/errors.js';
+import { noArchiveToRollBack, SluiceError } from '../core/errors.js';
 import { Lsn } from '../core/types.js';
 import { destinationFor } from '../engines.js';
 
@@ -17,13 +17,7 @@ export async function checkRollback(cfg: SluiceConfig, tables: readonly string[]
     const out: string[] = [];
     for (const t of tables) {
       const a = await control.rollbackArchive(cfg.pipeline.name, t);
-      if (!a) {
-        throw new SluiceError(
-          'BAD_USAGE',
-          `${t} has no archive to roll back to: an online backfill keeps the table it replaced for online.archiveRetentionHours ` +
-            `(or for good with --keep-archive), and only the newest one, while it is kept, can be swapped back (\`sluice archives list\` shows them)`,
-        );
-      }
+      if (!a) throw noArchiveToRollBack(t);
       out.push(`${t}: back to ${a.archive} (archived at ${Lsn.format(a.at.lsn)})`);
     }
     return out;

@@ -85,3 +85,12 @@ export function errorMessage(err: unknown): string {
   if (err instanceof Error) return err.message;
   return String(err);
 }
+
+/** A rollback asked of a table whose newest archive is gone (or never was): what keeps one, and where to look. */
+export function noArchiveToRollBack(table: string): SluiceError {
+  return new SluiceError(
+    'BAD_USAGE',
+    `${table} has no archive to roll back to: an online backfill keeps the table it replaced for online.archiveRetentionHours ` +
+      `(or for good with --keep-archive), and only the newest one, while it is kept, can be swapped back (\`sluice archives list\` shows them)`,
+  );
+}

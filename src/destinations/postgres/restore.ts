@@ -14,7 +14,7 @@
  * while the Applier replays the changes since the swap into it.
  */
 import type pg from 'pg';
-import { SluiceError } from '../../core/errors.js';
+import { noArchiveToRollBack, SluiceError } from '../../core/errors.js';
 import { Lsn, TableName, type Position } from '../../core/types.js';
 import type { RestoreArchiveRequest, RestoreArchiveResult } from '../destination.js';
 import { withTransaction } from '../../postgres/session.js';
@@ -42,13 +42,7 @@ export async function restoreArchive(dst: pg.Client, pipeline: string, req: Rest
   return withTransaction(dst, async () => {
     await dst.query(`SET LOCAL lock_timeout = '${Math.max(1, Math.round(req.lockTimeoutMs))}ms'`);
     const found = await rollbackArchive(dst, pipeline, req.name);
-    if (!found) {
-      throw new SluiceError(
-        'BAD_USAGE',
-        `${req.name} has no archive to roll back to: an online backfill keeps the table it replaced for online.archiveRetentionHours ` +
-          `(or for good with --keep-archive), and only the newest one, while it is kept, can be swapped back (\`sluice archives list\` shows them)`,
-      );
-    }
+    if (!found) throw noArchiveToRollBack(req.name);
     await dst.query(`SELECT 1 FROM _sluice.archives WHERE pipeline = $1 AND archive = $2 FOR UPDATE`, [pipeline, found.archive]);
     const archive = TableName.parse(found.archive);
     const exists = (await dst.query(`SELECT to_regclass($1) IS NOT NULL AS ok`, [qualified(archive)])).rows[0].ok as boolean;
